@@ -1,0 +1,193 @@
+"""Configs: dataclasses, YAML files, dotted ``key=value`` overrides.
+
+Generic machinery first (works for any dataclass tree), then the run config
+schema. An unknown key or a value of the wrong type is a ``ConfigError`` that
+names the key and what is allowed, so a typo never silently trains the wrong
+model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit the schema."""
+
+
+def _allowed(cls) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert ``value`` to the annotated type ``tp`` (strings from the CLI are parsed)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        if isinstance(value, str) and value.lower() in ("null", "none") and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"{key}: {value!r} does not fit {tp}")
+    if origin is typing.Literal:
+        choices = typing.get_args(tp)
+        if value in choices:
+            return value
+        raise ConfigError(
+            f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}"
+        )
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (inner, *_) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if isinstance(value, str):
+            value = yaml.safe_load(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping with keys {_allowed(tp)}, got {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """Build dataclass ``cls`` from a (nested) dict; unknown keys are errors."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in data.items():
+        if k not in names:
+            raise ConfigError(f"unknown key {prefix}{k!r}; allowed: {_allowed(cls)}")
+        kwargs[k] = _coerce(v, hints[k], f"{prefix}{k}")
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def apply_overrides(data: dict, overrides: list[str], cls) -> dict:
+    """Apply ``a.b=value`` strings to a nested dict, checking each key against ``cls``."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r} is not of the form key=value")
+        key, raw = ov.split("=", 1)
+        parts = key.strip().split(".")
+        node_cls, node = cls, data
+        for depth, part in enumerate(parts):
+            fields = {f.name: f for f in dataclasses.fields(node_cls)}
+            if part not in fields:
+                where = ".".join(parts[:depth]) or "top level"
+                raise ConfigError(
+                    f"unknown key {key!r} ({part!r} at {where}); allowed: {_allowed(node_cls)}"
+                )
+            hint = typing.get_type_hints(node_cls)[part]
+            if depth == len(parts) - 1:
+                value = yaml.safe_load(raw) if raw.strip() else ""
+                if hint is str and not isinstance(value, str):
+                    value = raw  # "out=2024" stays the string "2024"
+                node[part] = value
+            else:
+                if not dataclasses.is_dataclass(hint):
+                    raise ConfigError(f"{'.'.join(parts[: depth + 1])} has no sub-keys")
+                child = node.get(part)
+                node[part] = dict(child) if isinstance(child, dict) else {}
+                node, node_cls = node[part], hint
+    return data
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def read_yaml(name_or_path: str) -> dict:
+    """Read a config YAML by path, or by preset name from the package's configs/."""
+    p = Path(name_or_path)
+    if not p.suffix and not p.exists():
+        p = PRESET_DIR / f"{name_or_path}.yaml"
+        if not p.exists():
+            raise ConfigError(
+                f"no config file or preset named {name_or_path!r}; presets: {', '.join(presets())}"
+            )
+    if not p.exists():
+        raise ConfigError(f"config file {p} does not exist")
+    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a config file must be a mapping of keys to values")
+    return data
+
+
+def load(cls, name_or_path: str | None, overrides: list[str] = ()):
+    """Load ``cls`` from a YAML file or preset, then apply overrides."""
+    data = read_yaml(name_or_path) if name_or_path else {}
+    return from_dict(cls, apply_overrides(data, list(overrides), cls))
+
+
+def dump(cfg, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------
+# Run config schema (train / generate). Extended by the model and training code.
+# ---------------------------------------------------------------------------

@@ -1,0 +1,309 @@
+"""The data directory: a streaming, crash-safe writer and a memory-mapped reader.
+
+Layout of a finished DATA_DIR (both MIDI and audio)::
+
+    meta.json              how to decode the arrays (written last: its presence means "complete")
+    stats.json             counts, filter rules and their hits
+    manifest.jsonl         one object per input file: path, status, reason, ...
+    {split}.bin            flat array of every piece of the split, back to back (dtype in meta)
+    {split}.index.jsonl    one object per piece: offset, length, source, label, ...
+
+The writer builds everything in a hidden sibling folder ``.NAME.partial-PID`` and
+renames it into place only when complete, so an interrupted run never leaves a
+directory that looks finished, and a failed rerun never destroys a good one.
+
+Pieces are spooled to disk as they arrive (bounded memory whatever the collection
+size) and assigned to splits only at the end, because the split rule needs to
+see every piece: pieces that share a group (e.g. variants of one chorale) or have
+identical content must land in the same split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("train", "valid", "test")
+FORMAT_VERSION = 1
+
+
+class DataDirError(RuntimeError):
+    """A data directory that cannot be written or read, with the reason."""
+
+
+def _unit_hash(key: str) -> float:
+    """Deterministic hash of ``key`` to [0, 1): the same on every run and machine."""
+    h = hashlib.sha1(key.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(h[:8], "big") / 2**64
+
+
+def assign_splits(
+    keys: list[str],
+    groups: list[str | None],
+    hashes: list[str],
+    fixed: list[str | None],
+    ratios: tuple[float, float, float] = (0.9, 0.05, 0.05),
+) -> list[str]:
+    """Assign each piece to a split, by piece, deterministically.
+
+    Pieces are joined into components when they share a group or a content
+    hash; a whole component goes to one split. A component holding a piece with
+    a ``fixed`` split (from train/valid/test subfolders) takes that split. The
+    others are ordered by a hash of their smallest key and cut by ``ratios``
+    (at least one component in valid and in test when there are three or more).
+    """
+    n = len(keys)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    first: dict[str, int] = {}
+    for i, (g, h) in enumerate(zip(groups, hashes, strict=True)):
+        for tag in (f"g:{g}" if g else None, f"h:{h}"):
+            if tag is None:
+                continue
+            if tag in first:
+                parent[find(i)] = find(first[tag])
+            else:
+                first[tag] = i
+    comps: dict[int, list[int]] = {}
+    for i in range(n):
+        comps.setdefault(find(i), []).append(i)
+
+    out: list[str] = [""] * n
+    free: list[tuple[float, list[int]]] = []
+    for members in comps.values():
+        fixed_here = sorted({fixed[i] for i in members if fixed[i]})
+        if fixed_here:
+            # Conflicting explicit splits (same tune in train/ and test/) resolve to
+            # the first in SPLITS order so the test split never leaks training data.
+            split = min(fixed_here, key=SPLITS.index)
+            for i in members:
+                out[i] = split
+        else:
+            free.append((_unit_hash(min(keys[i] for i in members)), members))
+    free.sort(key=lambda t: t[0])
+    m = len(free)
+    n_test = max(1, round(ratios[2] * m)) if m >= 3 and ratios[2] > 0 else 0
+    n_valid = max(1, round(ratios[1] * m)) if m >= 3 and ratios[1] > 0 else 0
+    for rank, (_, members) in enumerate(free):
+        if rank >= m - n_test:
+            split = "test"
+        elif rank >= m - n_test - n_valid:
+            split = "valid"
+        else:
+            split = "train"
+        for i in members:
+            out[i] = split
+    return out
+
+
+@dataclass
+class _Spooled:
+    offset: int
+    length: int
+    info: dict
+    digest: str
+    group: str | None
+    fixed: str | None
+
+
+class DataDirWriter:
+    """Write a data directory piece by piece; publish it atomically with ``finish``.
+
+    Use as a context manager: an exception inside the block removes the partial
+    folder and leaves any existing ``out`` untouched.
+    """
+
+    def __init__(self, out: str | Path, dtype: str, overwrite: bool = False):
+        self.out = Path(out)
+        self.dtype = np.dtype(dtype)
+        if (self.out / "meta.json").exists() and not overwrite:
+            raise DataDirError(
+                f"{self.out} already holds a prepared data set; pass --overwrite to replace it "
+                "or choose another --out"
+            )
+        if self.out.exists() and not (self.out / "meta.json").exists():
+            if self.out.is_file() or any(self.out.iterdir()):
+                raise DataDirError(
+                    f"{self.out} exists and is not a tunelab data directory; refusing to write there"
+                )
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.out.parent.glob(f".{self.out.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted run
+        self.stage = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
+        self.stage.mkdir()
+        self._spool = open(self.stage / "spool.bin", "wb")
+        self._pieces: list[_Spooled] = []
+        self._manifest: list[dict] = []
+        self._items = 0
+
+    def __enter__(self) -> DataDirWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    def add_piece(
+        self,
+        array: np.ndarray,
+        info: dict,
+        group: str | None = None,
+        split: str | None = None,
+    ) -> None:
+        """Spool one piece. ``info`` must hold ``source``; ``group`` ties pieces to one split."""
+        a = np.ascontiguousarray(array, dtype=self.dtype)
+        digest = hashlib.sha1(a.tobytes()).hexdigest()
+        self._spool.write(a.tobytes())
+        self._pieces.append(_Spooled(self._items, len(a), dict(info), digest, group, split))
+        self._items += len(a)
+
+    def add_manifest(self, entry: dict) -> None:
+        """Record one input file: at least ``path`` and ``status`` (and ``reason`` if rejected)."""
+        self._manifest.append(entry)
+
+    @property
+    def n_pieces(self) -> int:
+        return len(self._pieces)
+
+    def finish(self, meta: dict, stats: dict, ratios=(0.9, 0.05, 0.05)) -> dict:
+        """Assign splits, write arrays, indexes, stats, manifest, then meta; publish.
+
+        Returns the per-split counts also stored in ``meta["splits"]``.
+        """
+        self._spool.close()
+        order = sorted(range(len(self._pieces)), key=lambda i: self._pieces[i].info["source"])
+        pieces = [self._pieces[i] for i in order]
+        splits = assign_splits(
+            [p.info["source"] for p in pieces],
+            [p.group for p in pieces],
+            [p.digest for p in pieces],
+            [p.fixed for p in pieces],
+            ratios,
+        )
+        spool = (
+            np.memmap(self.stage / "spool.bin", dtype=self.dtype, mode="r") if self._items else None
+        )
+        counts = {}
+        for split in SPLITS:
+            offset = 0
+            n = 0
+            with (
+                open(self.stage / f"{split}.bin", "wb") as fa,
+                open(self.stage / f"{split}.index.jsonl", "w", encoding="utf-8") as fi,
+            ):
+                for p, s in zip(pieces, splits, strict=True):
+                    if s != split:
+                        continue
+                    fa.write(spool[p.offset : p.offset + p.length].tobytes())
+                    rec = {**p.info, "offset": offset, "length": p.length, "group": p.group}
+                    fi.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    offset += p.length
+                    n += 1
+            counts[split] = {"pieces": n, "items": offset}
+        del spool
+        (self.stage / "spool.bin").unlink()
+        for e in self._manifest:  # tell the user where each accepted file went
+            e.setdefault("split", None)
+        by_source = {p.info["source"]: s for p, s in zip(pieces, splits, strict=True)}
+        with open(self.stage / "manifest.jsonl", "w", encoding="utf-8") as f:
+            for e in sorted(self._manifest, key=lambda e: str(e["path"])):
+                if e.get("status") == "accepted" and e["split"] is None:
+                    e["split"] = by_source.get(e.get("source", e["path"]))
+                f.write(json.dumps(e, ensure_ascii=False) + "\n")
+        _write_json(self.stage / "stats.json", {**stats, "splits": counts})
+        meta = {**meta, "format_version": FORMAT_VERSION, "dtype": self.dtype.str, "splits": counts}
+        _write_json(self.stage / "meta.json", meta)  # last: its presence marks completion
+        self._publish()
+        return counts
+
+    def _publish(self) -> None:
+        old = None
+        if self.out.exists():
+            old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"
+            os.replace(self.out, old)
+        os.replace(self.stage, self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Drop everything written so far; ``out`` is left as it was."""
+        if not self._spool.closed:
+            self._spool.close()
+        shutil.rmtree(self.stage, ignore_errors=True)
+
+
+def _write_json(path: Path, obj) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@dataclass
+class Split:
+    """One split: ``data`` is the flat memory-mapped array, ``pieces`` its index."""
+
+    name: str
+    data: np.ndarray
+    pieces: list[dict] = field(default_factory=list)
+
+    def piece(self, i: int) -> np.ndarray:
+        p = self.pieces[i]
+        return self.data[p["offset"] : p["offset"] + p["length"]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self.piece(i) for i in range(len(self.pieces)))
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+
+@dataclass
+class DataDir:
+    path: Path
+    meta: dict
+    stats: dict
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise DataDirError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+        dtype = np.dtype(self.meta["dtype"])
+        bin_path = self.path / f"{name}.bin"
+        if bin_path.stat().st_size == 0:
+            data = np.zeros(0, dtype=dtype)
+        else:
+            data = np.memmap(bin_path, dtype=dtype, mode="r")
+        with open(self.path / f"{name}.index.jsonl", encoding="utf-8") as f:
+            pieces = [json.loads(line) for line in f if line.strip()]
+        return Split(name, data, pieces)
+
+    def manifest(self) -> list[dict]:
+        with open(self.path / "manifest.jsonl", encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+
+def load_datadir(path: str | Path) -> DataDir:
+    """Open a finished data directory (raises DataDirError naming what is missing)."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.exists():
+        raise DataDirError(
+            f"{path} is not a prepared data directory (no meta.json); run `tunelab prepare` first"
+        )
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    stats_path = path / "stats.json"
+    stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.exists() else {}
+    return DataDir(path, meta, stats)
