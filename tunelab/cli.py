@@ -156,5 +156,156 @@ def info(
     raise typer.Exit(show_info(path, plots=plots))
 
 
+@app.command()
+def train(
+    config: str = typer.Argument(
+        ...,
+        help="A config YAML path or a preset name (midi-gru, midi-lstm, midi-transformer, tiny).",
+    ),
+    overrides: list[str] = typer.Argument(
+        None,
+        help="key=value overrides, e.g. data=DATA_DIR out=RUN_DIR train.max_steps=2000 "
+        "train.max_minutes=30 seed=1 model.hidden=512.",
+    ),
+    plot_only: bool = typer.Option(
+        False, "--plot-only", help="Only redraw RUN_DIR/plots from metrics.jsonl and exit."
+    ),
+) -> None:
+    """Train a model (resumes by itself from RUN_DIR/checkpoints/last.pt). Works under torchrun."""
+    from tunelab.config import ConfigError, RunConfig, load
+    from tunelab.data.store import DataDirError
+
+    try:
+        cfg = load(RunConfig, config, overrides or [])
+    except ConfigError as e:
+        _fail(str(e))
+    if plot_only:
+        plot(Path(cfg.out))
+        return
+    from tunelab.checkpoint import CheckpointError
+    from tunelab.train import train as run_training
+
+    try:
+        result = run_training(cfg)
+    except (ConfigError, DataDirError, CheckpointError, FileNotFoundError) as e:
+        _fail(str(e))
+    if result.status in ("nan", "interrupted"):
+        _fail(result.message, 1)
+    if int(__import__("os").environ.get("RANK", "0")) == 0:
+        best = f"{result.best_valid:.4f}" if result.best_valid is not None else "n/a"
+        typer.echo(
+            f"{result.message}. step {result.step}, best valid loss {best} nats/token; "
+            f"run: {result.run_dir}"
+        )
+
+
+@app.command()
+def plot(run_dir: Path = typer.Argument(..., help="A run directory with metrics.jsonl.")) -> None:
+    """Draw RUN_DIR/plots/loss.png (train and valid loss vs step) and speed.png."""
+    from tunelab.curves import plot_run
+
+    if not (run_dir / "metrics.jsonl").exists():
+        _fail(f"{run_dir}: no metrics.jsonl (not a run directory, or not trained yet)")
+    for p in plot_run(run_dir):
+        typer.echo(str(p))
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+@app.command()
+def generate(
+    run_dir: Path = typer.Argument(..., help="A trained run directory."),
+    n: int = typer.Option(1, "--n", help="Number of pieces (sampled together as one batch)."),
+    seconds: float = typer.Option(
+        30.0, help="Length to generate, in seconds at the training tempo."
+    ),
+    steps: int = typer.Option(None, help="Length in grid steps instead of --seconds."),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same pieces."),
+    out: Path = typer.Option(None, help="Output folder [default: RUN_DIR/samples]."),
+    temperature: float = typer.Option(1.0, help="Softmax temperature (0: greedy)."),
+    top_k: int = typer.Option(0, help="Sample among the k most likely tokens (0: off)."),
+    top_p: float = typer.Option(
+        1.0, help="Nucleus sampling: smallest set with this mass (1: off)."
+    ),
+    argmax_prob: float = typer.Option(
+        0.0, help="At each step take the most likely token with this probability, else sample."
+    ),
+    primer: Path = typer.Option(None, help="A MIDI file to continue (its notes open each piece)."),
+    checkpoint: str = typer.Option("best", help="best, last, or a milestone name / .pt path."),
+    device: str = typer.Option("cpu", help="cpu, cuda, or auto."),
+    wav: bool = typer.Option(True, help="Also render a WAV preview with the SoundFont synth."),
+    audit: bool = typer.Option(True, help="Audit each piece against the training split."),
+) -> None:
+    """Generate MIDI pieces (+ WAV previews and JSON sidecars with audits and flags)."""
+    from tunelab.checkpoint import CheckpointError
+    from tunelab.generate import Sampling
+    from tunelab.generate import generate as run_generate
+
+    if primer is not None and not primer.is_file():
+        _fail(f"--primer {primer}: no such file")
+    try:
+        paths = run_generate(
+            run_dir,
+            n=n,
+            seconds=seconds,
+            steps=steps,
+            seed=seed,
+            out=out,
+            sampling=Sampling(temperature, top_k, top_p, argmax_prob),
+            primer=primer,
+            which=checkpoint,
+            device=_device(device),
+            wav=wav,
+            audit=audit,
+        )
+    except (CheckpointError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    import json
+
+    for p in paths:
+        flags = json.loads(p.with_name(p.name + ".json").read_text(encoding="utf-8"))["flags"]
+        typer.echo(f"{p}" + (f"  flags: {', '.join(flags)}" if flags else ""))
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A trained run directory."),
+    split: str = typer.Option("test", help="Split to score: train, valid or test."),
+    samples: Path = typer.Option(
+        None, help="Audit the MIDI files in this folder instead -> RUN_DIR/eval/samples.json."
+    ),
+    data: Path = typer.Option(None, help="Data directory [default: the one the run trained on]."),
+    checkpoint: str = typer.Option("best", help="best, last, or a milestone name / .pt path."),
+    device: str = typer.Option("cpu", help="cpu, cuda, or auto."),
+    baseline: bool = typer.Option(True, help="Add an n-gram baseline to the likelihood file."),
+) -> None:
+    """Score a split (RUN_DIR/eval/likelihood-SPLIT.json) or audit a folder of samples."""
+    from tunelab.checkpoint import CheckpointError
+    from tunelab.data.store import DataDirError
+
+    try:
+        if samples is not None:
+            from tunelab.evaluate import audit_samples
+
+            path, result = audit_samples(run_dir, samples, data, checkpoint)
+            counts = {k: v for k, v in result["flag_counts"].items() if v}
+            typer.echo(f"{len(result['files'])} files audited; flags: {counts or 'none'}")
+        else:
+            from tunelab.evaluate import evaluate_split
+
+            path, r = evaluate_split(run_dir, split, checkpoint, data, _device(device), baseline)
+            per_step = f", {r['nll_per_step']:.4f} nats/step" if r.get("nll_per_step") else ""
+            typer.echo(f"{split}: {r['nll_per_token']:.4f} nats/token{per_step}")
+    except (CheckpointError, DataDirError, ValueError, FileNotFoundError, KeyError) as e:
+        _fail(str(e))
+    typer.echo(str(path))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -117,7 +117,7 @@ def from_dict(cls, data: dict, prefix: str = ""):
     kwargs = {}
     for k, v in data.items():
         if k not in names:
-            raise ConfigError(f"unknown key {prefix}{k!r}; allowed: {_allowed(cls)}")
+            raise ConfigError(f"unknown key {prefix + str(k)!r}; allowed: {_allowed(cls)}")
         kwargs[k] = _coerce(v, hints[k], f"{prefix}{k}")
     return cls(**kwargs)
 
@@ -191,3 +191,66 @@ def dump(cfg, path: str | Path) -> None:
 # ---------------------------------------------------------------------------
 # Run config schema (train / generate). Extended by the model and training code.
 # ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Model family and its hyperparameters (each family reads the keys it knows).
+
+    token_rnn: cell, embed_dim, hidden, layers, dropout, skip.
+    transformer: d_model, layers, heads, ff_mult, dropout, window (None: full causal
+    attention; W: each token sees the last W tokens, so generation cost stays flat).
+    """
+
+    family: str = "token_rnn"
+    cell: typing.Literal["gru", "lstm"] = "gru"
+    embed_dim: int = 128
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.1
+    skip: bool = False
+    d_model: int = 256
+    heads: int = 4
+    ff_mult: int = 4
+    window: int | None = None
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The training loop. Budgets: stop at max_steps, after max_minutes, or early stop."""
+
+    batch_size: int = 32
+    seq_len: int = 256  # tokens per training window
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
+    warmup: int = 200  # steps of linear warmup
+    weight_decay: float = 0.01  # AdamW, on matrices only (not biases, norms)
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.99])
+    clip: float = 1.0  # gradient norm clip (0: off)
+    ema: float = 0.0  # EMA decay of weights used for validation/export (0: off), e.g. 0.999
+    max_steps: int = 5000
+    decay_steps: int | None = None  # cosine horizon (None: max_steps); fix it to extend a run
+    max_minutes: float | None = None  # wall-clock budget; the schedule decays by time too
+    eval_every: int = 250
+    eval_batches: int = 20  # validation windows = eval_batches * batch_size (0: whole split)
+    patience: int = 0  # stop after this many evaluations without improvement (0: off)
+    milestone_minutes: float = 60.0  # keep checkpoints/milestone-STEP.pt this often (0: off)
+    log_every: int = 10
+    amp: bool = True  # mixed precision on CUDA (bf16 when supported, else fp16)
+    augment_transpose: int = 0  # random transposition in [-n, n] semitones (MIDI)
+    num_workers: int = 0  # batch-preparing threads (0: in the training loop)
+    tensorboard: bool = True
+    plots: bool = True
+    progress: bool = True
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """A training run: ``tunelab train CONFIG data=DATA_DIR out=RUN_DIR [key=value ...]``."""
+
+    data: str = ""
+    out: str = ""
+    seed: int = 0
+    device: str = "auto"  # auto: cuda:LOCAL_RANK when available, else cpu
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)

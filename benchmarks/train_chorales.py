@@ -1,0 +1,121 @@
+"""Train each MIDI preset on the built-in Bach chorales and print test NLL per step.
+
+Setting (issue 3): chorales prepared with ``--steps-per-quarter 1 --encoding steps``,
+each preset trained for at most ``--minutes`` (30 in the target) on this machine's
+CPU cores, then scored on the test split whole, piece by piece from BOS, with
+the accounting of ``tunelab.evaluate`` (nats per quantized time step, BOS/EOS
+targets excluded). Targets: midi-gru below 5.0, the best preset below 4.6.
+
+    .venv/bin/python benchmarks/train_chorales.py --minutes 30 --threads 2
+    .venv/bin/python benchmarks/train_chorales.py --minutes 2 --presets midi-gru   # smoke run
+
+Runs go to ``--out/<preset>`` and resume by themselves: rerunning with a larger
+``--minutes`` continues them (``train.max_minutes`` counts total training time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def ensure_data(path: Path) -> Path:
+    if not (path / "meta.json").exists():
+        cmd = [sys.executable, "-m", "tunelab.cli", "prepare", "--builtin", "bach-chorales"]
+        cmd += ["--steps-per-quarter", "1", "--encoding", "steps", "--out", str(path)]
+        subprocess.run(cmd, check=True)
+    return path
+
+
+def test_nll(run_dir: Path, data_dir: Path, split: str = "test") -> dict:
+    """nll_per_token / nll_per_step of the run's best checkpoint on ``split``."""
+    from tunelab.checkpoint import load_run
+    from tunelab.data.store import load_datadir
+
+    run = load_run(run_dir, "best")
+    pieces = load_datadir(data_dir).split(split)
+    with torch.inference_mode():
+        try:
+            from tunelab.evaluate import likelihood
+        except ImportError:  # evaluate.py not available: same accounting, inline
+            return _likelihood(run.model, pieces, run.meta)
+        return likelihood(run.model, pieces, run.meta)
+
+
+def _likelihood(model, pieces, meta: dict) -> dict:
+    sp = meta["specials"]
+    tot = music = 0.0
+    n_tok = n_steps = 0
+    for p in pieces:
+        x = torch.as_tensor(np.asarray(p, np.int64))
+        nll = torch.nn.functional.cross_entropy(model(x[None, :-1])[0], x[1:], reduction="none")
+        tgt = x[1:]
+        keep = (tgt != sp["bos"]) & (tgt != sp["eos"])
+        tot, music = tot + float(nll.sum()), music + float(nll[keep].sum())
+        n_tok, n_steps = n_tok + len(tgt), n_steps + int((x == sp["step"]).sum())
+    return {"nll_per_token": tot / n_tok, "nll_per_step": music / n_steps, "steps": n_steps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=Path("data/chorales-spq1-steps"))
+    ap.add_argument("--out", type=Path, default=Path("runs/chorales"))
+    ap.add_argument("--minutes", type=float, default=30.0, help="training budget per preset")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--presets", nargs="+", default=["midi-gru", "midi-lstm", "midi-transformer"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every preset")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from tunelab.config import RunConfig, load
+    from tunelab.train import train
+
+    data = ensure_data(args.data)
+    rows = []
+    for preset in args.presets:
+        out = args.out / preset
+        cfg = load(
+            RunConfig,
+            preset,
+            [
+                f"data={data}",
+                f"out={out}",
+                f"seed={args.seed}",
+                f"train.max_minutes={args.minutes}",
+                *args.overrides,
+            ],
+        )
+        t0 = time.perf_counter()
+        res = train(cfg)
+        wall = (time.perf_counter() - t0) / 60
+        valid = test_nll(out, data, "valid")
+        test = test_nll(out, data, "test")
+        rows.append((preset, res.step, wall, res.best_valid, valid, test, res.status))
+        print(f"{preset}: {res.message}", flush=True)
+
+    print()
+    print(
+        f"chorales, 1 step/quarter, steps encoding; budget {args.minutes} min/preset, "
+        f"{args.threads} thread(s), torch {torch.__version__}"
+    )
+    head = ("preset", "steps", "minutes", "valid tok", "valid/step", "test tok", "test/step")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for preset, steps, wall, _, valid, test, _status in rows:
+        print(
+            f"| {preset} | {steps} | {wall:.1f} | {valid['nll_per_token']:.3f} | "
+            f"{valid['nll_per_step']:.3f} | {test['nll_per_token']:.3f} | "
+            f"{test['nll_per_step']:.3f} |"
+        )
+    print("(NLL in nats; /step: per quantized time step, BOS/EOS targets excluded)")
+
+
+if __name__ == "__main__":
+    main()

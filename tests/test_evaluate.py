@@ -1,0 +1,133 @@
+"""`evaluate`: likelihood accounting, exact chunked scoring, the n-gram baseline, samples audits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+from typer.testing import CliRunner
+
+from tests.helpers_generate import make_datadir, make_run, random_piece, steps_meta
+from tunelab.checkpoint import load_run
+from tunelab.cli import app
+from tunelab.data.midi import codec_from_meta
+from tunelab.data.store import load_datadir
+from tunelab.evaluate import likelihood, piece_nll
+from tunelab.generate import generate
+from tunelab.models.transformer import Transformer
+from tunelab.ngram import KneserNey, score
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ev")
+    meta = make_datadir(root / "data")
+    return make_run(root / "run", root / "data", meta)
+
+
+def test_likelihood_file_and_accounting(run):
+    r = CliRunner().invoke(app, ["evaluate", str(run), "--split", "test"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((run / "eval" / "likelihood-test.json").read_text())
+    for k in ("nll_per_token", "tokens", "nll_per_step", "steps"):
+        assert k in res
+    loaded = load_run(run)
+    test = load_datadir(run.parent / "data").split("test")
+    tot = music = 0.0
+    n_tok = n_steps = 0
+    with torch.no_grad():
+        for p in test:
+            x = torch.from_numpy(np.asarray(p, np.int64))
+            nll = F.cross_entropy(loaded.model(x[None, :-1])[0], x[1:], reduction="none")
+            tot += nll.sum().item()
+            music += nll[:-1].sum().item()  # the last target is EOS
+            n_tok += len(x) - 1
+            n_steps += int((x == 88).sum())
+    assert res["tokens"] == n_tok and res["steps"] == n_steps
+    assert res["nll_per_token"] == pytest.approx(tot / n_tok, rel=1e-5)
+    assert res["nll_per_step"] == pytest.approx(music / n_steps, rel=1e-5)
+    assert res["baseline_ngram_nll_per_step"] > 0
+
+
+def test_windowed_transformer_scoring_is_exact():
+    torch.manual_seed(0)
+    model = Transformer(91, d_model=32, layers=2, heads=2, window=8).eval()
+    tokens = random_piece(np.random.default_rng(0), 12)
+    assert len(tokens) > 3 * 8
+    chunked = piece_nll(model, tokens)
+    state = model.init_state(1)
+    ref = []
+    with torch.no_grad():
+        for t in range(len(tokens) - 1):
+            logits, state = model.step(torch.tensor([tokens[t]]), state)
+            ref.append(-torch.log_softmax(logits[0], -1)[tokens[t + 1]].item())
+    assert np.allclose(chunked.numpy(), ref, atol=1e-4)
+
+
+def test_ngram_is_normalised_and_learns():
+    meta = steps_meta()
+    rng = np.random.default_rng(0)
+    motif = random_piece(rng, 8)
+    train = [np.concatenate([motif[:-1], motif[1:]]) for _ in range(5)]
+    m = KneserNey(4, 91, 89).fit(train)
+    for h in [(89, 89, 89), (88, 40, 30), (1, 2, 3)]:
+        assert sum(m.prob(h, w) for w in range(91)) == pytest.approx(1.0)
+    seen = score(m, train[:1], meta)["nll_per_step"]
+    unseen = score(m, [random_piece(rng, 16)], meta)["nll_per_step"]
+    assert seen < 1.0 < unseen
+    uniform = score(KneserNey(1, 91, 89), [random_piece(rng, 16)], meta)
+    assert uniform["nll_per_token"] < np.log(91) + 1e-6  # never worse than 1/V smoothing allows
+
+
+def test_samples_audit_flags(run, tmp_path):
+    samples = tmp_path / "s"
+    paths = generate(run, n=2, steps=24, seed=0, out=samples, wav=False, progress=False)
+    meta = load_run(run).meta
+    codec = codec_from_meta(meta)
+    train = load_datadir(run.parent / "data").split("train")
+    codec.decode(train.piece(1)).dump_midi(str(samples / "planted copy.mid"))
+    sub = samples / "user"
+    sub.mkdir()
+    (sub / "broken.mid").write_bytes(b"MThd not really a midi file")
+    paths[0].with_name("dup.mid").write_bytes(paths[0].read_bytes())
+    r = CliRunner().invoke(app, ["evaluate", str(run), "--samples", str(samples)])
+    assert r.exit_code == 0, r.output
+    res = json.loads((run / "eval" / "samples.json").read_text())
+    by = {e["file"]: e for e in res["files"]}
+    assert set(by) == {
+        "seed0-00.mid",
+        "seed0-01.mid",
+        "planted copy.mid",
+        "user/broken.mid",
+        "dup.mid",
+    }
+    assert "copied" in by["planted copy.mid"]["flags"]
+    assert by["user/broken.mid"]["flags"] == ["invalid"] and "error" in by["user/broken.mid"]
+    assert "identical" in by["dup.mid"]["flags"] and "identical" in by["seed0-00.mid"]["flags"]
+    assert by["seed0-00.mid"]["metrics"]["most_similar"] == "dup.mid"
+    assert "copied" not in by["seed0-01.mid"]["flags"]
+    assert res["flag_counts"]["invalid"] == 1
+
+
+def test_evaluate_errors_exit_2(tmp_path):
+    r = CliRunner().invoke(app, ["evaluate", str(tmp_path)])
+    assert r.exit_code == 2
+    r = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--samples", str(tmp_path / "none")])
+    assert r.exit_code == 2
+
+
+def test_likelihood_counts_steps_not_specials():
+    meta = steps_meta()
+
+    class Uniform(torch.nn.Module):
+        def forward(self, x):
+            return torch.zeros(*x.shape, 91)
+
+    p = np.array([89, 40, 88, 88, 41, 30, 88, 90])
+    res = likelihood(Uniform(), [p], meta)
+    assert res["tokens"] == 7 and res["steps"] == 3
+    assert res["nll_per_token"] == pytest.approx(np.log(91))
+    assert res["nll_per_step"] == pytest.approx(6 * np.log(91) / 3)  # EOS target excluded

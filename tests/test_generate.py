@@ -1,0 +1,142 @@
+"""`generate` end to end on a tiny run: reproducible, valid, sidecars with audits and flags."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import symusic
+import torch
+from typer.testing import CliRunner
+
+from tests.helpers_generate import make_datadir, make_run
+from tunelab.checkpoint import load_run
+from tunelab.cli import app
+from tunelab.constraints import check_tokens
+from tunelab.data.midi import codec_from_meta
+from tunelab.data.store import load_datadir
+from tunelab.generate import Sampling, generate, safe_name, sample, steps_for_seconds
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen")
+    meta = make_datadir(root / "data")
+    return make_run(root / "run", root / "data", meta)
+
+
+def test_same_seed_same_output(run, tmp_path):
+    kw = dict(
+        n=2, steps=24, sampling=Sampling(top_p=0.9, argmax_prob=0.6), wav=False, progress=False
+    )
+    a = generate(run, seed=5, out=tmp_path / "a", **kw)
+    b = generate(run, seed=5, out=tmp_path / "b", **kw)
+    c = generate(run, seed=6, out=tmp_path / "c", **kw)
+    for pa, pb in zip(a, b, strict=True):
+        assert pa.read_bytes() == pb.read_bytes()
+        assert json.loads(pa.with_suffix(".mid.json").read_text()) == json.loads(
+            pb.with_suffix(".mid.json").read_text()
+        )
+    assert a[0].read_bytes() != c[0].read_bytes()
+    assert a[0].read_bytes() != a[1].read_bytes()  # the pieces of one call differ
+
+
+def test_piece_does_not_depend_on_batch(run):
+    loaded = load_run(run)
+    one = sample(loaded.model, loaded.meta, 1, 30, seed=3)
+    three = sample(loaded.model, loaded.meta, 3, 30, seed=3)
+    assert np.array_equal(one[0], three[0])
+
+
+def test_outputs_sidecars_and_validity(run, tmp_path):
+    paths = generate(run, n=2, seconds=6.0, seed=1, out=tmp_path, progress=False)
+    meta = load_run(run).meta
+    codec = codec_from_meta(meta)
+    want_steps = steps_for_seconds(6.0, meta)
+    assert want_steps == 24  # 6 s at 120 qpm and 2 steps per quarter
+    for p in paths:
+        side = json.loads(p.with_name(p.name + ".json").read_text())
+        for key in (
+            "checkpoint",
+            "seed",
+            "settings",
+            "label",
+            "duration_seconds",
+            "audit",
+            "flags",
+        ):
+            assert key in side
+        assert side["settings"]["top_p"] == 1.0 and side["seed"] == 1
+        assert side["duration_seconds"] == pytest.approx(6.0)
+        assert side["audit"]["problems"] == []
+        assert "longest_copy_steps_transposed" in side["audit"]
+        assert isinstance(side["flags"], list)
+        wav = p.with_suffix(".wav")
+        assert wav.exists() and wav.stat().st_size > 1000
+        wside = json.loads(wav.with_name(wav.name + ".json").read_text())
+        assert wside["preview_of"] == p.name and wside["flags"] == side["flags"]
+        tokens = codec.encode(symusic.Score(str(p)))
+        assert check_tokens(tokens, meta) == []
+        assert codec.count_steps(tokens) <= want_steps  # trailing silence is not written
+    assert not list(tmp_path.glob(".*"))  # no temp files left behind
+
+
+def test_default_out_is_run_samples(run):
+    paths = generate(run, n=1, steps=8, seed=0, wav=False, progress=False)
+    assert paths[0].parent == run / "samples"
+
+
+def test_training_primer_is_flagged(run, tmp_path):
+    meta = load_run(run).meta
+    data = load_datadir(run.parent / "data")
+    codec = codec_from_meta(meta)
+    primer = tmp_path / "from train.mid"
+    codec.decode(data.split("train").piece(0)).dump_midi(str(primer))
+    paths = generate(run, n=1, steps=10, seed=0, out=tmp_path / "o", primer=primer, progress=False)
+    side = json.loads(paths[0].with_name(paths[0].name + ".json").read_text())
+    assert "training_primer" in side["flags"]
+    assert side["settings"]["primer"]["steps"] == 48
+    assert paths[0].name.startswith("from_train-seed0")
+    # the output opens with the primer's notes
+    out = codec.encode(symusic.Score(str(paths[0])))
+    prim = codec.encode(symusic.Score(str(primer)))
+    assert np.array_equal(out[: len(prim) - 1], prim[:-1])
+
+    fresh = tmp_path / "mine.mid"
+    score = symusic.Score(480)
+    track = symusic.Track("p", 0, False)
+    for i in range(8):
+        track.notes.append(symusic.Note(i * 240, 240, 100 - i, 80))
+    score.tracks.append(track)
+    score.dump_midi(str(fresh))
+    paths = generate(run, n=1, steps=10, seed=0, out=tmp_path / "f", primer=fresh, progress=False)
+    side = json.loads(paths[0].with_name(paths[0].name + ".json").read_text())
+    assert "training_primer" not in side["flags"]
+
+
+def test_safe_name():
+    for evil in ("../../etc/passwd", "a/b\\c", "..", "", "x" * 300, "piece\x00.mid"):
+        s = safe_name(evil)
+        assert s and "/" not in s and "\\" not in s and not s.startswith(".") and len(s) <= 60
+
+
+def test_cli_generate_and_bad_options(run, tmp_path):
+    r = CliRunner().invoke(
+        app, ["generate", str(run), "--n", "1", "--steps", "8", "--out", str(tmp_path), "--no-wav"]
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "seed0-00.mid.json").exists()
+    r = CliRunner().invoke(app, ["generate", str(run), "--top-p", "0", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "top-p" in r.output
+    r = CliRunner().invoke(app, ["generate", str(tmp_path / "nope")])
+    assert r.exit_code == 2
+
+
+def test_transformer_run_generates(tmp_path):
+    meta = make_datadir(tmp_path / "data", n_pieces=6, n_steps=16)
+    run = make_run(tmp_path / "run", tmp_path / "data", meta, family="transformer")
+    torch.manual_seed(0)
+    paths = generate(run, n=2, steps=40, seed=2, wav=False, progress=False)
+    side = json.loads(paths[0].with_name(paths[0].name + ".json").read_text())
+    assert side["audit"]["problems"] == [] and side["steps"] == 40

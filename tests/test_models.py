@@ -1,0 +1,132 @@
+"""Model families: causality, step() == forward(), KV cache, the MODELS table."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tunelab.models import MODELS, build_model
+
+torch.set_num_threads(1)
+V = 23
+
+RNNS = [
+    {"family": "token_rnn", "cell": "gru", "embed_dim": 8, "hidden": 16, "layers": 2},
+    {"family": "token_rnn", "cell": "gru", "embed_dim": 8, "hidden": 16, "layers": 3, "skip": True},
+    {"family": "token_rnn", "cell": "lstm", "embed_dim": 8, "hidden": 16, "layers": 2},
+    {
+        "family": "token_rnn",
+        "cell": "lstm",
+        "embed_dim": 8,
+        "hidden": 16,
+        "layers": 2,
+        "skip": True,
+    },
+]
+TRANSFORMERS = [
+    {"family": "transformer", "d_model": 16, "layers": 2, "heads": 2, "window": None},
+    {"family": "transformer", "d_model": 16, "layers": 2, "heads": 2, "window": 5},
+]
+
+
+def _model(cfg: dict, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_model({**cfg, "dropout": 0.2}, V).eval()
+
+
+def _run_steps(model, x: torch.Tensor) -> torch.Tensor:
+    state = model.init_state(x.shape[0], x.device)
+    out = []
+    for t in range(x.shape[1]):
+        logits, state = model.step(x[:, t], state)
+        out.append(logits)
+    return torch.stack(out, dim=1)
+
+
+@pytest.mark.parametrize("cfg", RNNS + TRANSFORMERS, ids=lambda c: str(sorted(c.items())))
+def test_causal(cfg):
+    """Changing the token at t changes no output before t, and does change outputs from t on."""
+    model = _model(cfg)
+    x = torch.randint(0, V, (2, 12))
+    t = 7
+    x2 = x.clone()
+    x2[:, t] = (x2[:, t] + 1) % V
+    with torch.no_grad():
+        a, b = model(x), model(x2)
+    assert a.shape == (2, 12, V)
+    torch.testing.assert_close(a[:, :t], b[:, :t], rtol=0, atol=0)
+    assert not torch.allclose(a[:, t], b[:, t])
+
+
+@pytest.mark.parametrize("cfg", RNNS + TRANSFORMERS, ids=lambda c: str(sorted(c.items())))
+def test_step_equals_forward(cfg):
+    model = _model(cfg, seed=1)
+    x = torch.randint(0, V, (3, 17))
+    with torch.no_grad():
+        full = model(x)
+        steps = _run_steps(model, x)
+    torch.testing.assert_close(steps, full, rtol=1e-4, atol=1e-5)
+
+
+def test_transformer_kv_cache_long():
+    """Growing cache (window None) past its first capacity, and a ring buffer wrapped many times."""
+    torch.manual_seed(0)
+    for window, T in ((None, 300), (8, 45)):
+        model = build_model(
+            {"family": "transformer", "d_model": 8, "layers": 1, "heads": 2, "window": window}, V
+        ).eval()
+        x = torch.randint(0, V, (1, T))
+        with torch.no_grad():
+            full = model(x)
+            steps = _run_steps(model, x)
+        torch.testing.assert_close(steps, full, rtol=1e-4, atol=1e-5)
+
+
+def test_sliding_window_forgets():
+    """With window W, the token at 0 no longer influences position >= W."""
+    model = _model({"family": "transformer", "d_model": 16, "layers": 2, "heads": 2, "window": 4})
+    x = torch.randint(0, V, (1, 12))
+    x2 = x.clone()
+    x2[0, 0] = (x2[0, 0] + 1) % V
+    with torch.no_grad():
+        a, b = model(x), model(x2)
+    # two layers: information travels at most 2 * (W - 1) = 6 positions
+    torch.testing.assert_close(a[:, 7:], b[:, 7:], rtol=0, atol=0)
+    assert not torch.allclose(a[:, 1], b[:, 1])
+
+
+def test_rnn_step_sees_weight_updates():
+    """The cached input table of step() follows in-place weight changes (optimizer steps)."""
+    model = _model(RNNS[0])
+    x = torch.randint(0, V, (2, 5))
+    with torch.no_grad():
+        _run_steps(model, x)  # fills the cache
+        model.embed.weight.mul_(1.5)
+        model.rnns[0].weight_ih_l0.add_(0.1)
+        torch.testing.assert_close(_run_steps(model, x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_step_state_is_independent_per_sequence():
+    model = _model(RNNS[2])
+    x = torch.randint(0, V, (2, 6))
+    with torch.no_grad():
+        both = _run_steps(model, x)
+        one = _run_steps(model, x[1:])
+    torch.testing.assert_close(both[1:], one, rtol=1e-5, atol=1e-6)
+
+
+def test_build_model_errors():
+    assert set(MODELS) >= {"token_rnn", "transformer"}
+    with pytest.raises(ValueError, match="unknown model family"):
+        build_model({"family": "nope"}, V)
+    with pytest.raises(ValueError, match="heads"):
+        build_model({"family": "transformer", "d_model": 10, "heads": 3}, V)
+    with pytest.raises(ValueError, match="cell"):
+        build_model({"family": "token_rnn", "cell": "rnn"}, V)
+
+
+def test_build_model_from_dataclass():
+    from tunelab.config import ModelConfig
+
+    model = build_model(ModelConfig(family="token_rnn", hidden=12, embed_dim=4, layers=1), V)
+    assert model(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, V)

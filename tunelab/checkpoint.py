@@ -1,0 +1,116 @@
+"""Checkpoints: atomic saves, safe loads (weights_only), loading a run for generation.
+
+A checkpoint is a dict of tensors and plain Python data only::
+
+    {"model": state_dict, "ema": state_dict | None, "optimizer": ..., "step": int,
+     "config": resolved run config (dict), "meta": data meta.json (dict), "rng": ..., ...}
+
+so ``torch.load(weights_only=True)`` can read it and a run directory alone is
+enough to rebuild the model.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tunelab.models import build_model
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing or cannot be read, with the path and reason."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: str | Path, obj: dict) -> None:
+    """Write ``obj`` to ``path`` atomically: temp file in the same folder, fsync, os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint with ``weights_only=True`` (no arbitrary code from pickles)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated file, foreign pickle, ...
+        raise CheckpointError(f"{path}: cannot read checkpoint ({e})") from e
+
+
+@dataclass
+class LoadedRun:
+    model: nn.Module  # in eval mode, on the requested device
+    config: dict  # resolved run config
+    meta: dict  # the data directory's meta.json
+    step: int
+    path: Path
+
+
+def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
+    """checkpoints/{which}.pt; ``which`` may also be a path to a .pt file. best falls back to last."""
+    p = Path(which)
+    if p.suffix == ".pt" and p.exists():
+        return p
+    ckpt_dir = Path(run_dir) / "checkpoints"
+    path = ckpt_dir / f"{which}.pt"
+    if not path.exists() and which == "best" and (ckpt_dir / "last.pt").exists():
+        path = ckpt_dir / "last.pt"  # a run stopped before its first validation
+    if not path.exists():
+        have = sorted(q.stem for q in ckpt_dir.glob("*.pt")) if ckpt_dir.exists() else []
+        raise CheckpointError(
+            f"{path}: no such checkpoint in run {run_dir}"
+            + (f"; available: {', '.join(have)}" if have else " (has this run been trained?)")
+        )
+    return path
+
+
+def load_run(
+    run_dir: str | Path, which: str = "best", device: str | torch.device | None = None
+) -> LoadedRun:
+    """Rebuild the model of a run from its checkpoint (EMA weights when the run kept them)."""
+    path = checkpoint_path(run_dir, which)
+    ckpt = load_checkpoint(path)
+    config, meta = ckpt["config"], ckpt["meta"]
+    model = build_model(config["model"], int(meta["vocab_size"]))
+    weights = ckpt.get("ema") or ckpt["model"]
+    model.load_state_dict(weights)
+    model.to(device or "cpu").eval()
+    return LoadedRun(model, config, meta, int(ckpt["step"]), path)
+
+
+def export_safetensors(model: nn.Module, path: str | Path, metadata: dict | None = None) -> None:
+    """Write the model's weights to a .safetensors file (atomically; tied weights stored once)."""
+    from safetensors.torch import save_model
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_model(model, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+    os.replace(tmp, path)

@@ -1,0 +1,136 @@
+"""Training windows over the memory-mapped token arrays.
+
+Batches are a pure function of (seed, step, rank): resuming at step S replays
+exactly the batches an uninterrupted run would have seen, with no sampler state
+to save. Each epoch cuts the flat array into windows of ``seq_len + 1`` tokens
+at a random phase and shuffles them; the global batch of step S takes the next
+``batch_size * world`` windows and rank r the r-th slice of it, so ranks see
+disjoint windows. Windows may straddle piece boundaries (pieces carry BOS/EOS).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+
+class WindowSampler:
+    """Deterministic batches of windows. data: flat integer array [N] (a memmap is fine).
+
+    ``transpose_tables``: optional int64 [S, V] lookup tables, row s maps every
+    token to its transposition by ``shifts[s]`` semitones (-1 = leaves the pitch
+    range). Each window gets a random shift among those valid for all its tokens.
+    """
+
+    def __init__(
+        self,
+        data: np.ndarray,
+        seq_len: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        transpose_tables: np.ndarray | None = None,
+    ):
+        n = len(data)
+        if n < seq_len + 1:
+            raise ValueError(
+                f"the split holds only {n} tokens, fewer than train.seq_len + 1 = {seq_len + 1}; "
+                "lower train.seq_len or add data"
+            )
+        self.data, self.seq_len, self.batch_size = data, seq_len, batch_size
+        self.seed, self.rank, self.world = seed, rank, world
+        self.tables = transpose_tables
+        per_phase0 = (n - 1) // seq_len
+        # One window fewer than fits at phase 0 leaves room for any phase < seq_len.
+        self.k = per_phase0 - 1 if per_phase0 >= 2 else 1
+        self.max_phase = min(seq_len - 1, n - 1 - self.k * seq_len)
+        self._epochs: OrderedDict[int, tuple[int, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()  # batches may be prepared by prefetch threads
+
+    @property
+    def windows_per_epoch(self) -> int:
+        return self.k
+
+    def _epoch(self, e: int) -> tuple[int, np.ndarray]:
+        with self._lock:
+            if e not in self._epochs:
+                rng = np.random.default_rng([self.seed, e, 0x5EED])
+                phase = int(rng.integers(0, self.max_phase + 1))
+                self._epochs[e] = (phase, rng.permutation(self.k))
+                while len(self._epochs) > 4:
+                    self._epochs.popitem(last=False)
+            return self._epochs[e]
+
+    def starts(self, step: int) -> np.ndarray:
+        """Start offsets of this rank's windows at ``step``: int64 [batch_size]."""
+        g0 = (step * self.world + self.rank) * self.batch_size
+        out = np.empty(self.batch_size, dtype=np.int64)
+        for j in range(self.batch_size):
+            e, i = divmod(g0 + j, self.k)
+            phase, perm = self._epoch(e)
+            out[j] = phase + perm[i] * self.seq_len
+        return out
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y): LongTensor[B, T] inputs and next-token targets for ``step``."""
+        idx = self.starts(step)[:, None] + np.arange(self.seq_len + 1)[None, :]
+        w = np.asarray(self.data[idx], dtype=np.int64)  # [B, T+1]
+        if self.tables is not None:
+            w = self._transpose(w, np.random.default_rng([self.seed, step, self.rank, 0x7A]))
+        t = torch.from_numpy(w)
+        return t[:, :-1], t[:, 1:]
+
+    def _transpose(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        moved = self.tables[:, w]  # [S, B, T+1]
+        valid = (moved >= 0).all(axis=2)  # [S, B]; the identity row is always valid
+        pick = (rng.random(valid.shape) * valid).argmax(axis=0)  # uniform among valid shifts
+        return moved[pick, np.arange(w.shape[0])]
+
+
+def transpose_tables(codec, max_shift: int) -> np.ndarray:
+    """int64 [2*max_shift + 1, V]: codec.transpose_table(s) for s in -max_shift..max_shift."""
+    return np.stack([codec.transpose_table(s) for s in range(-max_shift, max_shift + 1)])
+
+
+def eval_windows(data: np.ndarray, seq_len: int, limit: int = 0) -> np.ndarray:
+    """Fixed validation windows at stride ``seq_len``: int64 [N, seq_len + 1] (limit 0: all).
+
+    A split shorter than one window gives one window of the whole split.
+    """
+    n = len(data)
+    if n < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    length = min(seq_len + 1, n)
+    count = max(1, (n - 1) // (length - 1))
+    if limit:
+        count = min(count, limit)
+    idx = np.arange(count)[:, None] * (length - 1) + np.arange(length)[None, :]
+    idx = idx[idx[:, -1] < n]
+    return np.asarray(data[idx], dtype=np.int64)
+
+
+def prefetch(fn: Callable[[int], object], start: int, workers: int) -> Iterator[object]:
+    """Yield fn(start), fn(start + 1), ...; with workers > 0 computed ahead in threads."""
+    if workers <= 0:
+        step = start
+        while True:
+            yield fn(step)
+            step += 1
+    with ThreadPoolExecutor(workers) as pool:
+        ahead = workers * 2
+        futures = [pool.submit(fn, start + i) for i in range(ahead)]
+        step = start + ahead
+        try:
+            while True:
+                yield futures.pop(0).result()
+                futures.append(pool.submit(fn, step))
+                step += 1
+        finally:
+            for f in futures:
+                f.cancel()

@@ -1,0 +1,522 @@
+"""MIDI <-> tokens: filtering, quantization on the musical grid, and three codecs.
+
+Pipeline: ``symusic.Score`` --quantize()--> ``Grid`` (notes on a grid of
+``steps_per_quarter`` steps per quarter note, tempo map kept aside) --codec--> int64 tokens.
+
+Token contract (other modules rely on it):
+
+``steps``   ids 0..87 key sounding (pitch = id + 21); 88 STEP (end of step); 89 BOS; 90 EOS.
+            A piece is BOS, then per grid step its sounding keys high->low then STEP, then EOS.
+``onsets``  ids 0..87 key struck at this step; 88..175 key held from before (pitch = id - 88 + 21);
+            176 STEP; 177 BOS; 178 EOS. Within a step keys appear with strictly descending pitch.
+``remi``    MidiTok REMI over symusic (pitch, velocity, duration, bar/position); MidiTok's ids.
+
+Round trips: for a valid stream, tokens -> MIDI -> tokens is the identity; MIDI -> tokens -> MIDI
+keeps every note's pitch and quantized onset (and quantized offset for ``onsets``). ``steps``
+cannot tell a repeated note from a held one: a key sounding in consecutive steps decodes as one note.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+import symusic
+
+PITCH_LO, PITCH_HI = 21, 108  # the 88 piano keys
+N_KEYS = PITCH_HI - PITCH_LO + 1
+DEFAULT_QPM = 120.0
+MAX_STEPS = 400_000  # ~1.4 h at 120 qpm and 24 steps/quarter; beyond that the ticks are absurd
+TEMPO_RANGE = (1.0, 1000.0)  # qpm values outside are ignored (absurd tempo events)
+_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+class Rejected(ValueError):
+    """A score that cannot become a piece; ``str(e)`` is the reason shown in the manifest and
+    ``key`` a short category for the statistics (e.g. ``off_piano``, ``no_notes``)."""
+
+    def __init__(self, reason: str, key: str = "rejected"):
+        super().__init__(reason)
+        self.key = key
+
+
+def pitch_name(p: int) -> str:
+    return f"{_NAMES[p % 12]}{p // 12 - 1}"
+
+
+@dataclass
+class Grid:
+    """Notes quantized to the grid. Arrays are int64 [N], sorted by (onset, -pitch)."""
+
+    pitch: np.ndarray
+    onset: np.ndarray  # step of the note-on
+    offset: np.ndarray  # step of the note-off (> onset)
+    velocity: np.ndarray
+    tempos: list[list[float]] = field(default_factory=lambda: [[0, DEFAULT_QPM]])  # [[step, qpm]]
+    counts: dict[str, int] = field(default_factory=dict)  # filter rule -> notes/events it hit
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.offset.max()) if len(self.offset) else 0
+
+    def polyphony(self) -> np.ndarray:
+        """Keys sounding at each step: int64 [n_steps]."""
+        n = self.n_steps + 1
+        diff = np.bincount(self.onset, minlength=n) - np.bincount(self.offset, minlength=n)
+        return np.cumsum(diff)[:-1]
+
+    def cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every (step, key) where a key sounds: step, key (0..87), struck (bool), each [C].
+
+        Same-key notes never overlap after ``quantize``, so cells are unique.
+        """
+        dur = self.offset - self.onset
+        start = np.repeat(self.onset, dur)
+        first = np.repeat(np.cumsum(dur) - dur, dur)
+        step = start + np.arange(len(start)) - first
+        return step, np.repeat(self.pitch - PITCH_LO, dur), step == start
+
+    def roll(self) -> np.ndarray:
+        """Piano roll: bool [n_steps, 88], True where a key sounds."""
+        roll = np.zeros((self.n_steps, N_KEYS), bool)
+        step, key, _ = self.cells()
+        roll[step, key] = True
+        return roll
+
+
+def _round_div(a: np.ndarray, num: int, den: int) -> np.ndarray:
+    """round(a * num / den) in exact integer arithmetic (half up)."""
+    return (2 * a * num + den) // (2 * den)
+
+
+def quantize(
+    score: symusic.Score,
+    steps_per_quarter: int = 24,
+    off_piano: str = "reject",
+    keep_drums: bool = False,
+    max_steps: int = MAX_STEPS,
+) -> Grid:
+    """Filter and quantize a tick-based score onto the grid; raises ``Rejected`` with a reason.
+
+    Rules, in order (each counted in ``Grid.counts``): drum tracks dropped unless
+    ``keep_drums``; notes shorter than one step dropped; notes outside MIDI 21..108
+    reject the file (``off_piano="reject"``), are dropped (``"drop"``) or moved by octaves
+    into range (``"fold"``). Onsets and offsets are rounded to the nearest step (a kept note
+    lasts at least one step). Same-key notes that start on the same step are merged (the
+    longest kept); a same-key note still sounding when the key is struck again is cut there,
+    so every later encoding sees non-overlapping notes.
+    """
+    if off_piano not in ("reject", "drop", "fold"):
+        raise ValueError(f"off_piano must be reject, drop or fold, not {off_piano!r}")
+    tpq = int(score.tpq)
+    if tpq <= 0:
+        raise Rejected(f"invalid ticks per quarter note ({tpq})", "bad_ticks")
+    counts = {
+        "drum_tracks_dropped": 0,
+        "drum_notes_dropped": 0,
+        "short_notes_dropped": 0,
+        "off_piano_notes_dropped": 0,
+        "off_piano_notes_folded": 0,
+        "duplicate_notes_merged": 0,
+        "overlapping_notes_trimmed": 0,
+        "tempo_events_ignored": 0,
+    }
+    parts = []
+    for track in score.tracks:
+        if track.is_drum and not keep_drums:
+            counts["drum_tracks_dropped"] += 1
+            counts["drum_notes_dropped"] += track.note_num()
+            continue
+        if track.note_num():
+            parts.append(track.notes.numpy())
+    if not parts:
+        if counts["drum_notes_dropped"]:
+            raise Rejected(f"only drum notes ({counts['drum_notes_dropped']} dropped)", "no_notes")
+        raise Rejected("no notes", "no_notes")
+    time = np.concatenate([p["time"] for p in parts]).astype(np.int64)
+    dur = np.concatenate([p["duration"] for p in parts]).astype(np.int64)
+    pitch = np.concatenate([p["pitch"] for p in parts]).astype(np.int64)
+    vel = np.concatenate([p["velocity"] for p in parts]).astype(np.int64)
+    time = np.maximum(time, 0)
+
+    short = dur * steps_per_quarter < tpq
+    counts["short_notes_dropped"] = int(short.sum())
+    keep = ~short
+    time, dur, pitch, vel = time[keep], dur[keep], pitch[keep], vel[keep]
+
+    off = (pitch < PITCH_LO) | (pitch > PITCH_HI)
+    if off.any():
+        if off_piano == "reject":
+            lo, hi = int(pitch[off].min()), int(pitch[off].max())
+            raise Rejected(
+                f"{int(off.sum())} notes outside the piano range 21-108 (pitches {lo}..{hi}); "
+                "use --off-piano drop or fold to keep the file",
+                "off_piano",
+            )
+        if off_piano == "drop":
+            counts["off_piano_notes_dropped"] = int(off.sum())
+            time, dur, pitch, vel = time[~off], dur[~off], pitch[~off], vel[~off]
+        else:
+            counts["off_piano_notes_folded"] = int(off.sum())
+            up = -((pitch - PITCH_LO) // 12)  # octaves to add when below range
+            down = (pitch - PITCH_HI + 11) // 12  # octaves to remove when above
+            pitch = pitch + 12 * np.where(pitch < PITCH_LO, up, 0)
+            pitch = pitch - 12 * np.where(pitch > PITCH_HI, down, 0)
+    if len(pitch) == 0:
+        dropped = {k: v for k, v in counts.items() if v and "dropped" in k}
+        raise Rejected(
+            "no notes left after filtering ("
+            + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in dropped.items())
+            + ")",
+            "no_notes",
+        )
+
+    on = _round_div(time, steps_per_quarter, tpq)
+    offs = np.maximum(_round_div(time + dur, steps_per_quarter, tpq), on + 1)
+    n_steps = int(offs.max())
+    if n_steps > max_steps:
+        raise Rejected(
+            f"too long: {n_steps} steps at {steps_per_quarter} per quarter note (limit "
+            f"{max_steps}); absurd tick values?",
+            "too_long",
+        )
+
+    # Same key: merge notes struck on one step, cut a note where the key is struck again.
+    order = np.lexsort((-offs, on, pitch))
+    pitch, on, offs, vel = pitch[order], on[order], offs[order], vel[order]
+    dup = np.zeros(len(pitch), bool)
+    dup[1:] = (pitch[1:] == pitch[:-1]) & (on[1:] == on[:-1])
+    counts["duplicate_notes_merged"] = int(dup.sum())
+    pitch, on, offs, vel = pitch[~dup], on[~dup], offs[~dup], vel[~dup]
+    nxt_same = np.zeros(len(pitch), bool)
+    nxt_same[:-1] = pitch[1:] == pitch[:-1]
+    nxt_on = np.append(on[1:], 0)
+    cut = nxt_same & (offs > nxt_on)
+    counts["overlapping_notes_trimmed"] = int(cut.sum())
+    offs = np.where(cut, nxt_on, offs)
+
+    order = np.lexsort((-pitch, on))
+    grid = Grid(pitch[order], on[order], offs[order], np.clip(vel[order], 1, 127), counts=counts)
+    grid.tempos = _tempo_map(score, steps_per_quarter, tpq, counts)
+    return grid
+
+
+def _tempo_map(score: symusic.Score, spq: int, tpq: int, counts: dict) -> list[list[float]]:
+    """[[step, qpm], ...] from the score's tempo events; absurd values are ignored and counted."""
+    out: list[list[float]] = []
+    if len(score.tempos):
+        t = score.tempos.numpy()
+        for tick, mspq in zip(t["time"].tolist(), t["mspq"].tolist(), strict=True):
+            qpm = 6e7 / mspq if mspq > 0 else 0.0
+            if not (TEMPO_RANGE[0] <= qpm <= TEMPO_RANGE[1]) or tick < 0:
+                counts["tempo_events_ignored"] += 1
+                continue
+            step = int(_round_div(np.int64(tick), spq, tpq))
+            qpm = round(qpm, 3)
+            if out and out[-1][0] == step:
+                out[-1][1] = qpm  # the last event at a step wins
+            elif not out or out[-1][1] != qpm:
+                out.append([step, qpm])
+    if not out or out[0][0] > 0:
+        out.insert(0, [0, DEFAULT_QPM])  # MIDI's default tempo until the first event
+    return out
+
+
+def grid_to_score(grid: Grid, steps_per_quarter: int, tempos=None) -> symusic.Score:
+    """One piano track, one tick per step (tpq = steps_per_quarter)."""
+    return _notes_to_score(
+        grid.pitch, grid.onset, grid.offset, grid.velocity, steps_per_quarter, 1, tempos
+    )
+
+
+def _notes_to_score(pitch, on, off, vel, spq, ticks_per_step, tempos) -> symusic.Score:
+    score = symusic.Score(spq * ticks_per_step)
+    track = symusic.Track("piano", 0, False)
+    if len(pitch):
+        track.notes = symusic.Note.from_numpy(
+            time=np.asarray(on, np.int32) * ticks_per_step,
+            duration=(np.asarray(off, np.int32) - np.asarray(on, np.int32)) * ticks_per_step,
+            pitch=np.asarray(pitch, np.int8),
+            velocity=np.asarray(vel, np.int8),
+        )
+    score.tracks.append(track)
+    for step, qpm in tempos or [[0, DEFAULT_QPM]]:
+        score.tempos.append(symusic.Tempo(int(step) * ticks_per_step, qpm=float(qpm)))
+    return score
+
+
+# ---------------------------------------------------------------------------
+# Codecs
+# ---------------------------------------------------------------------------
+class _GridCodec:
+    """Shared by ``steps`` and ``onsets``: a piece is BOS, per step (keys, STEP), EOS."""
+
+    encoding = ""
+    n_pitch_blocks = 1
+
+    def __init__(self, steps_per_quarter: int = 24, tempo_qpm: float = DEFAULT_QPM):
+        self.steps_per_quarter = steps_per_quarter
+        self.tempo_qpm = tempo_qpm
+        self.step = N_KEYS * self.n_pitch_blocks
+        self.bos = self.step + 1
+        self.eos = self.step + 2
+        self.vocab_size = self.step + 3
+
+    @property
+    def token_names(self) -> list[str]:
+        keys = [pitch_name(p) for p in range(PITCH_LO, PITCH_HI + 1)]
+        if self.n_pitch_blocks == 1:
+            names = keys
+        else:
+            names = [f"on_{k}" for k in keys] + [f"hold_{k}" for k in keys]
+        return names + ["STEP", "BOS", "EOS"]
+
+    def meta(self) -> dict:
+        """The meta.json fields that ``codec_from_meta`` needs."""
+        return {
+            "encoding": self.encoding,
+            "vocab_size": self.vocab_size,
+            "token_names": self.token_names,
+            "steps_per_quarter": self.steps_per_quarter,
+            "specials": {"bos": self.bos, "eos": self.eos, "step": self.step},
+        }
+
+    def encode(self, score: symusic.Score, off_piano: str = "drop", keep_drums: bool = False):
+        """Score -> int64 tokens [L] (BOS..EOS). Raises ``Rejected`` when no notes are left."""
+        grid = quantize(score, self.steps_per_quarter, off_piano=off_piano, keep_drums=keep_drums)
+        return self.encode_grid(grid)
+
+    def _cell_ids(self, key: np.ndarray, struck: np.ndarray) -> np.ndarray:
+        """Token id of each sounding cell."""
+        raise NotImplementedError
+
+    def encode_grid(self, grid: Grid) -> np.ndarray:
+        step, key, struck = grid.cells()
+        n = grid.n_steps
+        # Order: by step, keys high->low, then the step's STEP token (slot 88 sorts last).
+        order = np.concatenate([step * (N_KEYS + 1) + (N_KEYS - 1 - key), np.arange(n) * 89 + 88])
+        ids = np.concatenate([self._cell_ids(key, struck), np.full(n, self.step)])
+        body = ids[np.argsort(order, kind="stable")]
+        return np.concatenate([[self.bos], body, [self.eos]]).astype(np.int64)
+
+    def pitch_table(self) -> np.ndarray:
+        table = np.full(self.vocab_size, -1, np.int64)
+        for b in range(self.n_pitch_blocks):
+            table[b * N_KEYS : (b + 1) * N_KEYS] = np.arange(PITCH_LO, PITCH_HI + 1)
+        return table
+
+    def transpose_table(self, shift: int) -> np.ndarray:
+        table = np.arange(self.vocab_size, dtype=np.int64)
+        for b in range(self.n_pitch_blocks):
+            k = np.arange(N_KEYS) + shift
+            table[b * N_KEYS : (b + 1) * N_KEYS] = np.where(
+                (k >= 0) & (k < N_KEYS), k + b * N_KEYS, -1
+            )
+        return table
+
+    def count_steps(self, tokens) -> int:
+        return int(np.count_nonzero(np.asarray(tokens) == self.step))
+
+    def decode(self, tokens, tempo_qpm: float | None = None, tempos=None) -> symusic.Score:
+        """Tokens -> Score (one piano track, velocity 80). Tolerant: stops at EOS, skips
+        ids it cannot place, and closes a last step that lacks its STEP token.
+
+        ``tempos`` ([[step, qpm], ...], e.g. from the piece index) overrides ``tempo_qpm``.
+        """
+        notes: list[tuple[int, int, int]] = []
+        active: dict[int, int] = {}  # pitch -> onset step
+        struck: set[int] = set()
+        held: set[int] = set()
+        t = 0
+        pending = False
+        for tok in np.asarray(tokens, np.int64).tolist():
+            if tok == self.eos:
+                break
+            if tok == self.step:
+                self._close_step(t, struck, held, active, notes)
+                struck, held, pending = set(), set(), False
+                t += 1
+            elif 0 <= tok < N_KEYS:
+                struck.add(tok + PITCH_LO)
+                pending = True
+            elif self.n_pitch_blocks == 2 and N_KEYS <= tok < 2 * N_KEYS:
+                held.add(tok - N_KEYS + PITCH_LO)
+                pending = True
+        if pending:
+            self._close_step(t, struck, held, active, notes)
+            t += 1
+        notes += [(p, s, t) for p, s in active.items()]
+        notes.sort(key=lambda n: (n[1], -n[0]))
+        arr = np.array(notes, np.int64).reshape(-1, 3)
+        qpm = tempo_qpm if tempo_qpm is not None else self.tempo_qpm
+        return _notes_to_score(
+            arr[:, 0],
+            arr[:, 1],
+            arr[:, 2],
+            np.full(len(arr), 80),
+            self.steps_per_quarter,
+            _ticks_per_step(self.steps_per_quarter),
+            tempos or [[0, qpm]],
+        )
+
+    def _close_step(self, t, struck, held, active, notes) -> None:
+        raise NotImplementedError
+
+
+def _ticks_per_step(spq: int) -> int:
+    """Decoded files use a conventional resolution (480 tpq for 24 steps/quarter)."""
+    return max(1, 480 // spq)
+
+
+class StepsCodec(_GridCodec):
+    encoding = "steps"
+    n_pitch_blocks = 1
+
+    def _cell_ids(self, key: np.ndarray, struck: np.ndarray) -> np.ndarray:
+        return key
+
+    def _close_step(self, t, struck, held, active, notes) -> None:
+        # A key sounding in consecutive steps is one held note.
+        for p in [p for p in active if p not in struck]:
+            notes.append((p, active.pop(p), t))
+        for p in struck:
+            active.setdefault(p, t)
+
+
+class OnsetsCodec(_GridCodec):
+    encoding = "onsets"
+    n_pitch_blocks = 2
+
+    def _cell_ids(self, key: np.ndarray, struck: np.ndarray) -> np.ndarray:
+        return np.where(struck, key, key + N_KEYS)
+
+    def _close_step(self, t, struck, held, active, notes) -> None:
+        for p in [p for p in active if p not in struck and p not in held]:
+            notes.append((p, active.pop(p), t))
+        for p in struck:  # struck again: the sounding note ends here
+            if p in active:
+                notes.append((p, active.pop(p), t))
+            active[p] = t
+        for p in held - struck:
+            active.setdefault(p, t)  # a hold with nothing sounding becomes an onset
+
+
+@functools.lru_cache(maxsize=8)
+def _remi_tokenizer(params: tuple):
+    from miditok import REMI, TokenizerConfig
+
+    p = dict(params)
+    cfg = TokenizerConfig(
+        pitch_range=(PITCH_LO, PITCH_HI),  # inclusive in MidiTok
+        beat_res={(a, b): r for a, b, r in p["beat_res"]},
+        num_velocities=p["num_velocities"],
+        special_tokens=["PAD", "BOS", "EOS"],
+        use_velocities=True,
+        use_time_signatures=False,
+        use_tempos=False,
+        use_programs=False,
+    )
+    return REMI(cfg)
+
+
+class RemiCodec:
+    """MidiTok REMI over the filtered, quantized grid (one piano track, 4/4 bars)."""
+
+    encoding = "remi"
+    step = None
+
+    def __init__(self, steps_per_quarter: int = 24, tempo_qpm: float = DEFAULT_QPM, params=None):
+        self.steps_per_quarter = steps_per_quarter
+        self.tempo_qpm = tempo_qpm
+        self.params = params or {
+            # Positions at full grid resolution (exact onsets); durations coarser after a bar.
+            "beat_res": [[0, 4, steps_per_quarter], [4, 12, max(1, steps_per_quarter // 6)]],
+            "num_velocities": 16,
+        }
+        key = tuple(
+            (k, tuple(tuple(x) for x in v) if isinstance(v, list) else v)
+            for k, v in sorted(self.params.items())
+        )
+        self.tok = _remi_tokenizer(key)
+        self.vocab_size = len(self.tok)
+        self.bos = self.tok["BOS_None"]
+        self.eos = self.tok["EOS_None"]
+        self._bar = self.tok["Bar_None"]
+
+    @property
+    def token_names(self) -> list[str]:
+        inv = {i: n for n, i in self.tok.vocab.items()}
+        return [inv[i] for i in range(self.vocab_size)]
+
+    def meta(self) -> dict:
+        return {
+            "encoding": self.encoding,
+            "vocab_size": self.vocab_size,
+            "token_names": self.token_names,
+            "steps_per_quarter": self.steps_per_quarter,
+            "specials": {"bos": self.bos, "eos": self.eos, "step": None},
+            "remi": self.params,
+        }
+
+    def encode(self, score: symusic.Score, off_piano: str = "drop", keep_drums: bool = False):
+        grid = quantize(score, self.steps_per_quarter, off_piano=off_piano, keep_drums=keep_drums)
+        return self.encode_grid(grid)
+
+    def encode_grid(self, grid: Grid) -> np.ndarray:
+        seqs = self.tok.encode(grid_to_score(grid, self.steps_per_quarter))
+        ids = (seqs[0] if isinstance(seqs, list) else seqs).ids
+        return np.array([self.bos, *ids, self.eos], np.int64)
+
+    def decode(self, tokens, tempo_qpm: float | None = None, tempos=None) -> symusic.Score:
+        ids = np.asarray(tokens, np.int64).tolist()
+        if self.eos in ids:
+            ids = ids[: ids.index(self.eos)]
+        ids = [i for i in ids if 0 <= i < self.vocab_size and i != self.bos]
+        score = self.tok.decode([ids]) if ids else symusic.Score(self.steps_per_quarter)
+        score.tempos.clear()
+        ratio = score.tpq / self.steps_per_quarter
+        qpm = tempo_qpm if tempo_qpm is not None else self.tempo_qpm
+        for step, q in tempos or [[0, qpm]]:
+            score.tempos.append(symusic.Tempo(int(round(step * ratio)), qpm=float(q)))
+        return score
+
+    def pitch_table(self) -> np.ndarray:
+        table = np.full(self.vocab_size, -1, np.int64)
+        for name, i in self.tok.vocab.items():
+            if name.startswith("Pitch_"):
+                table[i] = int(name.split("_")[1])
+        return table
+
+    def transpose_table(self, shift: int) -> np.ndarray:
+        table = np.arange(self.vocab_size, dtype=np.int64)
+        for name, i in self.tok.vocab.items():
+            if name.startswith("Pitch_"):
+                table[i] = self.tok.vocab.get(f"Pitch_{int(name.split('_')[1]) + shift}", -1)
+        return table
+
+    def count_steps(self, tokens) -> int:
+        """Grid steps covered: whole 4/4 bars (REMI has no per-step token)."""
+        return int(np.count_nonzero(np.asarray(tokens) == self._bar)) * 4 * self.steps_per_quarter
+
+
+Codec = StepsCodec | OnsetsCodec | RemiCodec
+ENCODINGS = {"steps": StepsCodec, "onsets": OnsetsCodec, "remi": RemiCodec}
+
+
+def make_codec(encoding: str = "steps", steps_per_quarter: int = 24) -> Codec:
+    if encoding not in ENCODINGS:
+        raise ValueError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
+    return ENCODINGS[encoding](steps_per_quarter)
+
+
+def codec_from_meta(meta: dict) -> Codec:
+    """The codec that decodes a data directory's tokens (from its meta.json)."""
+    enc = meta.get("encoding", "steps")
+    spq = int(meta.get("steps_per_quarter", 24))
+    qpm = float(meta.get("tempo_qpm") or DEFAULT_QPM)
+    if enc == "remi":
+        return RemiCodec(spq, qpm, params=meta.get("remi"))
+    if enc not in ENCODINGS:
+        raise ValueError(f"unknown encoding {enc!r} in meta.json; known: {', '.join(ENCODINGS)}")
+    return ENCODINGS[enc](spq, qpm)

@@ -1,0 +1,301 @@
+"""``tunelab prepare --kind midi``: a collection of MIDI files -> a data directory.
+
+Each file is read, parsed (symusic), filtered, quantized and encoded in a worker
+process; the main process streams the results into a ``DataDirWriter`` (spooled to
+disk, published atomically) and records one manifest line per file. A file that
+fails in any way is rejected with a reason and never stops the run.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import struct
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from tunelab.data import midi
+from tunelab.data.scan import MIDI_EXTS, Found, scan
+from tunelab.data.store import DataDirError, DataDirWriter, load_datadir
+
+BUILTINS = ("bach-chorales",)
+MAX_FILE_BYTES = 64 * 2**20  # larger "MIDI" files are not music collections' files
+
+
+@dataclass(frozen=True)
+class Options:
+    encoding: str = "steps"
+    steps_per_quarter: int = 24
+    off_piano: str = "reject"
+    keep_drums: bool = False
+
+
+def _check_header(data: bytes) -> None:
+    """Reject what symusic would misread: empty, not SMF, type 2 (independent sequences)."""
+    if not data:
+        raise midi.Rejected("empty file", "empty")
+    if data[:4] == b"RIFF" and data[8:12] == b"RMID":  # RIFF-wrapped MIDI: unwrap below
+        return
+    if data[:4] != b"MThd":
+        raise midi.Rejected("not a MIDI file (no MThd header)", "not_midi")
+    if len(data) < 14:
+        raise midi.Rejected("truncated MIDI header", "truncated")
+    fmt, _ntracks, division = struct.unpack(">HHH", data[8:14])
+    if fmt == 2:
+        raise midi.Rejected("MIDI type 2 (independent sequences) is not supported", "type_2")
+    if fmt > 2:
+        raise midi.Rejected(f"unknown MIDI format {fmt}", "not_midi")
+    if division & 0x8000:
+        raise midi.Rejected("SMPTE time division (no musical grid) is not supported", "smpte")
+    if division == 0:
+        raise midi.Rejected("invalid ticks per quarter note (0)", "bad_ticks")
+
+
+def _unwrap_rmid(data: bytes) -> bytes:
+    i = data.find(b"MThd")
+    if i < 0:
+        raise midi.Rejected("RIFF file without MIDI data", "not_midi")
+    return data[i:]
+
+
+def process_file(path: Path, opts: Options) -> dict:
+    """One file -> ``{"status": "accepted", "tokens", "info", ...}`` or a rejection.
+
+    Never raises: every failure becomes ``{"status": "rejected", "reason", "key"}``.
+    """
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise midi.Rejected(f"file too large ({size} bytes)", "too_large")
+        data = Path(path).read_bytes()
+        _check_header(data)
+        if data[:4] == b"RIFF":
+            data = _unwrap_rmid(data)
+            _check_header(data)
+        try:
+            score = midi.symusic.Score.from_midi(data)
+        except Exception as e:
+            if "chunk length" in str(e) or "remaining bytes" in str(e):
+                raise midi.Rejected(f"truncated MIDI file ({e})", "truncated") from e
+            raise midi.Rejected(f"unreadable MIDI ({e})", "unreadable") from e
+        grid = midi.quantize(score, opts.steps_per_quarter, opts.off_piano, opts.keep_drums)
+        tokens = midi.make_codec(opts.encoding, opts.steps_per_quarter).encode_grid(grid)
+        poly = grid.polyphony()
+        tempos = grid.tempos
+        qpm = _mean_tempo(tempos, grid.n_steps)
+        return {
+            "status": "accepted",
+            "tokens": tokens.astype(np.uint16),
+            "info": {
+                "steps": grid.n_steps,
+                "notes": len(grid.pitch),
+                "tempos": tempos,
+                "qpm": qpm,
+                "max_polyphony": int(poly.max()),
+            },
+            "counts": grid.counts,
+            "pitch_hist": np.bincount(grid.pitch - midi.PITCH_LO, minlength=midi.N_KEYS),
+            "poly_hist": np.bincount(poly),
+        }
+    except midi.Rejected as e:
+        return {"status": "rejected", "reason": str(e), "key": e.key}
+    except Exception as e:  # anything else: report it, keep going
+        return {"status": "rejected", "reason": f"{type(e).__name__}: {e}", "key": "error"}
+
+
+def _mean_tempo(tempos: list[list[float]], n_steps: int) -> float:
+    """Tempo averaged over the piece's steps (each tempo weighted by how long it lasts)."""
+    total, acc = 0, 0.0
+    for i, (step, qpm) in enumerate(tempos):
+        end = tempos[i + 1][0] if i + 1 < len(tempos) else max(n_steps, step + 1)
+        span = max(0, min(end, n_steps or end) - step)
+        total += span
+        acc += span * qpm
+    return round(acc / total, 3) if total else float(tempos[0][1])
+
+
+def _printable(name: str) -> str:
+    """A file name as valid UTF-8 text: undecodable bytes (surrogates on POSIX) become \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _work(job: tuple[int, str, Options]) -> tuple[int, dict]:
+    i, path, opts = job
+    return i, process_file(Path(path), opts)
+
+
+def _inputs(srcs: list[Path], builtin: str | None) -> tuple[list[Found], list[str | None]]:
+    if builtin is None:
+        found = scan([Path(s) for s in srcs], MIDI_EXTS)
+        found = [Found(f.path, _printable(f.display), f.split) for f in found]
+        return found, [None] * len(found)
+    if builtin != "bach-chorales":
+        raise DataDirError(f"unknown builtin {builtin!r}; choose one of {', '.join(BUILTINS)}")
+    from tunelab.data.corpus import builtin_chorale_midis, chorale_group
+
+    limit = os.environ.get("TUNELAB_BUILTIN_LIMIT")  # for tests and quick demos
+    paths = builtin_chorale_midis(int(limit) if limit else None)
+    found = [Found(p, f"bach-chorales/{p.name}", None) for p in paths]
+    return found, [chorale_group(p) for p in paths]
+
+
+def prepare_midi(
+    srcs: list[Path],
+    out: Path,
+    *,
+    builtin: str | None = None,
+    overwrite: bool = False,
+    workers: int = 0,
+    ratios: tuple[float, float, float] = (0.9, 0.05, 0.05),
+    encoding: str = "steps",
+    steps_per_quarter: int = 24,
+    off_piano: str = "reject",
+    keep_drums: bool = False,
+) -> int:
+    """Build a MIDI data directory at ``out``; returns 0, or 1 when no file was usable."""
+    from rich.console import Console
+    from tqdm import tqdm
+
+    console = Console(stderr=True, soft_wrap=True)
+    if steps_per_quarter < 1:
+        raise DataDirError(f"--steps-per-quarter must be at least 1, not {steps_per_quarter}")
+    opts = Options(encoding, steps_per_quarter, off_piano, keep_drums)
+    codec = midi.make_codec(encoding, steps_per_quarter)  # fail fast on a bad encoding
+    if builtin is None:
+        for s in srcs:  # before creating anything
+            if not Path(s).exists():
+                raise FileNotFoundError(f"{s}: no such file or folder")
+    writer = DataDirWriter(out, "uint16", overwrite=overwrite)  # refuses a finished dir early
+    with writer:
+        found, groups = _inputs(list(srcs), builtin)
+        if not found:
+            console.print(f"[red]no MIDI files ({', '.join(MIDI_EXTS)}) found in the sources")
+            writer.abort()
+            return 1
+        filters: Counter = Counter()
+        rejections: Counter = Counter()
+        pitch_hist = np.zeros(midi.N_KEYS, np.int64)
+        poly_hist = np.zeros(1, np.int64)
+        totals = Counter()
+        examples: list[str] = []
+        qpms: list[float] = []
+        n = max(1, min(workers or os.cpu_count() or 1, len(found)))
+        jobs = [(i, str(f.path), opts) for i, f in enumerate(found)]
+        pool = get_context("fork").Pool(n) if n > 1 else None
+        results = pool.imap_unordered(_work, jobs, chunksize=8) if pool else map(_work, jobs)
+        try:
+            for i, r in tqdm(results, total=len(jobs), desc="preparing MIDI", unit="file"):
+                f = found[i]
+                if r["status"] != "accepted":
+                    rejections[r["key"]] += 1
+                    if len(examples) < 10:
+                        examples.append(f"{f.display}: {r['reason']}")
+                    writer.add_manifest(
+                        {"path": f.display, "status": "rejected", "reason": r["reason"]}
+                    )
+                    continue
+                info = {"source": f.display, "label": None, **r["info"]}
+                writer.add_piece(r["tokens"], info, group=groups[i], split=f.split)
+                writer.add_manifest(
+                    {
+                        "path": f.display,
+                        "status": "accepted",
+                        "source": f.display,
+                        "steps": info["steps"],
+                        "notes": info["notes"],
+                    }
+                )
+                qpms.append(r["info"]["qpm"])
+                filters.update(r["counts"])
+                pitch_hist += r["pitch_hist"]
+                if len(r["poly_hist"]) > len(poly_hist):
+                    poly_hist = np.pad(poly_hist, (0, len(r["poly_hist"]) - len(poly_hist)))
+                poly_hist[: len(r["poly_hist"])] += r["poly_hist"]
+                totals.update(
+                    pieces=1, tokens=len(r["tokens"]), steps=info["steps"], notes=info["notes"]
+                )
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        if not totals["pieces"]:
+            console.print(f"[red]nothing usable: all {len(found)} files were rejected")
+            for line in examples:
+                console.print(f"  {line}")
+            writer.abort()
+            return 1
+        meta = {
+            "kind": "midi",
+            **codec.meta(),
+            "max_polyphony": int(np.flatnonzero(poly_hist).max()),
+            # All pieces' median; refined to the training pieces' median once splits exist.
+            "tempo_qpm": float(statistics.median(qpms)),
+            "filters": {"off_piano": off_piano, "keep_drums": keep_drums},
+        }
+        stats = {
+            "kind": "midi",
+            "files": len(found),
+            "accepted": totals["pieces"],
+            "rejected": sum(rejections.values()),
+            "rejections": dict(sorted(rejections.items())),
+            "rules": {
+                "drum_tracks": "kept" if keep_drums else "dropped",
+                "off_piano_notes (outside MIDI 21-108)": {
+                    "reject": "reject the file",
+                    "drop": "drop the notes",
+                    "fold": "move by octaves into range",
+                }[off_piano],
+                "short_notes": "notes shorter than one step are dropped",
+                "same_key_overlaps": "merged (same onset) or cut where the key is struck again",
+                "tempo_events": f"outside {midi.TEMPO_RANGE[0]:g}-{midi.TEMPO_RANGE[1]:g} qpm ignored",
+                "too_long": f"files longer than {midi.MAX_STEPS} steps are rejected",
+            },
+            "filters": dict(sorted(filters.items())),
+            "pieces": totals["pieces"],
+            "tokens": totals["tokens"],
+            "steps": totals["steps"],
+            "notes": totals["notes"],
+            "pitch_histogram": {str(p + midi.PITCH_LO): int(c) for p, c in enumerate(pitch_hist)},
+            "polyphony_histogram": [int(c) for c in poly_hist],
+        }
+        counts = writer.finish(meta, stats, ratios)
+    _set_median_tempo(out)
+    _summary(console, out, stats, counts, examples)
+    return 0
+
+
+def _set_median_tempo(out: Path) -> None:
+    """meta.tempo_qpm := median tempo of the training pieces (atomic rewrite of meta.json)."""
+    import json
+
+    dd = load_datadir(out)
+    pieces = dd.split("train").pieces or [p for s in ("valid", "test") for p in dd.split(s).pieces]
+    meta = dict(dd.meta)
+    meta["tempo_qpm"] = float(statistics.median(p["qpm"] for p in pieces))
+    tmp = out / f".meta.json.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, out / "meta.json")
+
+
+def _summary(console, out: Path, stats: dict, counts: dict, examples: list[str]) -> None:
+    console.print(
+        f"[green]prepared[/] {stats['accepted']} of {stats['files']} files -> {out} "
+        f"({stats['tokens']:,} tokens, {stats['steps']:,} steps, {stats['notes']:,} notes)"
+    )
+    split_text = ", ".join(
+        f"{k} {v['pieces']} pieces / {v['items']:,} tokens" for k, v in counts.items()
+    )
+    console.print(f"splits: {split_text}")
+    if stats["rejected"]:
+        why = ", ".join(f"{k} {v}" for k, v in stats["rejections"].items())
+        console.print(f"[yellow]rejected {stats['rejected']}[/] ({why}); e.g.")
+        for line in examples[:5]:
+            console.print(f"  {line}")
+        console.print(f"every file's status: {out / 'manifest.jsonl'}")
+    hits = {k: v for k, v in stats["filters"].items() if v}
+    if hits:
+        console.print("filters: " + ", ".join(f"{k} {v}" for k, v in hits.items()))

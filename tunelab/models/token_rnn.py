@@ -1,0 +1,153 @@
+"""Token RNN: embedding -> stacked GRU or LSTM layers -> linear, the classic MIDI event model.
+
+Training uses ``nn.GRU``/``nn.LSTM`` (one module per layer so every layer's
+output can feed the head when ``skip`` is on). Generation uses ``step()``, a
+hand-written cell: the first layer's input projection ``embedding @ W_ih + b_ih``
+is precomputed into a [V, gates*H] table, so a step of the first layer is one
+row gather plus one ``h @ W_hh`` matmul, with no ``nn.GRU`` call overhead; the
+other matrices are kept transposed and contiguous while generating.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+State = list  # GRU: [h] per layer, each [B, H]; LSTM: [(h, c)] per layer
+
+
+class TokenRNN(nn.Module):
+    """GRU/LSTM language model over tokens.
+
+    Args:
+        vocab_size: number of token ids V.
+        cell: "gru" or "lstm".
+        embed_dim: embedding size E.
+        hidden: units per layer H.
+        layers: number of recurrent layers L.
+        dropout: dropout on the embedding, between layers and before the head.
+        skip: feed the concatenated outputs of all layers ([B, T, L*H]) to the head.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str = "gru",
+        embed_dim: int = 128,
+        hidden: int = 256,
+        layers: int = 2,
+        dropout: float = 0.1,
+        skip: bool = False,
+    ):
+        super().__init__()
+        if cell not in ("gru", "lstm"):
+            raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
+        if layers < 1:
+            raise ValueError("layers must be >= 1")
+        self.vocab_size, self.cell, self.hidden, self.skip = vocab_size, cell, hidden, skip
+        rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        self.rnns = nn.ModuleList(
+            rnn_cls(embed_dim if i == 0 else hidden, hidden, batch_first=True)
+            for i in range(layers)
+        )
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden * layers if skip else hidden, vocab_size)
+        self._table_key: tuple | None = None  # cache of _fast_weights()
+        self._table: tuple | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Mapping, vocab_size: int) -> TokenRNN:
+        return cls(
+            vocab_size,
+            cell=cfg.get("cell", "gru"),
+            embed_dim=cfg.get("embed_dim", 128),
+            hidden=cfg.get("hidden", 256),
+            layers=cfg.get("layers", 2),
+            dropout=cfg.get("dropout", 0.1),
+            skip=cfg.get("skip", False),
+        )
+
+    # -- training -----------------------------------------------------------------
+    def forward(self, x: torch.Tensor, state: State | None = None) -> torch.Tensor:
+        """x: LongTensor[B, T] -> logits FloatTensor[B, T, V] (position t predicts token t+1)."""
+        h = self.drop(self.embed(x))
+        outs = []
+        for i, rnn in enumerate(self.rnns):
+            h0 = None
+            if state is not None:
+                s = state[i]
+                h0 = (s[0][None], s[1][None]) if self.cell == "lstm" else s[None]
+            h, _ = rnn(h, h0)
+            h = self.drop(h)
+            outs.append(h)
+        return self.head(torch.cat(outs, dim=-1) if self.skip else h)
+
+    # -- generation ---------------------------------------------------------------
+    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """Zero hidden state for ``batch_size`` sequences (what forward() starts from)."""
+        p = self.head.weight
+        z = lambda: torch.zeros(batch_size, self.hidden, device=device or p.device, dtype=p.dtype)  # noqa: E731
+        if self.cell == "lstm":
+            return [(z(), z()) for _ in self.rnns]
+        return [z() for _ in self.rnns]
+
+    def _fast_weights(self) -> tuple[torch.Tensor, list[tuple], torch.Tensor, torch.Tensor]:
+        """Weights laid out for single steps, cached while the parameters stay unchanged.
+
+        Returns (table [V, gates*H] = embedding @ W_ih^T + b_ih of layer 0, per layer
+        (W_ih^T, b_ih, W_hh^T, b_hh) with contiguous transposes (a row vector times a
+        contiguous [in, out] matrix is the fastest matvec layout), head W^T, head b).
+        """
+        params = list(self.parameters())
+        live = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+        # _version changes on every in-place update (optimizer step, load_state_dict).
+        key = None if live else tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        if live or key != self._table_key:
+            with contextlib.nullcontext() if live else torch.no_grad():
+                r0 = self.rnns[0]
+                table = torch.addmm(r0.bias_ih_l0, self.embed.weight, r0.weight_ih_l0.t())
+                layers = [
+                    (r.weight_ih_l0.t().contiguous(), r.bias_ih_l0)
+                    + (r.weight_hh_l0.t().contiguous(), r.bias_hh_l0)
+                    for r in self.rnns
+                ]
+                fast = (table, layers, self.head.weight.t().contiguous(), self.head.bias)
+            if live:
+                return fast
+            self._table, self._table_key = fast, key
+        return self._table
+
+    def step(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One token per sequence. x: LongTensor[B] -> (logits FloatTensor[B, V], new state).
+
+        Equal to forward() run token by token (dropout is inactive: call in eval mode).
+        """
+        H = self.hidden
+        table, layers, head_wt, head_b = self._fast_weights()
+        gi = table.index_select(0, x)
+        new_state, outs, h_in = [], [], None
+        for i, (w_ih_t, b_ih, w_hh_t, b_hh) in enumerate(layers):
+            if i > 0:
+                gi = torch.addmm(b_ih, h_in, w_ih_t)
+            if self.cell == "gru":
+                h = state[i]
+                gh = torch.addmm(b_hh, h, w_hh_t)
+                rz = torch.sigmoid(gi[:, : 2 * H] + gh[:, : 2 * H])
+                n = torch.tanh(torch.addcmul(gi[:, 2 * H :], rz[:, :H], gh[:, 2 * H :]))
+                h = torch.lerp(n, h, rz[:, H:])  # (1 - z) * n + z * h
+                new_state.append(h)
+            else:
+                h, c = state[i]
+                g = gi + torch.addmm(b_hh, h, w_hh_t)
+                ig, fg, cg, og = g.chunk(4, dim=1)
+                c = torch.sigmoid(fg) * c + torch.sigmoid(ig) * torch.tanh(cg)
+                h = torch.sigmoid(og) * torch.tanh(c)
+                new_state.append((h, c))
+            outs.append(h)
+            h_in = h
+        feat = torch.cat(outs, dim=-1) if self.skip else h_in
+        return torch.addmm(head_b, feat, head_wt), new_state
