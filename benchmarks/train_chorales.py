@@ -7,7 +7,7 @@ the accounting of ``tunelab.evaluate`` (nats per quantized time step, BOS/EOS
 targets excluded). Targets: midi-gru below 5.0, the best preset below 4.6.
 
     .venv/bin/python benchmarks/train_chorales.py --minutes 30 --threads 2
-    .venv/bin/python benchmarks/train_chorales.py --minutes 2 --presets midi-gru   # smoke run
+    .venv/bin/python benchmarks/train_chorales.py --minutes 2 --presets midi-gru --threads 1
 
 Runs go to ``--out/<preset>`` and resume by themselves: rerunning with a larger
 ``--minutes`` continues them (``train.max_minutes`` counts total training time).
@@ -70,7 +70,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--presets", nargs="+", default=["midi-gru", "midi-lstm", "midi-transformer"])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every preset")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra override for every preset (repeatable), e.g. --set train.progress=false",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -98,6 +98,10 @@ def test_builtin_chorales(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     paths = builtin_chorale_midis(limit=4)
     assert len(paths) == 4 and all(p.is_relative_to(tmp_path / "cache") for p in paths)
+    stamps = [p.stat().st_mtime_ns for p in paths]
+    assert builtin_chorale_midis(limit=4) == paths  # converted once, then reused
+    assert [p.stat().st_mtime_ns for p in paths] == stamps
+    assert not [p for p in paths[0].parent.iterdir() if ".tmp" in p.name]
     dd = load_datadir(out)
     assert dd.stats["accepted"] == 4 and dd.meta["max_polyphony"] >= 4  # four voices
     codec = codec_from_meta(dd.meta)

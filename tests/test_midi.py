@@ -71,7 +71,7 @@ def score_from_steps(notes, ticks_per_step=20):
     )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(note_lists())
 def test_onsets_round_trip_keeps_every_note(notes):
     codec = make_codec("onsets")
@@ -82,7 +82,7 @@ def test_onsets_round_trip_keeps_every_note(notes):
     assert np.array_equal(codec.encode(back), tokens)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
 @given(note_lists())
 def test_steps_round_trip_keeps_the_roll(notes):
     codec = make_codec("steps")
@@ -261,3 +261,11 @@ def test_overlapping_same_key_notes_are_normalised():
     codec = make_codec("onsets")
     back = codec.decode(codec.encode(score))
     assert notes_of(back) == [(60, 0, 24), (60, 24, 72)]
+
+
+def test_onsets_decode_turns_an_orphan_hold_into_a_note():
+    codec = make_codec("onsets")
+    hold = 60 - PITCH_LO + 88
+    score = codec.decode([codec.bos, hold, codec.step, hold, codec.step, codec.eos])
+    (note,) = score.tracks[0].notes
+    assert note.pitch == 60 and note.time == 0 and note.duration == 2 * score.tpq // 24

@@ -67,7 +67,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 @dataclass
 class LoadedRun:
-    model: nn.Module  # in eval mode, on the requested device
+    model: nn.Module  # in eval mode, requires_grad off, on the requested device
     config: dict  # resolved run config
     meta: dict  # the data directory's meta.json
     step: int
@@ -102,7 +102,8 @@ def load_run(
     model = build_model(config["model"], int(meta["vocab_size"]))
     weights = ckpt.get("ema") or ckpt["model"]
     model.load_state_dict(weights)
-    model.to(device or "cpu").eval()
+    # Inference only: no autograd bookkeeping, and RNN step() keeps its cached fast weights.
+    model.to(device or "cpu").eval().requires_grad_(False)
     return LoadedRun(model, config, meta, int(ckpt["step"]), path)
 
 

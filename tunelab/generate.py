@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -77,12 +78,14 @@ def sample(
     device: str | torch.device = "cpu",
     progress: bool = False,
     constrain: bool = True,
+    timing: dict | None = None,
 ) -> list[np.ndarray]:
     """Sample ``n`` pieces of ``steps`` grid steps after ``primer`` (tokens after BOS).
 
     Returns int64 token arrays BOS, primer, continuation, EOS. With constraints on, every
     piece is valid (``check_tokens`` finds nothing) at any length: the piece ends with EOS at
-    the first step boundary once it holds ``primer steps + steps`` steps.
+    the first step boundary once it holds ``primer steps + steps`` steps. ``timing``, if given,
+    receives ``prefix_s`` (feeding BOS + primer), ``sample_s`` and ``tokens`` (sampled, per piece).
     """
     s = sampling or Sampling()
     s.check()
@@ -97,10 +100,12 @@ def sample(
     target = con.time_steps(cst, 0) + steps
     out = [list(prefix) for _ in range(n)]
     noise = [_Noise(piece_seed(seed, i), V) for i in range(n)]
+    t0 = time.perf_counter()
     state = model.init_state(n, device)
     for tok in prefix[:-1]:  # feed the prefix; the last token's logits start sampling
         _, state = model.step(torch.full((n,), tok, device=device), state)
     x = torch.full((n,), prefix[-1], device=device)
+    t1 = time.perf_counter()
     done = [False] * n
     bar = None
     if progress:
@@ -147,6 +152,8 @@ def sample(
     if bar is not None:
         bar.n = n * steps
         bar.close()
+    if timing is not None:
+        timing.update(prefix_s=t1 - t0, sample_s=time.perf_counter() - t1, tokens=n_tok)
     return [np.asarray(o, np.int64) for o in out]
 
 

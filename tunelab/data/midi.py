@@ -9,7 +9,8 @@ Token contract (other modules rely on it):
             A piece is BOS, then per grid step its sounding keys high->low then STEP, then EOS.
 ``onsets``  ids 0..87 key struck at this step; 88..175 key held from before (pitch = id - 88 + 21);
             176 STEP; 177 BOS; 178 EOS. Within a step keys appear with strictly descending pitch.
-``remi``    MidiTok REMI over symusic (pitch, velocity, duration, bar/position); MidiTok's ids.
+``remi``    MidiTok REMI over symusic (pitch, velocity, duration, bar/position); MidiTok's ids
+            (``tunelab.data.remi``).
 
 Round trips: for a valid stream, tokens -> MIDI -> tokens is the identity; MIDI -> tokens -> MIDI
 keeps every note's pitch and quantized onset (and quantized offset for ``onsets``). ``steps``
@@ -18,11 +19,14 @@ cannot tell a repeated note from a held one: a key sounding in consecutive steps
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import symusic
+
+if TYPE_CHECKING:
+    from tunelab.data.remi import RemiCodec
 
 PITCH_LO, PITCH_HI = 21, 108  # the 88 piano keys
 N_KEYS = PITCH_HI - PITCH_LO + 1
@@ -292,10 +296,11 @@ class _GridCodec:
         raise NotImplementedError
 
     def encode_grid(self, grid: Grid) -> np.ndarray:
+        """Grid -> int64 tokens [L]: BOS, per step (keys high->low, STEP), EOS."""
         step, key, struck = grid.cells()
-        n = grid.n_steps
-        # Order: by step, keys high->low, then the step's STEP token (slot 88 sorts last).
-        order = np.concatenate([step * (N_KEYS + 1) + (N_KEYS - 1 - key), np.arange(n) * 89 + 88])
+        n, slots = grid.n_steps, N_KEYS + 1
+        # Sort key: step-major, keys high->low, then the step's STEP token (slot 88, last).
+        order = np.concatenate([step * slots + (N_KEYS - 1 - key), np.arange(n) * slots + N_KEYS])
         ids = np.concatenate([self._cell_ids(key, struck), np.full(n, self.step)])
         body = ids[np.argsort(order, kind="stable")]
         return np.concatenate([[self.bos], body, [self.eos]]).astype(np.int64)
@@ -320,7 +325,8 @@ class _GridCodec:
 
     def decode(self, tokens, tempo_qpm: float | None = None, tempos=None) -> symusic.Score:
         """Tokens -> Score (one piano track, velocity 80). Tolerant: stops at EOS, skips
-        ids it cannot place, and closes a last step that lacks its STEP token.
+        ids it cannot place (BOS, out-of-range ids), closes a last step that lacks its STEP
+        token, and (``onsets``) starts a note for a "held" key that was not sounding.
 
         ``tempos`` ([[step, qpm], ...], e.g. from the piece index) overrides ``tempo_qpm``.
         """
@@ -402,112 +408,25 @@ class OnsetsCodec(_GridCodec):
             active.setdefault(p, t)  # a hold with nothing sounding becomes an onset
 
 
-@functools.lru_cache(maxsize=8)
-def _remi_tokenizer(params: tuple):
-    from miditok import REMI, TokenizerConfig
-
-    p = dict(params)
-    cfg = TokenizerConfig(
-        pitch_range=(PITCH_LO, PITCH_HI),  # inclusive in MidiTok
-        beat_res={(a, b): r for a, b, r in p["beat_res"]},
-        num_velocities=p["num_velocities"],
-        special_tokens=["PAD", "BOS", "EOS"],
-        use_velocities=True,
-        use_time_signatures=False,
-        use_tempos=False,
-        use_programs=False,
-    )
-    return REMI(cfg)
+ENCODINGS = ("steps", "onsets", "remi")
+# Every codec has the same interface; RemiCodec lives in tunelab.data.remi (MidiTok).
+Codec = Union["StepsCodec", "OnsetsCodec", "RemiCodec"]  # noqa: UP007 (forward references)
 
 
-class RemiCodec:
-    """MidiTok REMI over the filtered, quantized grid (one piano track, 4/4 bars)."""
+def _codec_class(encoding: str):
+    if encoding == "remi":
+        from tunelab.data.remi import RemiCodec  # imports MidiTok only when asked for
 
-    encoding = "remi"
-    step = None
-
-    def __init__(self, steps_per_quarter: int = 24, tempo_qpm: float = DEFAULT_QPM, params=None):
-        self.steps_per_quarter = steps_per_quarter
-        self.tempo_qpm = tempo_qpm
-        self.params = params or {
-            # Positions at full grid resolution (exact onsets); durations coarser after a bar.
-            "beat_res": [[0, 4, steps_per_quarter], [4, 12, max(1, steps_per_quarter // 6)]],
-            "num_velocities": 16,
-        }
-        key = tuple(
-            (k, tuple(tuple(x) for x in v) if isinstance(v, list) else v)
-            for k, v in sorted(self.params.items())
-        )
-        self.tok = _remi_tokenizer(key)
-        self.vocab_size = len(self.tok)
-        self.bos = self.tok["BOS_None"]
-        self.eos = self.tok["EOS_None"]
-        self._bar = self.tok["Bar_None"]
-
-    @property
-    def token_names(self) -> list[str]:
-        inv = {i: n for n, i in self.tok.vocab.items()}
-        return [inv[i] for i in range(self.vocab_size)]
-
-    def meta(self) -> dict:
-        return {
-            "encoding": self.encoding,
-            "vocab_size": self.vocab_size,
-            "token_names": self.token_names,
-            "steps_per_quarter": self.steps_per_quarter,
-            "specials": {"bos": self.bos, "eos": self.eos, "step": None},
-            "remi": self.params,
-        }
-
-    def encode(self, score: symusic.Score, off_piano: str = "drop", keep_drums: bool = False):
-        grid = quantize(score, self.steps_per_quarter, off_piano=off_piano, keep_drums=keep_drums)
-        return self.encode_grid(grid)
-
-    def encode_grid(self, grid: Grid) -> np.ndarray:
-        seqs = self.tok.encode(grid_to_score(grid, self.steps_per_quarter))
-        ids = (seqs[0] if isinstance(seqs, list) else seqs).ids
-        return np.array([self.bos, *ids, self.eos], np.int64)
-
-    def decode(self, tokens, tempo_qpm: float | None = None, tempos=None) -> symusic.Score:
-        ids = np.asarray(tokens, np.int64).tolist()
-        if self.eos in ids:
-            ids = ids[: ids.index(self.eos)]
-        ids = [i for i in ids if 0 <= i < self.vocab_size and i != self.bos]
-        score = self.tok.decode([ids]) if ids else symusic.Score(self.steps_per_quarter)
-        score.tempos.clear()
-        ratio = score.tpq / self.steps_per_quarter
-        qpm = tempo_qpm if tempo_qpm is not None else self.tempo_qpm
-        for step, q in tempos or [[0, qpm]]:
-            score.tempos.append(symusic.Tempo(int(round(step * ratio)), qpm=float(q)))
-        return score
-
-    def pitch_table(self) -> np.ndarray:
-        table = np.full(self.vocab_size, -1, np.int64)
-        for name, i in self.tok.vocab.items():
-            if name.startswith("Pitch_"):
-                table[i] = int(name.split("_")[1])
-        return table
-
-    def transpose_table(self, shift: int) -> np.ndarray:
-        table = np.arange(self.vocab_size, dtype=np.int64)
-        for name, i in self.tok.vocab.items():
-            if name.startswith("Pitch_"):
-                table[i] = self.tok.vocab.get(f"Pitch_{int(name.split('_')[1]) + shift}", -1)
-        return table
-
-    def count_steps(self, tokens) -> int:
-        """Grid steps covered: whole 4/4 bars (REMI has no per-step token)."""
-        return int(np.count_nonzero(np.asarray(tokens) == self._bar)) * 4 * self.steps_per_quarter
-
-
-Codec = StepsCodec | OnsetsCodec | RemiCodec
-ENCODINGS = {"steps": StepsCodec, "onsets": OnsetsCodec, "remi": RemiCodec}
+        return RemiCodec
+    if encoding == "steps":
+        return StepsCodec
+    if encoding == "onsets":
+        return OnsetsCodec
+    raise ValueError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
 
 
 def make_codec(encoding: str = "steps", steps_per_quarter: int = 24) -> Codec:
-    if encoding not in ENCODINGS:
-        raise ValueError(f"unknown encoding {encoding!r}; choose one of {', '.join(ENCODINGS)}")
-    return ENCODINGS[encoding](steps_per_quarter)
+    return _codec_class(encoding)(steps_per_quarter)
 
 
 def codec_from_meta(meta: dict) -> Codec:
@@ -516,7 +435,11 @@ def codec_from_meta(meta: dict) -> Codec:
     spq = int(meta.get("steps_per_quarter", 24))
     qpm = float(meta.get("tempo_qpm") or DEFAULT_QPM)
     if enc == "remi":
-        return RemiCodec(spq, qpm, params=meta.get("remi"))
-    if enc not in ENCODINGS:
-        raise ValueError(f"unknown encoding {enc!r} in meta.json; known: {', '.join(ENCODINGS)}")
-    return ENCODINGS[enc](spq, qpm)
+        return _codec_class(enc)(spq, qpm, params=meta.get("remi"))
+    return _codec_class(enc)(spq, qpm)
+
+
+def __getattr__(name: str):
+    if name == "RemiCodec":  # ``from tunelab.data.midi import RemiCodec`` keeps working
+        return _codec_class("remi")
+    raise AttributeError(name)
