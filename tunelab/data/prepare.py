@@ -20,7 +20,7 @@ import numpy as np
 
 from tunelab.data import midi
 from tunelab.data.scan import MIDI_EXTS, Found, scan
-from tunelab.data.store import DataDirError, DataDirWriter, load_datadir
+from tunelab.data.store import DataDirError, DataDirWriter
 
 BUILTINS = ("bach-chorales",)
 MAX_FILE_BYTES = 64 * 2**20  # larger "MIDI" files are not music collections' files
@@ -232,7 +232,7 @@ def prepare_midi(
             "kind": "midi",
             **codec.meta(),
             "max_polyphony": int(np.flatnonzero(poly_hist).max()),
-            # All pieces' median; refined to the training pieces' median once splits exist.
+            # All pieces' median; _training_tempo refines it once the splits exist.
             "tempo_qpm": float(statistics.median(qpms)),
             "filters": {"off_piano": off_piano, "keep_drums": keep_drums},
         }
@@ -262,23 +262,15 @@ def prepare_midi(
             "pitch_histogram": {str(p + midi.PITCH_LO): int(c) for p, c in enumerate(pitch_hist)},
             "polyphony_histogram": [int(c) for c in poly_hist],
         }
-        counts = writer.finish(meta, stats, ratios)
-    _set_median_tempo(out)
+        counts = writer.finish(meta, stats, ratios, refine=_training_tempo)
     _summary(console, out, stats, counts, examples)
     return 0
 
 
-def _set_median_tempo(out: Path) -> None:
-    """meta.tempo_qpm := median tempo of the training pieces (atomic rewrite of meta.json)."""
-    import json
-
-    dd = load_datadir(out)
+def _training_tempo(dd) -> dict:
+    """meta.tempo_qpm: median tempo of the training pieces (all pieces if none train)."""
     pieces = dd.split("train").pieces or [p for s in ("valid", "test") for p in dd.split(s).pieces]
-    meta = dict(dd.meta)
-    meta["tempo_qpm"] = float(statistics.median(p["qpm"] for p in pieces))
-    tmp = out / f".meta.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, out / "meta.json")
+    return {"tempo_qpm": float(statistics.median(p["qpm"] for p in pieces))}
 
 
 def _summary(console, out: Path, stats: dict, counts: dict, examples: list[str]) -> None:

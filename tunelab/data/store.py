@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,8 +178,19 @@ class DataDirWriter:
     def n_pieces(self) -> int:
         return len(self._pieces)
 
-    def finish(self, meta: dict, stats: dict, ratios=(0.9, 0.05, 0.05)) -> dict:
+    def finish(
+        self,
+        meta: dict,
+        stats: dict,
+        ratios=(0.9, 0.05, 0.05),
+        refine: Callable[[DataDir], dict] | None = None,
+    ) -> dict:
         """Assign splits, write arrays, indexes, stats, manifest, then meta; publish.
+
+        ``refine``, when given, sees the staged directory once the splits are
+        written and returns keys to add to meta (figures that need the training
+        split, like its median tempo or feature statistics), so meta.json is
+        still written once, last.
 
         Returns the per-split counts also stored in ``meta["splits"]``.
         """
@@ -225,6 +236,8 @@ class DataDirWriter:
                 f.write(json.dumps(e, ensure_ascii=False) + "\n")
         _write_json(self.stage / "stats.json", {**stats, "splits": counts})
         meta = {**meta, "format_version": FORMAT_VERSION, "dtype": self.dtype.str, "splits": counts}
+        if refine is not None:
+            meta.update(refine(DataDir(self.stage, meta, stats)))
         _write_json(self.stage / "meta.json", meta)  # last: its presence marks completion
         self._publish()
         return counts
