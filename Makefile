@@ -25,6 +25,7 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/prepare_midi.py
+	$(PY) benchmarks/prepare_audio.py
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache

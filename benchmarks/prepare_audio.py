@@ -75,6 +75,17 @@ def reference(p: Path) -> np.ndarray:
     return A.mu_law_encode(y)
 
 
+def traced_peak_mib(path: Path, fn) -> float:
+    """Peak Python-heap (numpy included) MiB while ``fn`` decodes one file."""
+    import tracemalloc
+
+    tracemalloc.start()
+    fn(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
 def run_prepare(src: Path, out: Path, tempo: float | None) -> tuple[float, float, float]:
     """Run `tunelab prepare` in a fresh process; (wall s, main peak MiB, worker peak MiB)."""
     code = (
@@ -83,7 +94,8 @@ def run_prepare(src: Path, out: Path, tempo: float | None) -> tuple[float, float
         "t = time.perf_counter();"
         f"rc = prepare_audio([{str(src)!r}], {str(out)!r}, workers=2, tempo={tempo!r});"
         "w = time.perf_counter() - t;"
-        "m = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024;"
+        # VmHWM, not ru_maxrss: the latter carries the parent's peak across fork+exec
+        "m = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0] / 1024;"
         "c = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024;"
         "print(rc, w, m, c)"
     )
@@ -100,6 +112,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chorales", type=int, default=24, help="collection size (files)")
     args = ap.parse_args()
+    longest_s = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
@@ -117,10 +130,14 @@ def main() -> None:
             half_seconds += sf.info(str(p)).duration
         ours(paths[0]), reference(paths[0])  # warm caches and imports
         rows = []
-        w = time_decode(paths, ours)
-        rows.append(("decode+resample+mu-law, ours (streaming soxr), 1 core", seconds, w, None))
-        w = time_decode(paths, reference)
-        rows.append(("decode+resample+mu-law, librosa.load, 1 core", seconds, w, None))
+        longest = max(paths, key=lambda p: p.stat().st_size)
+        longest_s = sf.info(str(longest)).duration
+        for label, fn in [
+            ("decode+resample+mu-law, ours (streaming soxr), 1 core", ours),
+            ("decode+resample+mu-law, librosa.load, 1 core", reference),
+        ]:
+            w = time_decode(paths, fn)
+            rows.append((label, seconds, w, traced_peak_mib(longest, fn)))
         for label, src, secs, tempo in [
             ("prepare, 2 workers, no tempo", tmp / "lib", seconds, None),
             ("prepare, 2 workers, no tempo, half the files", half, half_seconds, None),
@@ -129,10 +146,13 @@ def main() -> None:
             wall, main_mb, child_mb = run_prepare(src, tmp / f"out{len(rows)}", tempo)
             rows.append((label, secs, wall, (main_mb, child_mb)))
     print(f"\n{os.cpu_count()} CPU cores; audio -> 16 kHz mono\n")
-    print("| what | audio (min) | wall (s) | x real time | peak RSS main / worker (MiB) |")
+    print("| what | audio (min) | wall (s) | x real time | peak memory (MiB) |")
     print("|---|---:|---:|---:|---:|")
     for label, secs, wall, rss in rows:
-        mem = f"{rss[0]:.0f} / {rss[1]:.0f}" if rss else "-"
+        if isinstance(rss, tuple):
+            mem = f"RSS main {rss[0]:.0f} / worker {rss[1]:.0f}"
+        else:
+            mem = f"heap {rss:.0f} (largest file, {longest_s:.0f}s)"
         print(f"| {label} | {secs / 60:.1f} | {wall:.1f} | {secs / wall:.0f}x | {mem} |")
     self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\n(benchmark process peak RSS {self_mb:.0f} MiB)")

@@ -124,6 +124,15 @@ def test_decode_containers_via_pyav(tmp_path, name, fmt, codec):
     assert abs(dominant_hz(d.audio, SR) - 440) < 5
     # stereo downmix averages, like the soundfile path (not FFmpeg's -3 dB sum)
     assert 0.35 < np.abs(d.audio).max() < 0.65
+    # truncated copies: the part that decodes is kept, or a reason names the file
+    raw = path.read_bytes()
+    for cut in (200, len(raw) // 2):
+        t = tmp_path / f"cut{cut}{path.suffix}"
+        t.write_bytes(raw[:cut])
+        try:
+            assert len(A.decode(t, SR).audio) > 0
+        except A.AudioError as e:
+            assert t.name in str(e)
 
 
 def test_clip_offset_and_length_pick_the_right_part(tmp_path):

@@ -193,7 +193,10 @@ def _decode_av(path: Path, sample_rate: int, offset: float, seconds: float | Non
                     break
         except av.error.FFmpegError as e:
             if got == 0:
-                raise AudioError(f"{path.name}: decoding failed ({_short(e)})", "corrupt") from e
+                what = f"{stream.codec_context.name} audio in {container.format.name}"
+                raise AudioError(
+                    f"{path.name}: cannot decode {what} ({_short(e)})", "corrupt"
+                ) from e
             # a truncated tail: keep what decoded cleanly
         audio = rs.result()
         fmt = f"av:{container.format.name}/{stream.codec_context.name}"
@@ -328,12 +331,16 @@ def mu_law_encode(x, channels: int = 256):
     if _is_torch(x):
         import torch
 
-        x = x.float().clamp(-1, 1)
-        y = torch.sign(x) * torch.log1p(mu * x.abs()) / np.log1p(mu)
-        return ((y + 1) / 2 * mu + 0.5).floor().long().clamp(0, mu)
-    x = np.clip(np.asarray(x, dtype=np.float64), -1, 1)
-    y = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
-    return np.clip(np.floor((y + 1) / 2 * mu + 0.5), 0, mu).astype(np.int64)
+        x = x.float().clamp(-1, 1)  # same float32 operations as the numpy path below
+        y = torch.copysign(torch.log1p(mu * x.abs()) * float(np.float32(1 / np.log1p(mu))), x)
+        return ((y + 1) * (mu / 2) + 0.5).floor().long().clamp(0, mu)
+    # float32 throughout: 256 levels need nothing finer, and float64 temporaries would
+    # be most of the memory of encoding a long piece
+    x = np.clip(np.asarray(x, dtype=np.float32), -1, 1)
+    y = np.log1p(np.float32(mu) * np.abs(x)) * np.float32(1 / np.log1p(mu))
+    y = np.copysign(y, x)
+    q = np.floor((y + 1) * np.float32(mu / 2) + np.float32(0.5))
+    return np.clip(q, 0, mu).astype(np.int64)
 
 
 def mu_law_decode(q, channels: int = 256):

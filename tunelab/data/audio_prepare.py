@@ -14,7 +14,6 @@ when pieces are written.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -27,7 +26,7 @@ import numpy as np
 
 from tunelab.data import audio as A
 from tunelab.data.scan import AUDIO_EXTS, Found, scan
-from tunelab.data.store import DataDirError, DataDirWriter, load_datadir
+from tunelab.data.store import DataDirError, DataDirWriter
 from tunelab.data.tags import folder_label, load_sidecar, read_tags, sidecar_label
 
 BUILTINS = ("bach-chorales-audio",)
@@ -147,7 +146,9 @@ def _run(jobs: list, workers: int):
 
 def _labels(found: list[Found], srcs: list[Path], label: str) -> tuple[list, list, str]:
     """Raw label and tags per file, and the label source actually used."""
-    tags = [read_tags(f.path) for f in found]
+    from tqdm import tqdm
+
+    tags = [read_tags(f.path) for f in tqdm(found, desc="reading tags", unit="file", leave=False)]
     source = label
     if label == "auto":
         source = "genre" if any(t["genre"] for t in tags) else "none"
@@ -304,8 +305,7 @@ def prepare_audio(
             "trimmed_seconds": round(tot["trimmed_seconds"], 3),
             "trimmed_fraction": round(trimmed_frac, 4),
         }
-        counts = writer.finish(meta, stats, ratios)
-    _add_frame_stats(out)
+        counts = writer.finish(meta, stats, ratios, refine=_frame_stats_meta)
     _summary(console, out, stats, counts, examples, trimmed_frac)
     return 0
 
@@ -336,17 +336,12 @@ def frame_stats(split, frame_size: int = STATS_FRAME) -> dict:
     return out
 
 
-def _add_frame_stats(out: Path) -> None:
-    """meta.frame_stats from the training split (else all pieces); atomic rewrite."""
-    dd = load_datadir(out)
+def _frame_stats_meta(dd) -> dict:
+    """meta.frame_stats from the training split (else all pieces)."""
     split = dd.split("train")
     if not len(split):
         split = [p for s in ("valid", "test") for p in dd.split(s)]
-    meta = dict(dd.meta)
-    meta["frame_stats"] = frame_stats(split)
-    tmp = out / f".meta.json.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, out / "meta.json")
+    return {"frame_stats": frame_stats(split)}
 
 
 def _summary(console, out, stats, counts, examples, trimmed_frac) -> None:
