@@ -6,6 +6,7 @@ polyphony 8), Gumbel-max sampling with a seeded generator. References, measured 
 
 - RNN presets: a plain eager loop that calls ``nn.GRU``/``nn.LSTM`` on one token at a time and
   samples with ``torch.multinomial`` (no constraints);
+- a bare ``step()`` + argmax loop (no sampling, no constraints) shows the sampling overhead;
 - Transformer: recomputing ``forward()`` over the whole context for every token (no KV cache).
 
 Transformer rows give tokens/s (and ms per token) after 100 and after 10,000 tokens of context
@@ -51,6 +52,18 @@ def ours(model, tokens: int, context: int = 0) -> float:
 
 
 @torch.inference_mode()
+def step_only(model, tokens: int) -> float:
+    """Tokens/s of bare ``step()`` + argmax: the floor that shows the sampling loop's overhead."""
+    state = model.init_state(1)
+    x = torch.full((1,), 89)
+    t0 = time.perf_counter()
+    for _ in range(tokens):
+        logits, state = model.step(x, state)
+        x = logits.argmax(-1)
+    return tokens / (time.perf_counter() - t0)
+
+
+@torch.inference_mode()
 def plain_rnn(model, tokens: int) -> float:
     gen = torch.Generator().manual_seed(0)
     states = [None] * len(model.rnns)
@@ -81,7 +94,8 @@ def no_cache(model, tokens: int, context: int) -> float:
 
 
 def row(name: str, rate: float, note: str = "") -> None:
-    print(f"| {name} | {rate:,.0f} | {1000 / rate:.3f} | {note} |")
+    shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2f}"
+    print(f"| {name} | {shown} | {1000 / rate:,.3f} | {note} |")
 
 
 def main() -> None:
@@ -97,6 +111,7 @@ def main() -> None:
     for preset in ("midi-gru", "midi-lstm"):
         model = build_model(to_dict(load(RunConfig, preset).model), V).eval()
         row(f"{preset}: tunelab sample()", ours(model, args.tokens), "constraints on")
+        row(f"{preset}: bare step() + argmax", step_only(model, args.tokens), "loop floor")
         row(
             f"{preset}: plain nn.{model.cell.upper()} loop",
             plain_rnn(model, args.tokens),
@@ -110,7 +125,7 @@ def main() -> None:
             row(
                 f"{name}: tunelab sample() @ {ctx:,} ctx", ours(model, args.tokens, ctx), "KV cache"
             )
-        for ctx, n in ((100, 100), (10_000, 3)):
+        for ctx, n in ((100, 100), (10_000, 2)):
             row(f"{name}: no cache @ {ctx:,} ctx", no_cache(model, n, ctx), "reference")
 
 

@@ -140,3 +140,27 @@ def test_transformer_run_generates(tmp_path):
     paths = generate(run, n=2, steps=40, seed=2, wav=False, progress=False)
     side = json.loads(paths[0].with_name(paths[0].name + ".json").read_text())
     assert side["audit"]["problems"] == [] and side["steps"] == 40
+
+
+def test_sampling_settings_reduce_to_greedy(run):
+    loaded = load_run(run)
+    greedy = sample(loaded.model, loaded.meta, 1, 20, seed=1, sampling=Sampling(temperature=0.0))
+    for s in (Sampling(argmax_prob=1.0), Sampling(top_k=1), Sampling(top_p=1e-6)):
+        other = sample(loaded.model, loaded.meta, 1, 20, seed=9, sampling=s)
+        assert np.array_equal(greedy[0], other[0]), s
+    free = sample(loaded.model, loaded.meta, 1, 20, seed=1, sampling=Sampling(temperature=2.0))
+    assert not np.array_equal(greedy[0], free[0])
+
+
+def test_primer_breaking_the_rules_is_repaired(run, tmp_path):
+    primer = tmp_path / "cluster.mid"
+    score = symusic.Score(480)
+    track = symusic.Track("p", 0, False)
+    for p in range(60, 70):  # a 10-key cluster; the training data never has more than 4 keys
+        track.notes.append(symusic.Note(0, 960, p, 80))
+    score.tracks.append(track)
+    score.dump_midi(str(primer))
+    with pytest.warns(UserWarning, match="primer tokens break"):
+        paths = generate(run, n=1, steps=6, out=tmp_path / "o", primer=primer, progress=False)
+    side = json.loads(paths[0].with_name(paths[0].name + ".json").read_text())
+    assert side["audit"]["problems"] == [] and "invalid" not in side["flags"]

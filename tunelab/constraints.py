@@ -88,6 +88,11 @@ class GridConstraint:
         held[N_KEYS : 2 * N_KEYS] = False
         self._held_none = _bias(held)  # onsets: no held key allowed
 
+    def to(self, device) -> GridConstraint:
+        """Keep the bias tables on ``device`` (the logits' device)."""
+        self.table, self._held_none = self.table.to(device), self._held_none.to(device)
+        return self
+
     def new_state(self, batch: int) -> GridState:
         st = GridState([N_KEYS] * batch, [0] * batch, [0] * batch, [False] * batch)
         if self.onsets:
@@ -210,6 +215,11 @@ class RemiConstraint:
         self._kind_after["Duration"] = self.NOTE
         if not after_pitch:
             self._kind_after["Pitch"] = self.NOTE
+
+    def to(self, device) -> RemiConstraint:
+        self.table, self.pos_bias = self.table.to(device), self.pos_bias.to(device)
+        self.poly_bias = self.poly_bias.to(device)
+        return self
 
     def new_state(self, batch: int) -> RemiState:
         return RemiState(

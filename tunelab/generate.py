@@ -52,15 +52,16 @@ def piece_seed(seed: int, index: int) -> int:
 class _Noise:
     """Gumbel noise and uniforms for one piece, drawn NOISE_BLOCK tokens at a time."""
 
-    def __init__(self, seed: int, vocab: int):
-        self.g = torch.Generator().manual_seed(seed)
-        self.vocab, self.i = vocab, NOISE_BLOCK
+    def __init__(self, seed: int, vocab: int, device="cpu"):
+        self.g = torch.Generator(device=device).manual_seed(seed)
+        self.vocab, self.i, self.device = vocab, NOISE_BLOCK, device
 
     def next(self) -> tuple[torch.Tensor, float]:
         if self.i == NOISE_BLOCK:
-            u = torch.rand(NOISE_BLOCK, self.vocab, generator=self.g).clamp_(1e-12, 1 - 1e-7)
+            shape, g, dev = (NOISE_BLOCK, self.vocab), self.g, self.device
+            u = torch.rand(shape, generator=g, device=dev).clamp_(1e-12, 1 - 1e-7)
             self.gumbel = -torch.log(-torch.log(u))
-            self.coin = torch.rand(NOISE_BLOCK, generator=self.g).tolist()
+            self.coin = torch.rand(NOISE_BLOCK, generator=g, device=dev).tolist()
             self.i = 0
         i, self.i = self.i, self.i + 1
         return self.gumbel[i], self.coin[i]
@@ -91,7 +92,7 @@ def sample(
     s.check()
     V = int(meta["vocab_size"])
     bos = int(meta["specials"]["bos"])
-    con = make_constraint(meta)
+    con = make_constraint(meta).to(device)
     cst = con.new_state(n)
     prefix = [bos, *(primer or [])]
     for tok in prefix[1:]:
@@ -99,7 +100,7 @@ def sample(
             con.advance(cst, b, tok)
     target = con.time_steps(cst, 0) + steps
     out = [list(prefix) for _ in range(n)]
-    noise = [_Noise(piece_seed(seed, i), V) for i in range(n)]
+    noise = [_Noise(piece_seed(seed, i), V, device) for i in range(n)]
     t0 = time.perf_counter()
     state = model.init_state(n, device)
     for tok in prefix[:-1]:  # feed the prefix; the last token's logits start sampling
@@ -120,7 +121,7 @@ def sample(
             z = z / s.temperature
         if constrain:
             modes = [FORCE if con.time_steps(cst, b) >= target else FORBID for b in range(n)]
-            z = z + con.bias(cst, modes).to(z.device)
+            z = z + con.bias(cst, modes)
         if s.top_k and s.top_k < V:
             kth = torch.topk(z, s.top_k, dim=-1).values[:, -1:]
             z = z.masked_fill(z < kth, -math.inf)
@@ -134,7 +135,7 @@ def sample(
             tok = z.argmax(-1)
         else:
             g = drawn[0][0][None] if n == 1 else torch.stack([d[0] for d in drawn])
-            tok = (z + g.to(z.device)).argmax(-1)
+            tok = (z + g).argmax(-1)
             greedy = [d[1] < s.argmax_prob for d in drawn]
             if any(greedy):
                 tok = torch.where(torch.tensor(greedy, device=z.device), z.argmax(-1), tok)
@@ -148,7 +149,7 @@ def sample(
         n_tok += 1
         if bar is not None and n_tok % 64 == 0:
             bar.n = sum(min(con.time_steps(cst, b), target) - (target - steps) for b in range(n))
-            bar.refresh()
+            bar.set_postfix(tokens=n_tok * n, refresh=True)
     if bar is not None:
         bar.n = n * steps
         bar.close()
@@ -217,11 +218,14 @@ def generate(
     wav: bool = True,
     audit: bool = True,
     progress: bool = True,
+    timing: dict | None = None,
 ) -> list[Path]:
-    """Generate ``n`` pieces; write MIDI, WAV previews and sidecars. Returns the MIDI paths."""
+    """Generate ``n`` pieces; write MIDI, WAV previews and sidecars. Returns the MIDI paths.
+    ``timing`` (optional) receives the sampling loop's figures (see ``sample``)."""
     from tunelab.checkpoint import load_run
     from tunelab.data.midi import codec_from_meta
     from tunelab.evaluate import (
+        _clean,
         audit_rolls,
         roll_from_tokens,
         roll_tail,
@@ -234,6 +238,10 @@ def generate(
     sampling.check()
     if n < 1:
         raise ValueError("--n must be >= 1")
+    if (steps is not None and steps < 1) or (
+        steps is None and seconds is not None and seconds <= 0
+    ):
+        raise ValueError("the length (--seconds or --steps) must be positive")
     run = load_run(run_dir, which, device=device)
     meta = run.meta
     if meta.get("kind", "midi") != "midi":
@@ -265,7 +273,18 @@ def generate(
             )
             primer_info["audit"] = pa
 
-    pieces = sample(run.model, meta, n, gen_steps, seed, sampling, primer_tokens, device, progress)
+    pieces = sample(
+        run.model,
+        meta,
+        n,
+        gen_steps,
+        seed,
+        sampling,
+        primer_tokens,
+        device,
+        progress,
+        timing=timing,
+    )
     rolls = [roll_tail(roll_from_tokens(p, meta), primer_steps) for p in pieces]
     problems = [check_tokens(p, meta) for p in pieces]
     audits = audit_rolls(rolls, problems, index, spq)
@@ -308,8 +327,6 @@ def generate(
             "audit": a,
             "flags": flags,
         }
-        from tunelab.evaluate import _clean
-
         write_json(mid.with_name(mid.name + ".json"), _clean(side))
         written.append(mid)
         if wav:

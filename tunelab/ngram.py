@@ -104,20 +104,30 @@ def score(model: KneserNey, pieces, meta: dict) -> dict:
     return nll_summary(tot, n_tok, music, n_steps, n)
 
 
-def fit_best(train, valid, meta: dict, orders=range(1, 9)) -> tuple[KneserNey, dict]:
-    """Fit each order on ``train``; keep the one with the lowest valid NLL per token."""
-    best, best_nll, table = None, math.inf, {}
+def fit_best(
+    train, valid, meta: dict, orders=range(1, 17), patience: int = 2
+) -> tuple[KneserNey, dict]:
+    """Fit each order on ``train``; keep the one with the lowest valid NLL per token.
+
+    Stops after ``patience`` orders in a row without improvement. Returns (model, {order: valid
+    figures}).
+    """
+    best, best_nll, table, worse = None, math.inf, {}, 0
     train = [np.asarray(p, np.int64) for p in train]
     for n in orders:
         m = KneserNey(n, int(meta["vocab_size"]), int(meta["specials"]["bos"])).fit(train)
         r = score(m, valid, meta)
         table[n] = r
         if r["nll_per_token"] is not None and r["nll_per_token"] < best_nll:
-            best, best_nll = m, r["nll_per_token"]
+            best, best_nll, worse = m, r["nll_per_token"], 0
+        else:
+            worse += 1
+            if worse >= patience:
+                break
     return best, table
 
 
-def ngram_baseline(datadir, split: str = "test", max_train_tokens: int = 5_000_000) -> dict:
+def ngram_baseline(datadir, split: str = "test", max_train_tokens: int = 1_000_000) -> dict:
     """Baseline figures for ``tunelab evaluate``: order chosen on valid, scored on ``split``.
 
     Returns keys containing ``baseline`` (empty when the training split is too large for a
@@ -127,7 +137,7 @@ def ngram_baseline(datadir, split: str = "test", max_train_tokens: int = 5_000_0
     train, valid = datadir.split("train"), datadir.split("valid")
     if len(train.data) > max_train_tokens or len(valid) == 0:
         return {}
-    model, _ = fit_best(train, valid, meta, orders=range(2, 9))
+    model, _ = fit_best(train, valid, meta)
     r = score(model, datadir.split(split), meta)
     return {
         "baseline_ngram_order": model.order,
