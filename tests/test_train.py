@@ -64,13 +64,21 @@ def metrics(run: Path) -> list[dict]:
 
 def test_tiny_run_learns_and_writes_files(datadir, tmp_path):
     run = tmp_path / "run"
-    cfg = cfg_for(datadir, run, "train.max_steps=40", "train.tensorboard=true", "train.plots=true")
+    cfg = cfg_for(
+        datadir,
+        run,
+        "train.max_steps=40",
+        "train.tensorboard=true",
+        "train.plots=true",
+        "train.milestone_minutes=0.0005",  # 30 ms: several milestones in this short run
+    )
     res = train(cfg)
     assert res.status == "done" and res.step == 40
     losses = [r["loss"] for r in metrics(run) if "loss" in r]
     assert np.mean(losses[-2:]) < 0.7 * losses[0]
     for name in ("config.yaml", "checkpoints/last.pt", "checkpoints/best.pt", "model.safetensors"):
         assert (run / name).exists(), name
+    assert list((run / "checkpoints").glob("milestone-*.pt"))
     assert (run / "plots/loss.png").stat().st_size > 0 and (run / "plots/speed.png").exists()
     assert any((run / "tensorboard").iterdir())
     # plain-data checkpoint: loads with weights_only, carries config and meta
@@ -137,6 +145,24 @@ def test_nan_stops_and_keeps_last_good_checkpoint(datadir, tmp_path):
         torch.testing.assert_close(v, good["model"][k], rtol=0, atol=0)
 
 
+def test_prefetch_threads_give_the_same_batches(datadir, tmp_path):
+    runs = [tmp_path / "w0", tmp_path / "w2"]
+    for run, workers in zip(runs, (0, 2), strict=True):
+        train(cfg_for(datadir, run, "train.max_steps=6", f"train.num_workers={workers}"))
+    a, b = (torch.load(r / "checkpoints/last.pt", weights_only=True)["model"] for r in runs)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_time_budget_stops_and_saves(datadir, tmp_path):
+    run = tmp_path / "run"
+    res = train(cfg_for(datadir, run, "train.max_steps=100000", "train.max_minutes=0.002"))
+    assert res.status == "time_budget" and 0 < res.step < 100000
+    assert torch.load(run / "checkpoints/last.pt", weights_only=True)["step"] == res.step
+    again = train(cfg_for(datadir, run, "train.max_steps=100000", "train.max_minutes=0.002"))
+    assert again.status == "already_done" and again.step == res.step
+
+
 def test_config_errors(datadir, tmp_path):
     with pytest.raises(ConfigError, match="bogus"):
         cfg_for(datadir, tmp_path / "r", "train.bogus=1")
@@ -148,6 +174,13 @@ def test_config_errors(datadir, tmp_path):
         train(load(RunConfig, "tiny", [f"out={tmp_path}"]))
     with pytest.raises(ConfigError, match="seq_len"):
         train(cfg_for(datadir, tmp_path / "r2", "train.seq_len=100000"))
+
+
+def test_resume_refuses_another_model(datadir, tmp_path):
+    run = tmp_path / "run"
+    train(cfg_for(datadir, run, "train.max_steps=2"))
+    with pytest.raises(ConfigError, match="another model"):
+        train(cfg_for(datadir, run, "train.max_steps=4", "model.hidden=8"))
 
 
 def test_cli_train_and_errors(datadir, tmp_path):

@@ -156,7 +156,24 @@ def info(
     raise typer.Exit(show_info(path, plots=plots))
 
 
-@app.command()
+def _train_keys() -> str:
+    """Every config key with its default, for `tunelab train --help`."""
+    import dataclasses
+
+    from tunelab.config import RunConfig
+
+    def walk(obj, prefix=""):
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if dataclasses.is_dataclass(v):
+                yield from walk(v, f"{f.name}.")
+            else:
+                yield f"{prefix}{f.name}={v}"
+
+    return "Config keys (defaults; presets override some): " + ", ".join(walk(RunConfig()))
+
+
+@app.command(epilog=_train_keys())
 def train(
     config: str = typer.Argument(
         ...,
@@ -227,7 +244,7 @@ def generate(
     ),
     steps: int = typer.Option(None, help="Length in grid steps instead of --seconds."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same pieces."),
-    out: Path = typer.Option(None, help="Output folder [default: RUN_DIR/samples]."),
+    out: Path = typer.Option(None, help="Output folder (default: RUN_DIR/samples)."),
     temperature: float = typer.Option(1.0, help="Softmax temperature (0: greedy)."),
     top_k: int = typer.Option(0, help="Sample among the k most likely tokens (0: off)."),
     top_p: float = typer.Option(
@@ -241,14 +258,21 @@ def generate(
     device: str = typer.Option("cpu", help="cpu, cuda, or auto."),
     wav: bool = typer.Option(True, help="Also render a WAV preview with the SoundFont synth."),
     audit: bool = typer.Option(True, help="Audit each piece against the training split."),
+    threads: int = typer.Option(
+        1, help="CPU threads for torch (one is fastest for step-by-step sampling)."
+    ),
 ) -> None:
     """Generate MIDI pieces (+ WAV previews and JSON sidecars with audits and flags)."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
     from tunelab.checkpoint import CheckpointError
     from tunelab.generate import Sampling
     from tunelab.generate import generate as run_generate
 
     if primer is not None and not primer.is_file():
         _fail(f"--primer {primer}: no such file")
+    timing: dict = {}
     try:
         paths = run_generate(
             run_dir,
@@ -263,10 +287,16 @@ def generate(
             device=_device(device),
             wav=wav,
             audit=audit,
+            timing=timing,
         )
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
     import json
+
+    rate = timing["tokens"] * n / max(timing["sample_s"], 1e-9)
+    typer.echo(
+        f"sampled {timing['tokens'] * n:,} tokens in {timing['sample_s']:.2f} s ({rate:,.0f} tokens/s)"
+    )
 
     for p in paths:
         flags = json.loads(p.with_name(p.name + ".json").read_text(encoding="utf-8"))["flags"]
@@ -280,7 +310,7 @@ def evaluate(
     samples: Path = typer.Option(
         None, help="Audit the MIDI files in this folder instead -> RUN_DIR/eval/samples.json."
     ),
-    data: Path = typer.Option(None, help="Data directory [default: the one the run trained on]."),
+    data: Path = typer.Option(None, help="Data directory (default: the one the run trained on)."),
     checkpoint: str = typer.Option("best", help="best, last, or a milestone name / .pt path."),
     device: str = typer.Option("cpu", help="cpu, cuda, or auto."),
     baseline: bool = typer.Option(True, help="Add an n-gram baseline to the likelihood file."),

@@ -1,7 +1,9 @@
-"""PNG plots of a run from its metrics.jsonl: loss vs step (train and valid), speed per step.
+"""A run's learning curves: written as they happen, drawn as PNG.
 
-The same two plots the older tools produced; written at the end of training and
-on demand with ``tunelab plot RUN_DIR``.
+``RunLog`` appends records to RUN_DIR/metrics.jsonl and mirrors them as TensorBoard
+scalars. ``plot_run`` draws loss vs step (train and valid) and seconds per step, the
+two plots the older tools produced; written at the end of training and on demand
+with ``tunelab plot RUN_DIR``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,43 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+
+
+class RunLog:
+    """metrics.jsonl + TensorBoard for one run (rank 0 only).
+
+    On resume at ``resume_step``, records logged after that step (by the interrupted
+    process, past its last checkpoint) are dropped so the curve continues cleanly.
+    """
+
+    def __init__(self, run_dir: Path, resume_step: int | None, tensorboard: bool = True):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        if resume_step is not None and self.path.exists():
+            keep = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
+            os.replace(tmp, self.path)
+        self.file = open(self.path, "a", encoding="utf-8")
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
+
+    def log(self, rec: dict) -> None:
+        """Append one record (must hold "step"); numbers become scalars train/* or valid/*."""
+        self.file.write(json.dumps(rec) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in rec.items():
+                if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
+                    tag = k.replace("_", "/", 1) if k.startswith("valid_") else f"train/{k}"
+                    self.tb.add_scalar(tag, v, rec["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
 
 
 def read_metrics(path: str | Path) -> list[dict]:

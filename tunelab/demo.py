@@ -86,9 +86,7 @@ def run_demo(out: Path, minutes: float, n: int = 3, seconds: float = 30.0, seed:
         side = json.loads(Path(f"{f}.json").read_text(encoding="utf-8"))
         wav = f.with_suffix(".wav")
         flags = ", ".join(side.get("flags", [])) or "none"
-        table.add_row(
-            f.name, f"{f}\n{wav if wav.exists() else '(no WAV)'}\nflags: {flags}"
-        )
+        table.add_row(f.name, f"{f}\n{wav if wav.exists() else '(no WAV)'}\nflags: {flags}")
     table.add_row("likelihood", str(lik_path))
     table.add_row("audits", str(aud_path))
     console.print(table)

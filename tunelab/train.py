@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from tunelab.checkpoint import export_safetensors, load_checkpoint, save_checkpoint
 from tunelab.config import ConfigError, RunConfig, dump, to_dict
+from tunelab.curves import RunLog, plot_run
 from tunelab.data.dataset import WindowSampler, eval_windows, prefetch, transpose_tables
 from tunelab.data.store import load_datadir
 from tunelab.models import build_model
@@ -147,44 +148,6 @@ def evaluate_nll(
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")
 
 
-class _RunFiles:
-    """Everything rank 0 writes: config, metrics.jsonl, TensorBoard, checkpoints, plots."""
-
-    def __init__(self, cfg: RunConfig, run_dir: Path, resume_step: int | None):
-        self.cfg, self.dir = cfg, run_dir
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        dump(cfg, run_dir / "config.yaml")
-        self.metrics_path = run_dir / "metrics.jsonl"
-        if resume_step is not None and self.metrics_path.exists():
-            # Drop records logged after the checkpoint so the resumed curve continues cleanly.
-            from tunelab.curves import read_metrics
-
-            keep = [r for r in read_metrics(self.metrics_path) if r.get("step", 0) <= resume_step]
-            tmp = self.metrics_path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
-            os.replace(tmp, self.metrics_path)
-        self.metrics = open(self.metrics_path, "a", encoding="utf-8")
-        self.tb = None
-        if cfg.train.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
-
-    def log(self, rec: dict) -> None:
-        self.metrics.write(json.dumps(rec) + "\n")
-        self.metrics.flush()
-        if self.tb is not None:
-            for k, v in rec.items():
-                if k != "step" and isinstance(v, int | float) and not isinstance(v, bool):
-                    tag = k.replace("_", "/", 1) if k.startswith("valid_") else f"train/{k}"
-                    self.tb.add_scalar(tag, v, rec["step"])
-
-    def close(self) -> None:
-        self.metrics.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
 def train(cfg: RunConfig) -> TrainResult:
     """Train (or resume) the run described by ``cfg``; see the module docstring."""
     if not cfg.data:
@@ -259,7 +222,7 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
     resumed = saved_last = last_path.exists()
     if resumed:
-        ck = load_checkpoint(last_path, map_location=d.device)
+        ck = load_checkpoint(last_path)  # on CPU: RNG states must stay CPU tensors
         if ck["config"]["model"] != to_dict(cfg.model):
             raise ConfigError(
                 f"{run_dir} holds a run with another model config ({ck['config']['model']}); "
@@ -273,11 +236,16 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
             scaler.load_state_dict(ck["scaler"])
         step, elapsed, best = ck["step"], ck["elapsed"], ck["best_valid"]
         last_valid, bad_evals = ck["last_valid"], ck["bad_evals"]
-        next_milestone = ck["next_milestone"] if t.milestone_minutes > 0 else math.inf
+        if t.milestone_minutes > 0:
+            next_milestone = ck["next_milestone"] or elapsed + 60 * t.milestone_minutes
         if len(ck["rng"]) == d.world:
             _set_rng_state(ck["rng"][d.rank])
 
-    files = _RunFiles(cfg, run_dir, step if resumed else None) if d.main else None
+    files = None
+    if d.main:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        dump(cfg, run_dir / "config.yaml")
+        files = RunLog(run_dir, step if resumed else None, t.tensorboard)
     net = model
     if d.world > 1:
         net = nn.parallel.DistributedDataParallel(
@@ -310,9 +278,12 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
             },
         )
 
-    if step >= t.max_steps:
-        msg = f"{run_dir}: already trained to step {step} (train.max_steps={t.max_steps})"
-        return _finish(files, run_dir, "already_done", step, best, last_valid, msg)
+    if step >= t.max_steps or (t.max_minutes and elapsed >= 60 * t.max_minutes):
+        msg = (
+            f"{run_dir}: already trained to step {step}, {elapsed / 60:.1f} minutes "
+            f"(train.max_steps={t.max_steps}, train.max_minutes={t.max_minutes})"
+        )
+        return _finish(cfg, files, run_dir, "already_done", step, best, last_valid, msg)
 
     # -- loop ------------------------------------------------------------------------
     bar = None
@@ -395,12 +366,17 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
                     }
                 )
             if step % t.log_every == 0:
+                if bar is not None and t.max_minutes:  # ETA: whichever budget ends first
+                    left = (60 * t.max_minutes - elapsed) * win_n / (time.perf_counter() - win_t0)
+                    bar.total = max(step + 1, min(t.max_steps, step + int(left)))
                 win_loss, win_n, win_t0 = 0.0, 0, time.perf_counter()
             out_of_time = t.max_minutes is not None and elapsed >= 60 * t.max_minutes
             if step % t.eval_every == 0 or step == t.max_steps or out_of_time:
                 improved = False
                 if len(valid):  # an empty valid split: only `last` is kept
-                    last_valid = evaluate_nll(ema or model, valid, t.batch_size, d, amp_ctx)
+                    last_valid = evaluate_nll(
+                        model if ema is None else ema, valid, t.batch_size, d, amp_ctx
+                    )
                     improved = best is None or last_valid < best
                     best, bad_evals = (last_valid, 0) if improved else (best, bad_evals + 1)
                     if files:
@@ -432,7 +408,7 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
             bar.close()
     if status == "done":
         msg = f"reached train.max_steps={t.max_steps}"
-    return _finish(files, run_dir, status, step, best, last_valid, msg)
+    return _finish(cfg, files, run_dir, status, step, best, last_valid, msg)
 
 
 def _ckpt_step(path: Path) -> int | str:
@@ -442,10 +418,9 @@ def _ckpt_step(path: Path) -> int | str:
         return "?"
 
 
-def _finish(files, run_dir, status, step, best, last_valid, msg) -> TrainResult:
+def _finish(cfg, files, run_dir, status, step, best, last_valid, msg) -> TrainResult:
     """Rank 0: plots, safetensors export of the best weights, close the logs."""
     if files is not None:
-        cfg = files.cfg
         best_path = run_dir / "checkpoints" / "best.pt"
         if best_path.exists() and status != "nan":
             ck = load_checkpoint(best_path)
@@ -455,7 +430,5 @@ def _finish(files, run_dir, status, step, best, last_valid, msg) -> TrainResult:
             export_safetensors(export, run_dir / "model.safetensors", meta)
         files.close()
         if cfg.train.plots:
-            from tunelab.curves import plot_run
-
             plot_run(run_dir)
     return TrainResult(status, step, best, last_valid, run_dir, msg)

@@ -29,6 +29,7 @@ def rotary_cos_sin(
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate pairs (x[..., :d/2], x[..., d/2:]). x: [B, H, T, D]; cos/sin: [T, D/2]."""
     x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # no-ops in fp32; keeps bf16/fp16 under autocast
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 

@@ -58,6 +58,7 @@ class TokenRNN(nn.Module):
         self.head = nn.Linear(hidden * layers if skip else hidden, vocab_size)
         self._table_key: tuple | None = None  # cache of _fast_weights()
         self._table: tuple | None = None
+        self._params: list[nn.Parameter] = []
 
     @classmethod
     def from_config(cls, cfg: Mapping, vocab_size: int) -> TokenRNN:
@@ -102,11 +103,16 @@ class TokenRNN(nn.Module):
         (W_ih^T, b_ih, W_hh^T, b_hh) with contiguous transposes (a row vector times a
         contiguous [in, out] matrix is the fastest matvec layout), head W^T, head b).
         """
-        params = list(self.parameters())
+        # Checked every step, so kept cheap: the parameter list is cached; _version changes on
+        # every in-place update (optimizer step, load_state_dict); .to()/.half() move the data.
+        params = self._params if self._table is not None else list(self.parameters())
         live = torch.is_grad_enabled() and any(p.requires_grad for p in params)
-        # _version changes on every in-place update (optimizer step, load_state_dict).
-        key = None if live else tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        key = None
+        if not live:
+            key = (params[0].data_ptr(), params[0].dtype, *(p._version for p in params))
         if live or key != self._table_key:
+            params = self._params = list(self.parameters())
+            key = (params[0].data_ptr(), params[0].dtype, *(p._version for p in params))
             with contextlib.nullcontext() if live else torch.no_grad():
                 r0 = self.rnns[0]
                 table = torch.addmm(r0.bias_ih_l0, self.embed.weight, r0.weight_ih_l0.t())
