@@ -18,7 +18,7 @@ lint: setup
 	.venv/bin/ruff format --check tunelab tests benchmarks
 
 test: setup lint
-	.venv/bin/pytest -x -q -p no:cacheprovider
+	.venv/bin/pytest -x -p no:cacheprovider
 
 demo: setup
 	.venv/bin/tunelab demo

@@ -337,5 +337,19 @@ def evaluate(
     typer.echo(str(path))
 
 
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo"), help="Folder for the data, the run and the samples."),
+    minutes: float = typer.Option(3.5, help="Training budget in minutes (midi-gru preset)."),
+    n: int = typer.Option(3, "--n", help="Pieces to generate."),
+    seconds: float = typer.Option(30.0, help="Length of each piece in seconds."),
+    seed: int = typer.Option(0, help="Seed for training and sampling."),
+) -> None:
+    """Prepare the built-in Bach chorales, train midi-gru, generate, evaluate: all in one go."""
+    from tunelab.demo import run_demo
+
+    raise typer.Exit(run_demo(out, minutes=minutes, n=n, seconds=seconds, seed=seed))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
