@@ -11,14 +11,13 @@ enough to rebuild the model.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from tunelab.atomic import atomic_path
 from tunelab.models import build_model
 
 
@@ -26,32 +25,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing or cannot be read, with the path and reason."""
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(path: str | Path, obj: dict) -> None:
-    """Write ``obj`` to ``path`` atomically: temp file in the same folder, fsync, os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    """Write ``obj`` to ``path`` atomically: a crash leaves the previous checkpoint intact."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -111,7 +88,5 @@ def export_safetensors(model: nn.Module, path: str | Path, metadata: dict | None
     """Write the model's weights to a .safetensors file (atomically; tied weights stored once)."""
     from safetensors.torch import save_model
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_model(model, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_model(model, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})

@@ -9,8 +9,9 @@ with ``tunelab plot RUN_DIR``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from tunelab.atomic import atomic_path, write_text
 
 
 class RunLog:
@@ -24,9 +25,7 @@ class RunLog:
         self.path = Path(run_dir) / "metrics.jsonl"
         if resume_step is not None and self.path.exists():
             keep = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep), encoding="utf-8")
-            os.replace(tmp, self.path)
+            write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
         self.file = open(self.path, "a", encoding="utf-8")
         self.tb = None
         if tensorboard:
@@ -104,8 +103,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
 
 
 def _save(fig, path: Path) -> Path:
-    tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     return path

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -27,25 +25,11 @@ import torch
 from torch.nn import functional as F
 
 from tunelab import metrics as M
+from tunelab.atomic import write_json
 from tunelab.constraints import check_tokens
 from tunelab.data.midi import Rejected, codec_from_meta, quantize
 
 FULL_FORWARD_MAX = 4096  # longer pieces of a full-attention Transformer are scored with step()
-
-
-def write_json(path: str | Path, obj) -> Path:
-    """Write JSON atomically (temp file in the same folder, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2, ensure_ascii=False, allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tunelab.atomic import atomic_path, write_json
 from tunelab.constraints import FORBID, FORCE, check_tokens, make_constraint
 
 NOISE_BLOCK = 256  # tokens of sampling noise drawn at once per piece
@@ -230,7 +231,6 @@ def generate(
         roll_from_tokens,
         roll_tail,
         training_index,
-        write_json,
     )
     from tunelab.metrics import WINDOW, copy_audit
 
@@ -335,17 +335,12 @@ def generate(
 
 
 def _dump_midi(score, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         score.dump_midi(str(tmp))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_preview(score, path: Path, side: dict, sr: int = 16000) -> None:
     """WAV preview with the SoundFont synthesizer (skipped with a warning if it fails)."""
-    from tunelab.evaluate import write_json
 
     try:
         from tunelab.synth import render_midi, write_wav

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+from tunelab.atomic import atomic_path
 
 RENDER_RATE = 48000  # midirenderer's fixed output rate
 
@@ -138,16 +139,7 @@ def write_wav(path: str | Path, audio: np.ndarray, sr: int) -> Path:
     folder, then renamed over ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     a = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            sf.write(f, a, int(sr), subtype="PCM_16", format="WAV")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        sf.write(tmp, a, int(sr), subtype="PCM_16", format="WAV")
     return path

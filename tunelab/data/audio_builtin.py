@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tunelab.atomic import atomic_path
 from tunelab.synth import TIMBRES
 
 RENDER_VERSION = 1
@@ -44,17 +45,14 @@ def _render_one(job: tuple[str, str, int, int]) -> tuple[str, str | None]:
 
     from tunelab.synth import render_midi
 
-    tmp = f"{dst}.tmp-{os.getpid()}"
     try:
         audio = render_midi(midi_path, sample_rate=sr, program=program)
         if len(audio) == 0:
             return dst, "no notes to render"
-        sf.write(tmp, np.clip(audio, -1, 1), sr, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            sf.write(tmp, np.clip(audio, -1, 1), sr, format="FLAC", subtype="PCM_16")
         return dst, None
     except Exception as e:  # one bad chorale must not stop the others
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         return dst, f"{type(e).__name__}: {e}"
 
 

@@ -14,6 +14,8 @@ import re
 from multiprocessing import get_context
 from pathlib import Path
 
+from tunelab.atomic import atomic_path, write_text
+
 CHORALE_VERSION = 1  # bump when the conversion changes: a new cache folder is used
 _SCORE_EXTS = (".mxl", ".xml", ".musicxml", ".krn")  # not .rntxt (roman-numeral analyses)
 
@@ -64,17 +66,14 @@ def chorale_group(path: str | Path) -> str:
 def _convert(job: tuple[str, str]) -> tuple[str, str | None]:
     """Parse one chorale with music21 and write it as MIDI, atomically. Returns (dst, error)."""
     src, dst = job
-    tmp = f"{dst}.tmp-{os.getpid()}"
     try:
         from music21 import converter
 
         score = converter.parse(src)
-        score.write("midi", fp=tmp)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            score.write("midi", fp=str(tmp))
         return dst, None
     except Exception as e:  # one bad score must not stop the others
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         return dst, f"{type(e).__name__}: {e}"
 
 
@@ -123,7 +122,5 @@ def builtin_chorale_midis(limit: int | None = None, workers: int = 0) -> list[Pa
         if errors:
             for name, err in errors:
                 print(f"warning: could not convert chorale {name}: {err}")
-            tmp = failed_path.with_suffix(f".tmp-{os.getpid()}")
-            tmp.write_text("\n".join(sorted(failed | {n for n, _ in errors})), encoding="utf-8")
-            os.replace(tmp, failed_path)
+            write_text(failed_path, "\n".join(sorted(failed | {n for n, _ in errors})))
     return sorted(out / f"{s.stem}.mid" for s in sources if (out / f"{s.stem}.mid").exists())

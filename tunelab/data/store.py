@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tunelab.atomic import write_json
+
 SPLITS = ("train", "valid", "test")
 FORMAT_VERSION = 1
 
@@ -234,11 +236,11 @@ class DataDirWriter:
                 if e.get("status") == "accepted" and e["split"] is None:
                     e["split"] = by_source.get(e.get("source", e["path"]))
                 f.write(json.dumps(e, ensure_ascii=False) + "\n")
-        _write_json(self.stage / "stats.json", {**stats, "splits": counts})
+        write_json(self.stage / "stats.json", {**stats, "splits": counts})
         meta = {**meta, "format_version": FORMAT_VERSION, "dtype": self.dtype.str, "splits": counts}
         if refine is not None:
             meta.update(refine(DataDir(self.stage, meta, stats)))
-        _write_json(self.stage / "meta.json", meta)  # last: its presence marks completion
+        write_json(self.stage / "meta.json", meta)  # last: its presence marks completion
         self._publish()
         return counts
 
@@ -256,13 +258,6 @@ class DataDirWriter:
         if not self._spool.closed:
             self._spool.close()
         shutil.rmtree(self.stage, ignore_errors=True)
-
-
-def _write_json(path: Path, obj) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 @dataclass
