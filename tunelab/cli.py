@@ -16,6 +16,9 @@ app = typer.Typer(
 )
 
 
+BUILTINS = ("bach-chorales", "bach-chorales-audio")
+
+
 class Kind(StrEnum):
     auto = "auto"
     midi = "midi"
@@ -101,6 +104,8 @@ def prepare(
         _fail("give SRC folders/files or --builtin bach-chorales")
     if builtin is not None and src:
         _fail("give either SRC or --builtin, not both")
+    if builtin is not None and builtin not in BUILTINS:
+        _fail(f"unknown builtin {builtin!r}; choose one of {', '.join(BUILTINS)}")
     try:
         is_audio = kind == Kind.audio or (builtin or "").endswith("-audio")
         if kind == Kind.auto and builtin is None:
