@@ -248,19 +248,13 @@ def prepare_audio(
         labels, merged = _merge_rare(raw_labels, min_label_count)
         n = max(1, min(workers or os.cpu_count() or 1, len(found)))
         jobs = [(i, str(f.path), opts) for i, f in enumerate(found)]
-        rejections: Counter = Counter()
+        rejections, examples = writer.rejections, writer.examples
         label_counts: Counter = Counter()
         tot = Counter()
-        examples: list[str] = []
         for i, r in tqdm(_run(jobs, n), total=len(jobs), desc="preparing audio", unit="file"):
             f = found[i]
             if r["status"] != "accepted":
-                rejections[r["key"]] += 1
-                if len(examples) < 10:
-                    examples.append(f"{f.display}: {r['reason']}")
-                writer.add_manifest(
-                    {"path": f.display, "status": "rejected", "reason": r["reason"]}
-                )
+                writer.reject(f.display, r["key"], r["reason"])
                 continue
             t = tags[i]
             info = {"source": f.display, "label": labels[i], **r["info"]}

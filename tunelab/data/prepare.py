@@ -177,11 +177,10 @@ def prepare_midi(
             writer.abort()
             return 1
         filters: Counter = Counter()
-        rejections: Counter = Counter()
+        rejections, examples = writer.rejections, writer.examples
         pitch_hist = np.zeros(midi.N_KEYS, np.int64)
         poly_hist = np.zeros(1, np.int64)
         totals = Counter()
-        examples: list[str] = []
         qpms: list[float] = []
         n = max(1, min(workers or os.cpu_count() or 1, len(found)))
         jobs = [(i, str(f.path), opts) for i, f in enumerate(found)]
@@ -191,12 +190,7 @@ def prepare_midi(
             for i, r in tqdm(results, total=len(jobs), desc="preparing MIDI", unit="file"):
                 f = found[i]
                 if r["status"] != "accepted":
-                    rejections[r["key"]] += 1
-                    if len(examples) < 10:
-                        examples.append(f"{f.display}: {r['reason']}")
-                    writer.add_manifest(
-                        {"path": f.display, "status": "rejected", "reason": r["reason"]}
-                    )
+                    writer.reject(f.display, r["key"], r["reason"])
                     continue
                 info = {"source": f.display, "label": None, **r["info"]}
                 writer.add_piece(r["tokens"], info, group=groups[i], split=f.split)

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,8 @@ class DataDirWriter:
         self._pieces: list[_Spooled] = []
         self._manifest: list[dict] = []
         self._items = 0
+        self.rejections: Counter = Counter()  # reason key -> files
+        self.examples: list[str] = []  # the first few "file: reason" lines, for the summary
 
     def __enter__(self) -> DataDirWriter:
         return self
@@ -175,6 +178,13 @@ class DataDirWriter:
     def add_manifest(self, entry: dict) -> None:
         """Record one input file: at least ``path`` and ``status`` (and ``reason`` if rejected)."""
         self._manifest.append(entry)
+
+    def reject(self, path: str, key: str, reason: str) -> None:
+        """Record a rejected input file: manifest line, count by ``key``, example line."""
+        self.rejections[key] += 1
+        if len(self.examples) < 10:
+            self.examples.append(f"{path}: {reason}")
+        self.add_manifest({"path": path, "status": "rejected", "reason": reason})
 
     @property
     def n_pieces(self) -> int:
