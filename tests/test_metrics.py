@@ -110,6 +110,16 @@ def test_silent_noise_identical_flags(corpus):
     assert sim[1, 2] == 1.0 and sim[0, 1] < 0.1
 
 
+def test_pitch_range_far_outside_training_is_noise(corpus):
+    _, index = corpus  # training keys 20..69 (MIDI 41..90)
+    high = random_piece(np.random.default_rng(9), 40, lo=60, hi=88)  # MIDI 81..108
+    a = M.piece_stats(roll(high), SPQ)
+    assert a["pitch_range"][1] >= 105
+    assert "noise" in M.flags_for(a, index.stats, SPQ)
+    inside = M.piece_stats(roll(random_piece(np.random.default_rng(9), 40, lo=25, hi=65)), SPQ)
+    assert "noise" not in M.flags_for(inside, index.stats, SPQ)
+
+
 def test_stats_of_known_piece():
     # 4 steps: {60,64}, {60,64}, {}, {67}; 2 steps per quarter
     t = [89, 64 - 21, 60 - 21, 88, 64 - 21, 60 - 21, 88, 88, 67 - 21, 88, 90]
@@ -121,6 +131,7 @@ def test_stats_of_known_piece():
     hist = np.array(s["pitch_class_hist"])
     assert hist[0] == pytest.approx(0.4) and hist[4] == pytest.approx(0.4)
     assert hist[7] == pytest.approx(0.2)
+    assert s["pitch_range"] == [60, 67]
 
 
 def test_onsets_tokens_and_notes_give_the_same_roll():

@@ -42,6 +42,7 @@ SILENT_MIN_SOUNDING = 0.25  # silent: sounding steps < this x the training share
 NOISE_DENSITY_RATIO = 4.0  # noise: note onsets per quarter > this x the training density...
 NOISE_POLYPHONY_RATIO = 2.0  # ...or mean keys per sounding step > this x training (and +3 keys)
 NOISE_PC_DISTANCE = 0.6  # ...or pitch-class histogram total variation distance above this
+NOISE_RANGE_SEMITONES = 12  # ...or a 1st-99th percentile pitch range this far beyond training's
 IDENTICAL_JACCARD = 0.9  # identical: 16-step window sets this similar to another piece's
 
 _R = np.random.default_rng(0x7E57AB).integers(
@@ -268,11 +269,13 @@ def piece_stats(roll: Roll, steps_per_quarter: int) -> dict:
     ``pitch_class_hist``: share of key-steps per pitch class (duration-weighted), 12 floats;
     ``mean_polyphony``: mean keys per sounding step; ``sounding_fraction``: sounding steps / S;
     ``note_density``: note onsets per quarter note = onsets / (S / steps_per_quarter);
+    ``pitch_range``: [1st, 99th] percentile MIDI pitch of the key-steps (None if no keys);
     ``notes``, ``steps``.
     """
     S = roll.n_steps
     counts = roll.counts()
-    pcs = np.bincount((roll.keys() + 21) % 12, minlength=12).astype(float)
+    pitches = roll.keys() + 21
+    pcs = np.bincount(pitches % 12, minlength=12).astype(float)
     sounding = int(np.count_nonzero(counts))
     notes = int(roll.onset.sum()) if roll.onset is not None else 0
     return {
@@ -282,6 +285,14 @@ def piece_stats(roll: Roll, steps_per_quarter: int) -> dict:
         "mean_polyphony": float(counts[counts > 0].mean()) if sounding else 0.0,
         "sounding_fraction": sounding / S if S else 0.0,
         "note_density": notes / (S / steps_per_quarter) if S else 0.0,
+        "pitch_range": (
+            [
+                int(np.percentile(pitches, 1, method="lower")),
+                int(np.percentile(pitches, 99, method="higher")),
+            ]
+            if len(pitches)
+            else None
+        ),
     }
 
 
@@ -352,12 +363,21 @@ def flags_for(audit: dict, train: dict | None, spq: int) -> list[str]:
                 and audit["mean_polyphony"] > train["mean_polyphony"] + 3
             )
             or pc_distance(audit["pitch_class_hist"], train["pitch_class_hist"]) > NOISE_PC_DISTANCE
+            or _beyond_range(audit.get("pitch_range"), train.get("pitch_range"))
+            > NOISE_RANGE_SEMITONES
         )
         if noisy:
             flags.append("noise")
     if audit.get("max_similarity", 0.0) >= IDENTICAL_JACCARD:
         flags.append("identical")
     return flags
+
+
+def _beyond_range(piece: list[int] | None, train: list[int] | None) -> int:
+    """Semitones by which the piece's pitch range reaches past the training range (0: inside)."""
+    if not piece or not train:
+        return 0
+    return max(0, train[0] - piece[0], piece[1] - train[1])
 
 
 def thresholds() -> dict:
