@@ -163,6 +163,25 @@ def test_time_budget_stops_and_saves(datadir, tmp_path):
     assert again.status == "already_done" and again.step == res.step
 
 
+def test_early_stop_after_patience_evaluations(datadir, tmp_path):
+    # lr=1e-30 is below float32 resolution: the weights, and so the validation loss, never change
+    run = tmp_path / "run"
+    res = train(
+        cfg_for(
+            datadir,
+            run,
+            "train.lr=1e-30",
+            "train.eval_every=2",
+            "train.patience=2",
+            "train.max_steps=100",
+        )
+    )
+    assert res.status == "early_stop" and res.step == 6
+    valid = [r for r in metrics(run) if "valid_loss" in r]
+    assert [r["step"] for r in valid] == [2, 4, 6]
+    assert (run / "checkpoints" / "best.pt").exists()
+
+
 def test_config_errors(datadir, tmp_path):
     with pytest.raises(ConfigError, match="bogus"):
         cfg_for(datadir, tmp_path / "r", "train.bogus=1")
