@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelab.data import audio as A
-from tunelab.data.scan import AUDIO_EXTS, Found, scan
+from tunelab.data.scan import AUDIO_EXTS, Found, require_sources, scan
 from tunelab.data.store import DataDirError, DataDirWriter
 from tunelab.data.tags import folder_label, load_sidecar, read_tags, sidecar_label
 
@@ -232,9 +232,7 @@ def prepare_audio(
     if tempo is not None and not 20 <= tempo <= 400:
         raise DataDirError(f"--tempo must be within 20..400 BPM, not {tempo}")
     if builtin is None:
-        for s in srcs:
-            if not Path(s).exists():
-                raise FileNotFoundError(f"{s}: no such file or folder")
+        require_sources(srcs)  # before creating anything
     opts = Options(sample_rate, clip_seconds, clip_offset, trim_db, tempo)
     writer = DataDirWriter(out, "int16", overwrite=overwrite)
     with writer:
@@ -300,7 +298,7 @@ def prepare_audio(
             "trimmed_fraction": round(trimmed_frac, 4),
         }
         counts = writer.finish(meta, stats, ratios, refine=_frame_stats_meta)
-    _summary(console, out, stats, counts, examples, trimmed_frac)
+    _summary(console, out, stats, counts, writer.rejection_report(), trimmed_frac)
     return 0
 
 
@@ -338,7 +336,7 @@ def _frame_stats_meta(dd) -> dict:
     return {"frame_stats": frame_stats(split)}
 
 
-def _summary(console, out, stats, counts, examples, trimmed_frac) -> None:
+def _summary(console, out, stats, counts, rejection_report, trimmed_frac) -> None:
     console.print(
         f"[green]prepared[/] {stats['accepted']} of {stats['files']} files -> {out} "
         f"({stats['seconds'] / 60:.1f} minutes of audio)"
@@ -353,9 +351,5 @@ def _summary(console, out, stats, counts, examples, trimmed_frac) -> None:
             f"({stats['trimmed_seconds']:.1f}s of {stats['decoded_seconds']:.1f}s); "
             "check --trim-db (manifest.jsonl has trimmed_seconds per file)"
         )
-    if stats["rejected"]:
-        why = ", ".join(f"{k} {v}" for k, v in stats["rejections"].items())
-        console.print(f"[yellow]rejected {stats['rejected']}[/] ({why}); e.g.")
-        for line in examples[:5]:
-            console.print(f"  {line}")
-        console.print(f"every file's status: {out / 'manifest.jsonl'}")
+    for line in rejection_report:
+        console.print(line)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelab.data import midi
-from tunelab.data.scan import MIDI_EXTS, Found, scan
+from tunelab.data.scan import MIDI_EXTS, Found, require_sources, scan
 from tunelab.data.store import DataDirError, DataDirWriter
 
 BUILTINS = ("bach-chorales",)
@@ -166,9 +166,7 @@ def prepare_midi(
     opts = Options(encoding, steps_per_quarter, off_piano, keep_drums)
     codec = midi.make_codec(encoding, steps_per_quarter)  # fail fast on a bad encoding
     if builtin is None:
-        for s in srcs:  # before creating anything
-            if not Path(s).exists():
-                raise FileNotFoundError(f"{s}: no such file or folder")
+        require_sources(srcs)  # before creating anything
     writer = DataDirWriter(out, "uint16", overwrite=overwrite)  # refuses a finished dir early
     with writer:
         found, groups = _inputs(list(srcs), builtin)
@@ -257,7 +255,7 @@ def prepare_midi(
             "polyphony_histogram": [int(c) for c in poly_hist],
         }
         counts = writer.finish(meta, stats, ratios, refine=_training_tempo)
-    _summary(console, out, stats, counts, examples)
+    _summary(console, out, stats, counts, writer.rejection_report())
     return 0
 
 
@@ -267,7 +265,7 @@ def _training_tempo(dd) -> dict:
     return {"tempo_qpm": float(statistics.median(p["qpm"] for p in pieces))}
 
 
-def _summary(console, out: Path, stats: dict, counts: dict, examples: list[str]) -> None:
+def _summary(console, out: Path, stats: dict, counts: dict, rejection_report: list[str]) -> None:
     console.print(
         f"[green]prepared[/] {stats['accepted']} of {stats['files']} files -> {out} "
         f"({stats['tokens']:,} tokens, {stats['steps']:,} steps, {stats['notes']:,} notes)"
@@ -276,12 +274,8 @@ def _summary(console, out: Path, stats: dict, counts: dict, examples: list[str])
         f"{k} {v['pieces']} pieces / {v['items']:,} tokens" for k, v in counts.items()
     )
     console.print(f"splits: {split_text}")
-    if stats["rejected"]:
-        why = ", ".join(f"{k} {v}" for k, v in stats["rejections"].items())
-        console.print(f"[yellow]rejected {stats['rejected']}[/] ({why}); e.g.")
-        for line in examples[:5]:
-            console.print(f"  {line}")
-        console.print(f"every file's status: {out / 'manifest.jsonl'}")
+    for line in rejection_report:
+        console.print(line)
     hits = {k: v for k, v in stats["filters"].items() if v}
     if hits:
         console.print("filters: " + ", ".join(f"{k} {v}" for k, v in hits.items()))

@@ -76,6 +76,13 @@ def scan(srcs: list[Path], exts: tuple[str, ...]) -> list[Found]:
     return unique
 
 
+def require_sources(srcs: list[Path]) -> None:
+    """Raise FileNotFoundError naming the first SRC that does not exist (before any work)."""
+    for src in srcs:
+        if not Path(src).exists():
+            raise FileNotFoundError(f"{src}: no such file or folder")
+
+
 def guess_kind(srcs: list[Path]) -> str:
     """'midi' or 'audio': whichever kind of file is more common under ``srcs``."""
     n_midi = len(scan(srcs, MIDI_EXTS))

@@ -186,6 +186,18 @@ class DataDirWriter:
             self.examples.append(f"{path}: {reason}")
         self.add_manifest({"path": path, "status": "rejected", "reason": reason})
 
+    def rejection_report(self) -> list[str]:
+        """Lines for the end-of-run summary: rejections by reason, a few examples."""
+        n = sum(self.rejections.values())
+        if not n:
+            return []
+        why = ", ".join(f"{k} {v}" for k, v in sorted(self.rejections.items()))
+        return [
+            f"[yellow]rejected {n}[/] ({why}); e.g.",
+            *(f"  {line}" for line in self.examples[:5]),
+            f"every file's status: {self.out / 'manifest.jsonl'}",
+        ]
+
     @property
     def n_pieces(self) -> int:
         return len(self._pieces)
