@@ -263,3 +263,39 @@ def test_cli_prepare_audio(collection, tmp_path):
     assert r.exit_code == 0, r.output
     meta = json.loads((out / "meta.json").read_text())
     assert meta["kind"] == "audio"
+
+
+def test_hostile_labels_are_shown_as_text(tmp_path, capsys):
+    """Labels are untrusted tag text: rich markup and matplotlib math are shown, not parsed."""
+    from tunelab.info import show_info
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        sf.write(str(src / f"{i}.wav"), sine(300 + 100 * i, 0.5, SR), SR)
+    side = tmp_path / "labels.csv"
+    side.write_text('path,label\n0.wav,[/rock]\n1.wav,$\\frac$\n2.wav,"[red]x"\n')
+    out = tmp_path / "data"
+    assert _prepare(src, out, label=str(side)) == 0
+    assert show_info(out, plots=True) == 0
+    text = capsys.readouterr().out
+    assert "[/rock]" in text and "$\\frac$" in text and "[red]x" in text
+    assert (out / "plots" / "labels.png").stat().st_size > 1000
+
+
+def test_undecodable_file_names_are_reported_readably(tmp_path):
+    """A file name that is not valid UTF-8 (possible on Linux), good or rejected, never
+    crashes the run when the manifest is written; it is shown with \\xNN escapes."""
+    src = tmp_path / "src"
+    src.mkdir()
+    sf.write(str(src / "ok.wav"), sine(400, 0.5, SR), SR)
+    good = os.path.join(os.fsencode(src), b"caf\xe9.wav")
+    sf.write(good, sine(500, 0.5, SR), SR)
+    with open(os.path.join(os.fsencode(src), b"bad-\xe9.wav"), "wb") as f:
+        f.write(b"not audio")
+    out = tmp_path / "data"
+    assert _prepare(src, out) == 0
+    man = {os.path.basename(e["path"]): e for e in load_datadir(out).manifest()}
+    assert man["caf\\xe9.wav"]["status"] == "accepted"
+    assert man["bad-\\xe9.wav"]["status"] == "rejected"
+    assert "\\xe9" in man["bad-\\xe9.wav"]["reason"]

@@ -131,3 +131,41 @@ def test_likelihood_counts_steps_not_specials():
     assert res["tokens"] == 7 and res["steps"] == 3
     assert res["nll_per_token"] == pytest.approx(np.log(91))
     assert res["nll_per_step"] == pytest.approx(6 * np.log(91) / 3)  # EOS target excluded
+
+
+def test_samples_audit_survives_odd_sidecars(run, tmp_path):
+    """Sidecars in a samples folder are user files: a malformed one adds nothing, stops nothing."""
+    samples = tmp_path / "s"
+    paths = generate(run, n=3, steps=8, seed=1, out=samples, wav=False, progress=False)
+    for p, text in zip(paths, ('{"flags": null}', '{"flags": 5}', "[1, 2]"), strict=True):
+        p.with_name(p.name + ".json").write_text(text)
+    r = CliRunner().invoke(app, ["evaluate", str(run), "--samples", str(samples)])
+    assert r.exit_code == 0, r.output
+    res = json.loads((run / "eval" / "samples.json").read_text())
+    assert len(res["files"]) == 3 and res["flag_counts"]["invalid"] == 0
+
+
+def test_evaluate_an_empty_split_is_a_clear_error(tmp_path):
+    """Two pieces make no test split: exit 2 naming the data and the split, not a traceback."""
+    meta = make_datadir(tmp_path / "data", n_pieces=2)
+    run = make_run(tmp_path / "run", tmp_path / "data", meta)
+    r = CliRunner().invoke(app, ["evaluate", str(run), "--split", "test"])
+    assert r.exit_code == 2, r.output
+    assert "test split has no pieces" in r.output and str(tmp_path / "data") in r.output
+    assert not (run / "eval" / "likelihood-test.json").exists()
+
+
+def test_samples_audit_of_undecodable_file_names(run, tmp_path):
+    """A sample whose name is not valid UTF-8 is audited and listed with \\xNN escapes."""
+    import os
+
+    samples = tmp_path / "s"
+    (p,) = generate(run, n=1, steps=8, seed=2, out=samples, wav=False, progress=False)
+    os.rename(p, os.path.join(os.fsencode(samples), b"caf\xe9.mid"))
+    with open(os.path.join(os.fsencode(samples), b"bad-\xe9.mid"), "wb") as f:
+        f.write(b"MThd broken")
+    r = CliRunner().invoke(app, ["evaluate", str(run), "--samples", str(samples)])
+    assert r.exit_code == 0, r.output
+    by = {e["file"]: e for e in json.loads((run / "eval" / "samples.json").read_text())["files"]}
+    assert set(by) == {"caf\\xe9.mid", "bad-\\xe9.mid"}
+    assert by["bad-\\xe9.mid"]["flags"] == ["invalid"] and "metrics" in by["caf\\xe9.mid"]

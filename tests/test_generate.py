@@ -164,3 +164,13 @@ def test_primer_breaking_the_rules_is_repaired(run, tmp_path):
         paths = generate(run, n=1, steps=6, out=tmp_path / "o", primer=primer, progress=False)
     side = json.loads(paths[0].with_name(paths[0].name + ".json").read_text())
     assert side["audit"]["problems"] == [] and "invalid" not in side["flags"]
+
+
+def test_foreign_checkpoint_is_a_clear_error(tmp_path):
+    """A readable .pt that is not a tunelab checkpoint (a bare state_dict): exit 2, named."""
+    ckpt = tmp_path / "run" / "checkpoints" / "best.pt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"weight": torch.zeros(2)}, ckpt)
+    r = CliRunner().invoke(app, ["generate", str(tmp_path / "run"), "--no-wav"])
+    assert r.exit_code == 2, r.output
+    assert str(ckpt) in r.output and "not a tunelab checkpoint" in r.output

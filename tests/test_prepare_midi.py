@@ -251,3 +251,37 @@ def test_rmid_and_case_insensitive_extensions(tmp_path):
     man = load_datadir(tmp_path / "out").manifest()
     assert [e["status"] for e in man] == ["accepted"] * 3
     assert json.loads((tmp_path / "out" / "stats.json").read_text())["files"] == 3
+
+
+def test_markup_like_file_names_are_printed_not_parsed(tmp_path, capsys):
+    """File names are untrusted: "[/x]" in one is rich markup that used to crash the summary."""
+    src = tmp_path / "src"
+    (src / "x[").mkdir(parents=True)
+    (src / "x[" / "evil].mid").write_bytes(b"")  # shown as ".../x[/evil].mid"
+    (src / "[red]y.mid").write_bytes(b"garbage")
+    assert run([src], tmp_path / "none") == 1  # nothing usable: examples printed, no crash
+    write_tune(src / "good.mid", tune(1))
+    assert run([src], tmp_path / "out") == 0
+    err = capsys.readouterr().err
+    assert "x[/evil].mid: empty file" in err and "[red]y.mid" in err
+
+
+_real_process_file = prep.process_file
+
+
+def _crashing(path, opts):
+    if "crash" in Path(path).name:
+        os._exit(1)  # what a segfault in the parser looks like to the pool
+    return _real_process_file(path, opts)
+
+
+def test_a_dying_worker_costs_only_its_file(tmp_path, monkeypatch):
+    """A worker killed by a hostile file (a parser crash) rejects that file; the run goes on."""
+    src = tmp_path / "src"
+    for i, n in enumerate(("a", "b", "crash", "d", "e")):
+        write_tune(src / f"{n}.mid", tune(i))
+    monkeypatch.setattr(prep, "process_file", _crashing)
+    assert run([src], tmp_path / "out", workers=2) == 0
+    man = {Path(e["path"]).name: e for e in load_datadir(tmp_path / "out").manifest()}
+    assert man["crash.mid"]["status"] == "rejected" and "crashed" in man["crash.mid"]["reason"]
+    assert all(man[f"{n}.mid"]["status"] == "accepted" for n in "abde")

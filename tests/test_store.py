@@ -120,3 +120,15 @@ def test_stale_partial_from_a_killed_run_is_cleaned(tmp_path):
     assert not stale.exists() and (tmp_path / "d" / "meta.json").exists()
     with pytest.raises(DataDirError, match="meta.json"):
         load_datadir(tmp_path / "nothing")
+
+
+def test_damaged_meta_is_a_clear_error(tmp_path):
+    """A truncated or foreign meta.json gives DataDirError naming the folder, not a traceback."""
+    from tunelab.data.store import DataDirError
+
+    _write(tmp_path / "d", [np.arange(5)])
+    for text in ('{"kind": "mi', "[1, 2]", b"\xff\xfe"):
+        meta = tmp_path / "d" / "meta.json"
+        meta.write_bytes(text if isinstance(text, bytes) else text.encode())
+        with pytest.raises(DataDirError, match=str(tmp_path / "d")):
+            load_datadir(tmp_path / "d")

@@ -75,10 +75,12 @@ def load_run(
     """Rebuild the model of a run from its checkpoint (EMA weights when the run kept them)."""
     path = checkpoint_path(run_dir, which)
     ckpt = load_checkpoint(path)
-    config, meta = ckpt["config"], ckpt["meta"]
-    model = build_model(config["model"], int(meta["vocab_size"]))
-    weights = ckpt.get("ema") or ckpt["model"]
-    model.load_state_dict(weights)
+    try:
+        config, meta = ckpt["config"], ckpt["meta"]
+        model = build_model(config["model"], int(meta["vocab_size"]))
+        model.load_state_dict(ckpt.get("ema") or ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # not a tunelab checkpoint
+        raise CheckpointError(f"{path}: not a tunelab checkpoint ({type(e).__name__}: {e})") from e
     # Inference only: no autograd bookkeeping, and RNN step() keeps its cached fast weights.
     model.to(device or "cpu").eval().requires_grad_(False)
     return LoadedRun(model, config, meta, int(ckpt["step"]), path)

@@ -185,7 +185,9 @@ def load(cls, name_or_path: str | None, overrides: list[str] = ()):
 
 
 def dump(cfg, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")
+    from tunelab.atomic import write_text  # a crash mid-write keeps the old config.yaml
+
+    write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 # ---------------------------------------------------------------------------

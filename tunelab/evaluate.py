@@ -121,12 +121,18 @@ def evaluate_split(
         raise ValueError(f"{run_dir}: likelihood of audio runs is not supported by this command")
     dd = load_datadir(data or run.config["data"])
     _check_same_encoding(run.meta, dd.meta, dd.path)
+    pieces = dd.split(split)
+    if not len(pieces):  # e.g. a collection too small for a test split
+        have = [s for s in ("train", "valid", "test") if len(dd.split(s))]
+        raise ValueError(
+            f"{dd.path}: the {split} split has no pieces; choose --split from {', '.join(have)}"
+        )
     result = {
         "split": split,
         "checkpoint": str(run.path),
         "checkpoint_step": run.step,
         "data": str(dd.path),
-        **likelihood(run.model, dd.split(split), run.meta, device, progress),
+        **likelihood(run.model, pieces, run.meta, device, progress),
     }
     if baseline:
         from tunelab.ngram import ngram_baseline
@@ -266,6 +272,7 @@ def audit_samples(
     import symusic
 
     from tunelab.checkpoint import checkpoint_path, load_checkpoint
+    from tunelab.data.store import printable
 
     ckpt = load_checkpoint(checkpoint_path(run_dir, which))
     meta, config = ckpt["meta"], ckpt["config"]
@@ -282,13 +289,13 @@ def audit_samples(
         warnings.warn(f"copy audit skipped: {where}", stacklevel=2)
     entries, rolls, probs, ok = [], [], [], []
     for f in files:
-        e = {"file": str(f.relative_to(root))}
+        e = {"file": printable(str(f.relative_to(root)))}  # a non-UTF-8 name stays writable
         try:
             tokens = codec.encode(symusic.Score(str(f)))
         except Rejected as err:
-            e.update(error=f"{f}: {err}", flags=["invalid"])
+            e.update(error=printable(f"{f}: {err}"), flags=["invalid"])
         except Exception as err:  # symusic raises RuntimeError/ValueError on broken files
-            e.update(error=f"{f}: cannot read MIDI ({err})", flags=["invalid"])
+            e.update(error=printable(f"{f}: cannot read MIDI ({err})"), flags=["invalid"])
         else:
             rolls.append(roll_from_tokens(tokens, meta))
             probs.append(check_tokens(tokens, meta))
@@ -303,8 +310,8 @@ def audit_samples(
                     "flags", []
                 ):
                     flags.append("training_primer")
-            except (OSError, ValueError, AttributeError):
-                pass
+            except (OSError, ValueError, AttributeError, TypeError):
+                pass  # an unreadable or odd sidecar ({"flags": null}, a list, ...) adds nothing
         if "most_similar" in a:
             a["most_similar"] = entries[ok[a["most_similar"]]]["file"]
         entries[k].update(metrics=a, flags=flags)

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 
 from tunelab.data.store import SPLITS, DataDirError, load_datadir
 
@@ -91,7 +92,7 @@ def _midi_table(console, dd) -> None:
         t.add_row(f"split {split}", f"{c['pieces']:,} pieces, {c['items']:,} tokens")
     labels = _labels(dd)
     for label, n in sorted(labels.items()):
-        t.add_row(f"  label: {label}", f"{n:,}")
+        t.add_row(escape(f"  label: {label}"), f"{n:,}")  # labels are untrusted tag text
     console.print(t)
 
 

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 
 from tunelab.data.store import SPLITS, load_datadir
 
@@ -69,7 +70,7 @@ def show_audio_info(datadir: str | Path, plots: bool = True) -> int:
         lt.add_column("label")
         lt.add_column("pieces", justify="right")
         for k, v in sorted(labels.items(), key=lambda kv: -kv[1]):
-            lt.add_row(k, str(v))
+            lt.add_row(escape(k), str(v))  # labels are untrusted tag text, not markup
         console.print(lt)
     if plots:
         written = write_audio_plots(dd.path, pieces, meta)
@@ -98,7 +99,9 @@ def write_audio_plots(path: Path, pieces: list[dict], meta: dict) -> list[Path]:
     def bars(counts: Counter, title: str, name: str, sort_keys: bool = False) -> None:
         items = sorted(counts.items()) if sort_keys else counts.most_common(40)
         fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(items) + 2), 4))
-        ax.bar([str(k) for k, _ in items], [v for _, v in items], color="tab:blue")
+        # Labels are tag text: an escaped "$" keeps matplotlib from parsing them as math.
+        names = [str(k).replace("$", r"\$") for k, _ in items]
+        ax.bar(names, [v for _, v in items], color="tab:blue")
         ax.set_title(title)
         ax.set_ylabel("pieces")
         ax.tick_params(axis="x", rotation=60)

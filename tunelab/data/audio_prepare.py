@@ -15,18 +15,17 @@ when pieces are written.
 from __future__ import annotations
 
 import os
-from collections import Counter, deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections import Counter
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 
 from tunelab.data import audio as A
+from tunelab.data.pool import run_isolated
 from tunelab.data.scan import AUDIO_EXTS, Found, require_sources, scan
-from tunelab.data.store import DataDirError, DataDirWriter
+from tunelab.data.store import DataDirError, DataDirWriter, printable
 from tunelab.data.tags import folder_label, load_sidecar, read_tags, sidecar_label
 
 BUILTINS = ("bach-chorales-audio",)
@@ -108,42 +107,6 @@ def _work(job: tuple[int, str, Options]) -> tuple[int, dict]:
     return i, process_file(Path(path), opts)
 
 
-def _run(jobs: list, workers: int):
-    """Yield (i, result) for every job. ``workers`` > 1: a process pool with a bounded
-    number of jobs in flight (bounded memory); a pool broken by a dying worker is
-    rebuilt and the jobs it held are retried one at a time, so only the culprit fails."""
-    if workers <= 1:
-        yield from map(_work, jobs)
-        return
-    ctx = get_context("fork")
-    pending = deque(jobs)
-    suspects: list = []
-    while pending:
-        with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
-            inflight: dict = {}
-            broken = False
-            while (pending or inflight) and not broken:
-                while pending and len(inflight) < 2 * workers:
-                    job = pending.popleft()
-                    inflight[ex.submit(_work, job)] = job
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    job = inflight.pop(fut)
-                    try:
-                        yield fut.result()
-                    except BrokenProcessPool:
-                        broken = True
-                        suspects.append(job)
-            suspects.extend(inflight.values())
-    for job in suspects:  # alone in a fresh process each: a crash now is this file's own
-        with ProcessPoolExecutor(1, mp_context=ctx) as ex:
-            try:
-                yield ex.submit(_work, job).result()
-            except BrokenProcessPool:
-                reason = f"{Path(job[1]).name}: the decoder crashed on this file"
-                yield job[0], {"status": "rejected", "key": "crashed", "reason": reason}
-
-
 def _labels(found: list[Found], srcs: list[Path], label: str) -> tuple[list, list, str]:
     """Raw label and tags per file, and the label source actually used."""
     from tqdm import tqdm
@@ -188,6 +151,7 @@ def _inputs(srcs, builtin, sample_rate, workers, label):
     """(found files, groups, labels, tags, label source)."""
     if builtin is None:
         found = scan([Path(s) for s in srcs], AUDIO_EXTS)
+        found = [Found(f.path, printable(f.display), f.split) for f in found]
         labels, tags, source = _labels(found, list(srcs), label)
         return found, [None] * len(found), labels, tags, source
     if builtin not in BUILTINS:
@@ -249,7 +213,9 @@ def prepare_audio(
         rejections, examples = writer.rejections, writer.examples
         label_counts: Counter = Counter()
         tot = Counter()
-        for i, r in tqdm(_run(jobs, n), total=len(jobs), desc="preparing audio", unit="file"):
+        for i, r in tqdm(
+            run_isolated(jobs, n, _work), total=len(jobs), desc="preparing audio", unit="file"
+        ):
             f = found[i]
             if r["status"] != "accepted":
                 writer.reject(f.display, r["key"], r["reason"])
@@ -338,7 +304,7 @@ def _frame_stats_meta(dd) -> dict:
 
 def _summary(console, out, stats, counts, rejection_report, trimmed_frac) -> None:
     console.print(
-        f"[green]prepared[/] {stats['accepted']} of {stats['files']} files -> {out} "
+        f"[green]prepared[/] {stats['accepted']} of {stats['files']} files -> {escape(str(out))} "
         f"({stats['seconds'] / 60:.1f} minutes of audio)"
     )
     console.print(

@@ -13,14 +13,15 @@ import statistics
 import struct
 from collections import Counter
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 
 from tunelab.data import midi
+from tunelab.data.pool import run_isolated
 from tunelab.data.scan import MIDI_EXTS, Found, require_sources, scan
-from tunelab.data.store import DataDirError, DataDirWriter
+from tunelab.data.store import DataDirError, DataDirWriter, printable
 
 BUILTINS = ("bach-chorales",)
 MAX_FILE_BYTES = 64 * 2**20  # larger "MIDI" files are not music collections' files
@@ -118,11 +119,6 @@ def _mean_tempo(tempos: list[list[float]], n_steps: int) -> float:
     return round(acc / total, 3) if total else float(tempos[0][1])
 
 
-def _printable(name: str) -> str:
-    """A file name as valid UTF-8 text: undecodable bytes (surrogates on POSIX) become \\xNN."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
 def _work(job: tuple[int, str, Options]) -> tuple[int, dict]:
     i, path, opts = job
     return i, process_file(Path(path), opts)
@@ -131,7 +127,7 @@ def _work(job: tuple[int, str, Options]) -> tuple[int, dict]:
 def _inputs(srcs: list[Path], builtin: str | None) -> tuple[list[Found], list[str | None]]:
     if builtin is None:
         found = scan([Path(s) for s in srcs], MIDI_EXTS)
-        found = [Found(f.path, _printable(f.display), f.split) for f in found]
+        found = [Found(f.path, printable(f.display), f.split) for f in found]
         return found, [None] * len(found)
     if builtin != "bach-chorales":
         raise DataDirError(f"unknown builtin {builtin!r}; choose one of {', '.join(BUILTINS)}")
@@ -182,8 +178,7 @@ def prepare_midi(
         qpms: list[float] = []
         n = max(1, min(workers or os.cpu_count() or 1, len(found)))
         jobs = [(i, str(f.path), opts) for i, f in enumerate(found)]
-        pool = get_context("fork").Pool(n) if n > 1 else None
-        results = pool.imap_unordered(_work, jobs, chunksize=8) if pool else map(_work, jobs)
+        results = run_isolated(jobs, n, _work)  # a parser crash costs only its file
         try:
             for i, r in tqdm(results, total=len(jobs), desc="preparing MIDI", unit="file"):
                 f = found[i]
@@ -211,9 +206,7 @@ def prepare_midi(
                     pieces=1, tokens=len(r["tokens"]), steps=info["steps"], notes=info["notes"]
                 )
         finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+            results.close()  # shuts the pool down when the loop stops early
         if not totals["pieces"]:
             console.print(f"[red]nothing usable: all {len(found)} files were rejected")
             for line in examples:
@@ -267,7 +260,7 @@ def _training_tempo(dd) -> dict:
 
 def _summary(console, out: Path, stats: dict, counts: dict, rejection_report: list[str]) -> None:
     console.print(
-        f"[green]prepared[/] {stats['accepted']} of {stats['files']} files -> {out} "
+        f"[green]prepared[/] {stats['accepted']} of {stats['files']} files -> {escape(str(out))} "
         f"({stats['tokens']:,} tokens, {stats['steps']:,} steps, {stats['notes']:,} notes)"
     )
     split_text = ", ".join(

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 
 from tunelab.atomic import write_json
 
@@ -39,6 +40,11 @@ FORMAT_VERSION = 1
 
 class DataDirError(RuntimeError):
     """A data directory that cannot be written or read, with the reason."""
+
+
+def printable(text: str) -> str:
+    """Text that encodes as UTF-8: undecodable file-name bytes (surrogates on POSIX) -> \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _unit_hash(key: str) -> float:
@@ -152,7 +158,9 @@ class DataDirWriter:
         self._manifest: list[dict] = []
         self._items = 0
         self.rejections: Counter = Counter()  # reason key -> files
-        self.examples: list[str] = []  # the first few "file: reason" lines, for the summary
+        # The first few "file: reason" lines, for the summary. Rich markup, escaped: file
+        # names are untrusted and a "[/x]" in one would crash (or restyle) the console print.
+        self.examples: list[str] = []
 
     def __enter__(self) -> DataDirWriter:
         return self
@@ -181,9 +189,10 @@ class DataDirWriter:
 
     def reject(self, path: str, key: str, reason: str) -> None:
         """Record a rejected input file: manifest line, count by ``key``, example line."""
+        path, reason = printable(path), printable(reason)  # reasons may quote the file name
         self.rejections[key] += 1
         if len(self.examples) < 10:
-            self.examples.append(f"{path}: {reason}")
+            self.examples.append(escape(f"{path}: {reason}"))
         self.add_manifest({"path": path, "status": "rejected", "reason": reason})
 
     def rejection_report(self) -> list[str]:
@@ -195,7 +204,7 @@ class DataDirWriter:
         return [
             f"[yellow]rejected {n}[/] ({why}); e.g.",
             *(f"  {line}" for line in self.examples[:5]),
-            f"every file's status: {self.out / 'manifest.jsonl'}",
+            escape(f"every file's status: {self.out / 'manifest.jsonl'}"),
         ]
 
     @property
@@ -333,7 +342,12 @@ def load_datadir(path: str | Path) -> DataDir:
         raise DataDirError(
             f"{path} is not a prepared data directory (no meta.json); run `tunelab prepare` first"
         )
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
     stats_path = path / "stats.json"
-    stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.exists() else {}
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        stats = json.loads(stats_path.read_text(encoding="utf-8")) if stats_path.exists() else {}
+    except (OSError, ValueError) as e:  # a damaged or foreign file: name it, no traceback
+        raise DataDirError(f"{path}: cannot read meta.json/stats.json ({e})") from e
+    if not isinstance(meta, dict) or not isinstance(stats, dict):
+        raise DataDirError(f"{path}: meta.json and stats.json must hold JSON objects")
     return DataDir(path, meta, stats)

@@ -1,0 +1,55 @@
+"""A crash-isolating process pool for per-file work (MIDI and audio prepare).
+
+``multiprocessing.Pool`` waits forever for the result of a worker that died (a
+parser or decoder crashing on a hostile file). Here a broken pool is rebuilt and
+the files it held are retried alone, so a crash costs only the file that caused it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from pathlib import Path
+
+
+def run_isolated(jobs: list, workers: int, work: Callable) -> Iterator[tuple[int, dict]]:
+    """Yield ``work(job)`` = (i, result) for every job, in completion order.
+
+    A job is a tuple ``(i, path, ...)``. ``workers`` > 1: a process pool with a
+    bounded number of jobs in flight (bounded memory); a job whose worker crashed
+    yields ``(i, {"status": "rejected", "key": "crashed", "reason": ...})``.
+    ``workers`` <= 1: in this process, with no crash isolation.
+    """
+    if workers <= 1:
+        yield from map(work, jobs)
+        return
+    ctx = get_context("fork")
+    pending = deque(jobs)
+    suspects: list = []
+    while pending:
+        with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
+            inflight: dict = {}
+            broken = False
+            while (pending or inflight) and not broken:
+                while pending and len(inflight) < 2 * workers:
+                    job = pending.popleft()
+                    inflight[ex.submit(work, job)] = job
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = inflight.pop(fut)
+                    try:
+                        yield fut.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        suspects.append(job)
+            suspects.extend(inflight.values())
+    for job in suspects:  # alone in a fresh process each: a crash now is this file's own
+        with ProcessPoolExecutor(1, mp_context=ctx) as ex:
+            try:
+                yield ex.submit(work, job).result()
+            except BrokenProcessPool:
+                reason = f"{Path(job[1]).name}: the worker process crashed on this file"
+                yield job[0], {"status": "rejected", "key": "crashed", "reason": reason}
