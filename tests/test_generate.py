@@ -131,6 +131,9 @@ def test_cli_generate_and_bad_options(run, tmp_path):
     assert r.exit_code == 2 and "top-p" in r.output
     r = CliRunner().invoke(app, ["generate", str(tmp_path / "nope")])
     assert r.exit_code == 2
+    a_file = tmp_path / "seed0-00.mid"
+    r = CliRunner().invoke(app, ["generate", str(run), "--steps", "8", "--out", str(a_file)])
+    assert r.exit_code == 2 and "not a folder" in r.output
 
 
 def test_transformer_run_generates(tmp_path):

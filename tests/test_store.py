@@ -122,6 +122,15 @@ def test_stale_partial_from_a_killed_run_is_cleaned(tmp_path):
         load_datadir(tmp_path / "nothing")
 
 
+def test_partial_of_a_running_prepare_is_left_alone(tmp_path):
+    import os
+
+    busy = tmp_path / f".d.partial-{os.getppid()}"  # a live process: a concurrent prepare
+    busy.mkdir()
+    _write(tmp_path / "d", [np.arange(3)])
+    assert busy.exists() and (tmp_path / "d" / "meta.json").exists()
+
+
 def test_damaged_meta_is_a_clear_error(tmp_path):
     """A truncated or foreign meta.json gives DataDirError naming the folder, not a traceback."""
     from tunelab.data.store import DataDirError

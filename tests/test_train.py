@@ -193,6 +193,8 @@ def test_config_errors(datadir, tmp_path):
         train(load(RunConfig, "tiny", [f"out={tmp_path}"]))
     with pytest.raises(ConfigError, match="seq_len"):
         train(cfg_for(datadir, tmp_path / "r2", "train.seq_len=100000"))
+    with pytest.raises(ConfigError, match="max_minutes"):
+        train(cfg_for(datadir, tmp_path / "r3", "train.max_minutes=0"))
 
 
 def test_resume_refuses_another_model(datadir, tmp_path):
@@ -200,6 +202,12 @@ def test_resume_refuses_another_model(datadir, tmp_path):
     train(cfg_for(datadir, run, "train.max_steps=2"))
     with pytest.raises(ConfigError, match="another model"):
         train(cfg_for(datadir, run, "train.max_steps=4", "model.hidden=8"))
+    other = tmp_path / "other"  # same model, data with another vocabulary
+    with DataDirWriter(other, "uint16") as w:
+        w.add_piece(np.array([BOS] + [3, STEP] * 40 + [EOS]), {"source": "a.mid"})
+        w.finish({"kind": "midi", "encoding": "onsets", "vocab_size": 179}, {})
+    with pytest.raises(ConfigError, match="vocabulary"):
+        train(cfg_for(other, run, "train.max_steps=4"))
 
 
 def test_cli_train_and_errors(datadir, tmp_path):

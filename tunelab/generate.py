@@ -251,6 +251,8 @@ def generate(
     gen_steps = steps if steps is not None else steps_for_seconds(seconds or 30.0, meta)
     primer_tokens = load_primer(primer, meta) if primer else []
     out_dir = Path(out) if out else Path(run_dir) / "samples"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
 
     index, reference = (None, "audit disabled")

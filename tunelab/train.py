@@ -172,6 +172,10 @@ def _check(cfg: RunConfig) -> None:
         raise ConfigError(
             "need train.lr > 0, train.warmup >= 0, augment_transpose >= 0, 0 <= ema < 1"
         )
+    if t.max_minutes is not None and t.max_minutes <= 0:
+        raise ConfigError(
+            f"train.max_minutes must be > 0 (or null for no time budget), got {t.max_minutes}"
+        )
 
 
 def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
@@ -227,6 +231,11 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
             raise ConfigError(
                 f"{run_dir} holds a run with another model config ({ck['config']['model']}); "
                 "choose another out= or remove that run"
+            )
+        if ck["meta"].get("vocab_size") != meta.get("vocab_size"):
+            raise ConfigError(
+                f"{run_dir} was trained on data with vocabulary {ck['meta'].get('vocab_size')}, "
+                f"but {cfg.data} has {meta.get('vocab_size')}; choose another out= or data="
             )
         model.load_state_dict(ck["model"])
         if ema is not None and ck.get("ema") is not None:

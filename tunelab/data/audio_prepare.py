@@ -14,6 +14,7 @@ when pieces are written.
 
 from __future__ import annotations
 
+import csv
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -130,7 +131,7 @@ def _labels(found: list[Found], srcs: list[Path], label: str) -> tuple[list, lis
             )
         try:
             mapping = load_sidecar(sidecar)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, OSError, csv.Error) as e:  # JSON/Unicode errors are ValueErrors
             raise DataDirError(f"--label sidecar {sidecar}: {e}") from e
         roots = [Path(s) for s in srcs]
         labels = [sidecar_label(mapping, f.path, roots) or "unknown" for f in found]

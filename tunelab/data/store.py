@@ -118,6 +118,17 @@ def assign_splits(
     return out
 
 
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` still runs (a concurrent prepare's folder is left alone)."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @dataclass
 class _Spooled:
     offset: int
@@ -150,7 +161,8 @@ class DataDirWriter:
                 )
         self.out.parent.mkdir(parents=True, exist_ok=True)
         for stale in self.out.parent.glob(f".{self.out.name}.partial-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted run
+            if not _alive(stale.name.rsplit("-", 1)[-1]):  # left by an interrupted run
+                shutil.rmtree(stale, ignore_errors=True)
         self.stage = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
         self.stage.mkdir()
         self._spool = open(self.stage / "spool.bin", "wb")
