@@ -263,3 +263,20 @@ def test_eval_windows_cover_split():
     assert w.shape == (11, 10)
     assert np.array_equal(np.unique(w[:, 1:]), np.arange(1, 100))
     assert eval_windows(np.arange(5), 9).shape == (1, 5)
+
+
+def test_ctrl_c_during_the_update_waits_for_the_step_counter():
+    import os
+    import signal
+    import time
+
+    from tunelab.train import _defer_interrupt
+
+    order = []
+    with pytest.raises(KeyboardInterrupt):
+        with _defer_interrupt():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            order.append("update finished")
+    assert order == ["update finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

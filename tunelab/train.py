@@ -24,6 +24,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +163,23 @@ def train(cfg: RunConfig) -> TrainResult:
         if d.world > 1 and dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _defer_interrupt():
+    """Hold Ctrl-C until the block ends, so the weights and the step counter change
+    together; the interrupt is then raised as usual. A no-op off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _check(cfg: RunConfig) -> None:
@@ -343,17 +362,18 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
                 if files:
                     files.log({"step": step + 1, "nan": True})
                 break
-            scaler.step(opt)
-            scaler.update()
-            if ema is not None:
-                decay = min(t.ema, (1 + step) / (10 + step))  # short warmup of the average
-                with torch.no_grad():
-                    torch._foreach_lerp_(
-                        list(ema.parameters()), list(model.parameters()), 1 - decay
-                    )
-                    for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
-                        be.copy_(bm)
-            step += 1
+            with _defer_interrupt():  # a Ctrl-C here would save new weights with the old step
+                scaler.step(opt)
+                scaler.update()
+                if ema is not None:
+                    decay = min(t.ema, (1 + step) / (10 + step))  # short warmup of the average
+                    with torch.no_grad():
+                        torch._foreach_lerp_(
+                            list(ema.parameters()), list(model.parameters()), 1 - decay
+                        )
+                        for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
+                            be.copy_(bm)
+                step += 1
             elapsed += dt
             win_loss += loss_v
             win_n += 1
