@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import numpy as np
@@ -129,6 +130,15 @@ def test_partial_of_a_running_prepare_is_left_alone(tmp_path):
     busy.mkdir()
     _write(tmp_path / "d", [np.arange(3)])
     assert busy.exists() and (tmp_path / "d" / "meta.json").exists()
+
+
+def test_publish_cut_between_renames_is_recovered(tmp_path):
+    _write(tmp_path / "d", [np.arange(3)])
+    os.replace(tmp_path / "d", tmp_path / ".d.old-99999")  # killed right after the first rename
+    with pytest.raises(DataDirError, match="already holds"):
+        DataDirWriter(tmp_path / "d", "uint16")  # the old data set is back, and protected
+    assert load_datadir(tmp_path / "d").split("train").data.tolist() == [0, 1, 2]
+    assert not (tmp_path / ".d.old-99999").exists()
 
 
 def test_damaged_meta_is_a_clear_error(tmp_path):

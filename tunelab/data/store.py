@@ -118,6 +118,18 @@ def assign_splits(
     return out
 
 
+def _recover(out: Path) -> None:
+    """Undo a publish cut short between its two renames: the old data set, set aside
+    as ``.NAME.old-PID``, goes back to ``out`` if nothing took its place."""
+    for old in sorted(out.parent.glob(f".{out.name}.old-*")):
+        if _alive(old.name.rsplit("-", 1)[-1]):
+            continue
+        if not out.exists() and (old / "meta.json").exists():
+            os.replace(old, out)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def _alive(pid: str) -> bool:
     """Whether process ``pid`` still runs (a concurrent prepare's folder is left alone)."""
     try:
@@ -149,6 +161,7 @@ class DataDirWriter:
     def __init__(self, out: str | Path, dtype: str, overwrite: bool = False):
         self.out = Path(out)
         self.dtype = np.dtype(dtype)
+        _recover(self.out)
         if (self.out / "meta.json").exists() and not overwrite:
             raise DataDirError(
                 f"{self.out} already holds a prepared data set; pass --overwrite to replace it "
