@@ -108,7 +108,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch 1, vocab {V}\n")
     print("| loop | tokens/s | ms/token | notes |")
     print("|---|---:|---:|---|")
-    for preset in ("midi-gru", "midi-gru-large", "midi-lstm"):
+    for preset in ("midi-gru", "midi-lstm"):
         model = build_model(to_dict(load(RunConfig, preset).model), V).eval()
         row(f"{preset}: tunelab sample()", ours(model, args.tokens), "constraints on")
         row(f"{preset}: bare step() + argmax", step_only(model, args.tokens), "loop floor")

@@ -15,19 +15,27 @@ from multiprocessing import get_context
 from pathlib import Path
 
 
-def run_isolated(jobs: list, workers: int, work: Callable) -> Iterator[tuple[int, dict]]:
+def _apply(work: Callable, chunk: list) -> list:
+    return [work(job) for job in chunk]
+
+
+def run_isolated(
+    jobs: list, workers: int, work: Callable, chunk: int = 1
+) -> Iterator[tuple[int, dict]]:
     """Yield ``work(job)`` = (i, result) for every job, in completion order.
 
     A job is a tuple ``(i, path, ...)``. ``workers`` > 1: a process pool with a
-    bounded number of jobs in flight (bounded memory); a job whose worker crashed
-    yields ``(i, {"status": "rejected", "key": "crashed", "reason": ...})``.
+    bounded number of chunks of ``chunk`` jobs in flight (bounded memory; chunks
+    amortise the cost of a round trip when one job is quick). The jobs of a chunk
+    whose worker crashed are retried one by one; a job that crashes alone yields
+    ``(i, {"status": "rejected", "key": "crashed", "reason": ...})``.
     ``workers`` <= 1: in this process, with no crash isolation.
     """
     if workers <= 1:
         yield from map(work, jobs)
         return
     ctx = get_context("fork")
-    pending = deque(jobs)
+    pending = deque(jobs[a : a + chunk] for a in range(0, len(jobs), chunk))
     suspects: list = []
     while pending:
         with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
@@ -35,17 +43,18 @@ def run_isolated(jobs: list, workers: int, work: Callable) -> Iterator[tuple[int
             broken = False
             while (pending or inflight) and not broken:
                 while pending and len(inflight) < 2 * workers:
-                    job = pending.popleft()
-                    inflight[ex.submit(work, job)] = job
+                    part = pending.popleft()
+                    inflight[ex.submit(_apply, work, part)] = part
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    job = inflight.pop(fut)
+                    part = inflight.pop(fut)
                     try:
-                        yield fut.result()
+                        yield from fut.result()
                     except BrokenProcessPool:
                         broken = True
-                        suspects.append(job)
-            suspects.extend(inflight.values())
+                        suspects.extend(part)
+            for part in inflight.values():
+                suspects.extend(part)
     for job in suspects:  # alone in a fresh process each: a crash now is this file's own
         with ProcessPoolExecutor(1, mp_context=ctx) as ex:
             try:

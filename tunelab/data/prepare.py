@@ -178,7 +178,7 @@ def prepare_midi(
         qpms: list[float] = []
         n = max(1, min(workers or os.cpu_count() or 1, len(found)))
         jobs = [(i, str(f.path), opts) for i, f in enumerate(found)]
-        results = run_isolated(jobs, n, _work)  # a parser crash costs only its file
+        results = run_isolated(jobs, n, _work, chunk=8)  # a parser crash costs only its file
         try:
             for i, r in tqdm(results, total=len(jobs), desc="preparing MIDI", unit="file"):
                 f = found[i]
