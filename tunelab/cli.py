@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -213,7 +214,7 @@ def train(
         _fail(str(e))
     if result.status in ("nan", "interrupted"):
         _fail(result.message, 1)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
         best = f"{result.best_valid:.4f}" if result.best_valid is not None else "n/a"
         typer.echo(
             f"{result.message}. step {result.step}, best valid loss {best} nats/token; "
