@@ -297,9 +297,7 @@ def frame_stats(split, frame_size: int = STATS_FRAME) -> dict:
 
 def _frame_stats_meta(dd) -> dict:
     """meta.frame_stats from the training split (else all pieces)."""
-    split = dd.split("train")
-    if not len(split):
-        split = [p for s in ("valid", "test") for p in dd.split(s)]
+    split = [piece for sp in dd.reference_splits() for piece in sp]
     return {"frame_stats": frame_stats(split)}
 
 

@@ -254,7 +254,7 @@ def prepare_midi(
 
 def _training_tempo(dd) -> dict:
     """meta.tempo_qpm: median tempo of the training pieces (all pieces if none train)."""
-    pieces = dd.split("train").pieces or [p for s in ("valid", "test") for p in dd.split(s).pieces]
+    pieces = [p for split in dd.reference_splits() for p in split.pieces]
     return {"tempo_qpm": float(statistics.median(p["qpm"] for p in pieces))}
 
 

@@ -354,6 +354,12 @@ class DataDir:
             pieces = [json.loads(line) for line in f if line.strip()]
         return Split(name, data, pieces)
 
+    def reference_splits(self) -> list[Split]:
+        """The splits that stand for "the training data" in statistics: train, or valid and
+        test when train is empty (a collection too small to split)."""
+        train = self.split("train")
+        return [train] if len(train) else [self.split("valid"), self.split("test")]
+
     def manifest(self) -> list[dict]:
         with open(self.path / "manifest.jsonl", encoding="utf-8") as f:
             return [json.loads(line) for line in f if line.strip()]
