@@ -31,7 +31,8 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tunelab.data import audio as A  # noqa: E402
+from tunelab.data.audio import decode as A  # noqa: E402
+from tunelab.data.audio import encode as E  # noqa: E402
 from tunelab.synth import TIMBRES, render_midi  # noqa: E402
 
 FORMATS = [("wav", {"subtype": "PCM_16"}), ("flac", {}), ("mp3", {"format": "MP3"})]
@@ -39,7 +40,7 @@ FORMATS = [("wav", {"subtype": "PCM_16"}), ("flac", {}), ("mp3", {"format": "MP3
 
 def make_collection(folder: Path, n_chorales: int) -> tuple[list[Path], float]:
     """Render chorales to 44.1 kHz stereo files; returns (paths, total seconds)."""
-    from tunelab.data.corpus import builtin_chorale_midis
+    from tunelab.data.midi.chorales import builtin_chorale_midis
 
     folder.mkdir(parents=True, exist_ok=True)
     paths, total = [], 0.0
@@ -65,14 +66,14 @@ def time_decode(paths: list[Path], fn) -> float:
 
 
 def ours(p: Path) -> np.ndarray:
-    return A.mu_law_encode(A.decode(p, 16000).audio)
+    return E.mu_law_encode(A.decode(p, 16000).audio)
 
 
 def reference(p: Path) -> np.ndarray:
     import librosa
 
     y, _ = librosa.load(str(p), sr=16000, mono=True)
-    return A.mu_law_encode(y)
+    return E.mu_law_encode(y)
 
 
 def traced_peak_mib(path: Path, fn) -> float:
@@ -90,7 +91,7 @@ def run_prepare(src: Path, out: Path, tempo: float | None) -> tuple[float, float
     """Run `tunelab prepare` in a fresh process; (wall s, main peak MiB, worker peak MiB)."""
     code = (
         "import resource, sys, time;"
-        "from tunelab.data.audio_prepare import prepare_audio;"
+        "from tunelab.data.audio.prepare import prepare_audio;"
         "t = time.perf_counter();"
         f"rc = prepare_audio([{str(src)!r}], {str(out)!r}, workers=2, tempo={tempo!r});"
         "w = time.perf_counter() - t;"

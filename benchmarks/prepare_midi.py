@@ -38,8 +38,8 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    from tunelab.data.corpus import builtin_chorale_midis
-    from tunelab.data.prepare import prepare_midi
+    from tunelab.data.midi.chorales import builtin_chorale_midis
+    from tunelab.data.midi.prepare import prepare_midi
     from tunelab.data.store import load_datadir
 
     t = time.perf_counter()

@@ -42,7 +42,7 @@ def test_nll(run_dir: Path, data_dir: Path, split: str = "test") -> dict:
     pieces = load_datadir(data_dir).split(split)
     with torch.inference_mode():
         try:
-            from tunelab.evaluate import likelihood
+            from tunelab.kinds.tokens import likelihood
         except ImportError:  # evaluate.py not available: same accounting, inline
             return _likelihood(run.model, pieces, run.meta)
         return likelihood(run.model, pieces, run.meta)

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tunelab.data import audio as A
-from tunelab.data.tags import clean_label, load_sidecar, read_tags, sidecar_label
-from tunelab.data.tempo import estimate_tempo, fold_to, stretch_to_tempo
+from tunelab.data.audio import decode as A
+from tunelab.data.audio import encode as E
+from tunelab.data.audio.tags import clean_label, load_sidecar, read_tags, sidecar_label
+from tunelab.data.audio.tempo import estimate_tempo, fold_to, stretch_to_tempo
 
 SR = 16000
 
@@ -197,7 +198,7 @@ def test_bad_files_are_rejected_with_a_reason(tmp_path):
 
 
 def test_fuzzed_headers_never_crash(tmp_path):
-    from tunelab.data.audio_prepare import Options, process_file
+    from tunelab.data.audio.prepare import Options, process_file
 
     src = tmp_path / "src.wav"
     sf.write(str(src), sine(440, 0.3, 8000), 8000, subtype="PCM_16")
@@ -246,7 +247,7 @@ def test_dc_trim_and_loudness():
 
 def test_int16_round_trip():
     x = np.linspace(-1, 1, 1001, dtype=np.float32)
-    assert np.abs(A.from_int16(A.to_int16(x)) - x).max() < 1e-4
+    assert np.abs(E.from_int16(E.to_int16(x)) - x).max() < 1e-4
 
 
 # -- encoders ---------------------------------------------------------------------
@@ -256,17 +257,17 @@ def test_mu_law_round_trip_numpy_and_torch():
     import torch
 
     x = np.linspace(-1, 1, 20001)
-    q = A.mu_law_encode(x)
+    q = E.mu_law_encode(x)
     assert q.dtype == np.int64 and q.min() == 0 and q.max() == 255
     assert np.all(np.diff(q) >= 0)  # monotone
-    y = A.mu_law_decode(q)
+    y = E.mu_law_decode(q)
     # companded quantisation: small error near zero, larger for loud samples
     err = np.abs(y - x)
     assert err[np.abs(x) < 0.01].max() < 0.0005 and err.max() < 0.035
-    assert np.array_equal(A.mu_law_decode(np.arange(256))[[0, 255]], [-1.0, 1.0])
-    qt = A.mu_law_encode(torch.from_numpy(x.astype(np.float32)))
-    assert qt.dtype == torch.int64 and np.array_equal(qt.numpy(), A.mu_law_encode(x))
-    assert np.allclose(A.mu_law_decode(qt).numpy(), A.mu_law_decode(q), atol=1e-6)
+    assert np.array_equal(E.mu_law_decode(np.arange(256))[[0, 255]], [-1.0, 1.0])
+    qt = E.mu_law_encode(torch.from_numpy(x.astype(np.float32)))
+    assert qt.dtype == torch.int64 and np.array_equal(qt.numpy(), E.mu_law_encode(x))
+    assert np.allclose(E.mu_law_decode(qt).numpy(), E.mu_law_decode(q), atol=1e-6)
 
 
 @pytest.mark.parametrize("form", ["time", "fft"])
@@ -274,10 +275,10 @@ def test_mu_law_round_trip_numpy_and_torch():
 def test_frames_inverse_is_exact(form, hop):
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, 5000).astype(np.float32)
-    fr = A.frames(x, 1024, hop, form)
-    assert fr.shape[1] == A.frame_dim(1024, form)
-    assert fr.shape[0] == A.n_frames(len(x), 1024, hop or 1024)
-    y = A.frames_inverse(fr, 1024, hop, form, length=len(x))
+    fr = E.frames(x, 1024, hop, form)
+    assert fr.shape[1] == E.frame_dim(1024, form)
+    assert fr.shape[0] == E.n_frames(len(x), 1024, hop or 1024)
+    y = E.frames_inverse(fr, 1024, hop, form, length=len(x))
     assert np.abs(y - x).max() < 1e-5
     if form == "time" and hop is None:
         assert np.array_equal(fr[1], x[1024:2048])

@@ -8,11 +8,12 @@ import pytest
 import soundfile as sf
 
 from tests.test_audio import drum_loop, sine
-from tunelab.data import audio as A
-from tunelab.data import audio_prepare
-from tunelab.data.audio_prepare import frame_stats, prepare_audio
+from tunelab.data.audio import decode as A
+from tunelab.data.audio import encode as E
+from tunelab.data.audio import prepare as audio_prepare
+from tunelab.data.audio.prepare import frame_stats, prepare_audio
+from tunelab.data.audio.tempo import estimate_tempo
 from tunelab.data.store import SPLITS, load_datadir
-from tunelab.data.tempo import estimate_tempo
 
 SR = 16000
 
@@ -96,7 +97,7 @@ def test_prepare_collection(collection, tmp_path):
     for s in SPLITS:
         split = dd.split(s)
         for i, p in enumerate(split.pieces):
-            x = A.from_int16(split.piece(i))
+            x = E.from_int16(split.piece(i))
             assert split.data.dtype == np.int16
             assert abs(len(x) / SR - man[os.path.basename(p["source"])]["seconds"]) < 1e-3
             assert abs(A.rms_db(x) - meta["loudness_target_db"]) < 0.5
@@ -197,7 +198,7 @@ def test_tempo_normalisation_in_prepare(tmp_path):
         assert abs(e["seconds"] - kept / e["tempo_stretch_rate"]) < 0.05
     for s in SPLITS:
         for x in dd.split(s):
-            est = estimate_tempo(A.from_int16(x), SR)
+            est = estimate_tempo(E.from_int16(x), SR)
             assert abs(est.bpm / 120 - 1) < 0.02 or abs(est.bpm / 240 - 1) < 0.02
 
 
@@ -238,7 +239,7 @@ def test_builtin_chorales_audio(tmp_path, monkeypatch):
             by_group.setdefault(p["group"], set()).add(s)
     assert len(by_group) == 2 and all(len(v) == 1 for v in by_group.values())
     # cached renders are reused, and identical to a fresh render
-    from tunelab.data.audio_builtin import render_dir
+    from tunelab.data.audio.builtin import render_dir
 
     flacs = sorted(render_dir(SR).glob("*.flac"))
     assert len(flacs) == 8

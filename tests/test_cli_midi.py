@@ -9,8 +9,8 @@ import symusic
 from typer.testing import CliRunner
 
 from tunelab.cli import app
-from tunelab.data.corpus import builtin_chorale_midis, chorale_group
 from tunelab.data.midi import codec_from_meta
+from tunelab.data.midi.chorales import builtin_chorale_midis, chorale_group
 from tunelab.data.store import SPLITS, load_datadir
 
 runner = CliRunner()

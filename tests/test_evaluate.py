@@ -15,10 +15,11 @@ from tunelab.checkpoint import load_run
 from tunelab.cli import app
 from tunelab.data.midi import codec_from_meta
 from tunelab.data.store import load_datadir
-from tunelab.evaluate import likelihood, piece_nll
 from tunelab.generate import generate
+from tunelab.kinds.tokens import likelihood
 from tunelab.models.transformer import Transformer
 from tunelab.ngram import KneserNey, score
+from tunelab.scoring import piece_nll
 
 
 @pytest.fixture(scope="module")

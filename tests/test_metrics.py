@@ -9,7 +9,7 @@ import pytest
 from tests.helpers_generate import random_piece, random_score
 from tunelab import metrics as M
 from tunelab.data.midi import make_codec, quantize
-from tunelab.evaluate import audit_rolls, concat_rolls
+from tunelab.midi_audit import audit_rolls, concat_rolls
 
 SPQ = 2
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import symusic
 
-from tunelab.data import prepare as prep
 from tunelab.data.midi import codec_from_meta
+from tunelab.data.midi import prepare as prep
 from tunelab.data.store import SPLITS, DataDirError, load_datadir
 
 

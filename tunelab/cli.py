@@ -114,7 +114,7 @@ def prepare(
 
             is_audio = guess_kind(src) == "audio"
         if is_audio:
-            from tunelab.data.audio_prepare import prepare_audio
+            from tunelab.data.audio.prepare import prepare_audio
 
             result = prepare_audio(
                 src or [],
@@ -132,7 +132,7 @@ def prepare(
                 min_label_count=min_label_count,
             )
         else:
-            from tunelab.data.prepare import prepare_midi
+            from tunelab.data.midi.prepare import prepare_midi
 
             result = prepare_midi(
                 src or [],

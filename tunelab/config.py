@@ -202,6 +202,9 @@ class ModelConfig:
     token_rnn: cell, embed_dim, hidden, layers, dropout, skip.
     transformer: d_model, layers, heads, ff_mult, dropout, window (None: full causal
     attention; W: each token sees the last W tokens, so generation cost stays flat).
+    wavenet: residual_channels, gate_channels, skip_channels, stacks, layers_per_stack
+    (dilations 1, 2, ..., 2^(layers_per_stack-1) per stack), kernel_size, bias, gc_channels
+    (label embedding added to every layer's filter and gate; 0: no conditioning).
     """
 
     family: str = "token_rnn"
@@ -215,6 +218,14 @@ class ModelConfig:
     heads: int = 4
     ff_mult: int = 4
     window: int | None = None
+    residual_channels: int = 32
+    gate_channels: int = 32
+    skip_channels: int = 512
+    stacks: int = 5
+    layers_per_stack: int = 10
+    kernel_size: int = 2
+    bias: bool = True
+    gc_channels: int = 32
 
 
 @dataclasses.dataclass

@@ -43,6 +43,15 @@ class RunLog:
                     tag = k.replace("_", "/", 1) if k.startswith("valid_") else f"train/{k}"
                     self.tb.add_scalar(tag, v, rec["step"])
 
+    def preview(self, kind, model, step: int, device) -> None:
+        """A short sample from ``model`` as TensorBoard audio, for kinds that can make one."""
+        if self.tb is None:
+            return
+        clip = kind.preview(model, device)
+        if clip is not None:
+            audio, sample_rate = clip
+            self.tb.add_audio("sample", audio[None], step, sample_rate=sample_rate)
+
     def close(self) -> None:
         self.file.close()
         if self.tb is not None:

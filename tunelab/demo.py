@@ -24,7 +24,7 @@ DEMO_STEPS_PER_QUARTER = 2
 def run_demo(out: Path, minutes: float, n: int = 3, seconds: float = 30.0, seed: int = 0) -> int:
     """Run every stage into ``out``; returns an exit code."""
     from tunelab import config as C
-    from tunelab.data.prepare import prepare_midi
+    from tunelab.data.midi.prepare import prepare_midi
     from tunelab.evaluate import audit_samples, evaluate_split
     from tunelab.generate import generate
     from tunelab.info import show_info

@@ -52,7 +52,7 @@ def show_info(path: str | Path, plots: bool = True) -> int:
         console.print(f"[red]error: {e}")
         return 1
     if dd.meta.get("kind") == "audio":
-        from tunelab.data.audio_info import show_audio_info
+        from tunelab.data.audio.info import show_audio_info
 
         return show_audio_info(dd.path, plots)  # the data directory's Path
     _midi_table(console, dd)

@@ -384,3 +384,31 @@ def thresholds() -> dict:
     """The flag thresholds, recorded in every audit file."""
     names = [k for k in globals() if k.isupper() and k.split("_")[0] in ("COPY", "SILENT", "NOISE")]
     return {k: globals()[k] for k in names} | {"IDENTICAL_JACCARD": IDENTICAL_JACCARD}
+
+
+def token_nll_summary(scored, bos: int, eos: int, count_steps) -> dict:
+    """Likelihood accounting of token pieces scored whole from their first token.
+
+    ``scored``: iterable of (tokens int[T], nll float[T-1]) where nll[t-1] = -log p(x_t | x_<t).
+    Returns ``nll_per_token`` = sum nll / ``tokens`` (every predicted token, EOS included; BOS
+    is never predicted) and ``nll_per_step`` = the nll of targets that are neither BOS nor EOS
+    summed, divided by ``steps`` = sum of ``count_steps(tokens)`` (quantized grid steps), so
+    per-step figures are the cost of the music itself, comparable across encodings.
+    """
+    tot = music = 0.0
+    n_tok = n_steps = n = 0
+    for tokens, nll in scored:
+        tgt = np.asarray(tokens)[1:]
+        nll = np.asarray(nll, np.float64)
+        tot += float(nll.sum())
+        music += float(nll[(tgt != bos) & (tgt != eos)].sum())
+        n_tok += len(tgt)
+        n_steps += count_steps(tokens)
+        n += 1
+    return {
+        "nll_per_token": tot / n_tok if n_tok else None,
+        "tokens": n_tok,
+        "nll_per_step": music / n_steps if n_steps else None,
+        "steps": n_steps,
+        "pieces": n,
+    }

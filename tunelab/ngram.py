@@ -10,7 +10,7 @@ the number of distinct tokens seen after h, and D_m = n1 / (n1 + 2 n2) from the 
 of order m (Ney et al.). An unseen history falls through to the lower order. The recursion ends
 in the uniform distribution 1 / V, so every token has non-zero probability.
 
-NLL accounting matches ``tunelab.evaluate.likelihood``: per token over every predicted token,
+NLL accounting is ``tunelab.metrics.token_nll_summary``, as for the models: per token over every predicted token,
 per step over the non-BOS/EOS targets divided by the number of grid steps.
 """
 
@@ -20,6 +20,9 @@ import math
 from collections import Counter
 
 import numpy as np
+
+from tunelab.data.midi import codec_from_meta
+from tunelab.metrics import token_nll_summary
 
 
 class KneserNey:
@@ -83,25 +86,11 @@ class KneserNey:
 
 def score(model: KneserNey, pieces, meta: dict) -> dict:
     """nll_per_token / tokens / nll_per_step / steps of ``pieces`` (see module docstring)."""
-    from tunelab.data.midi import codec_from_meta
-    from tunelab.evaluate import nll_summary
-
     codec = codec_from_meta(meta)
-    bos, eos = meta["specials"]["bos"], meta["specials"]["eos"]
-    tot = music = 0.0
-    n_tok = n_steps = n = 0
-    for p in pieces:
-        p = np.asarray(p, np.int64)
-        if len(p) < 2:
-            continue
-        nll = model.nll(p)
-        tgt = p[1:]
-        tot += float(nll.sum())
-        music += float(nll[(tgt != bos) & (tgt != eos)].sum())
-        n_tok += len(tgt)
-        n_steps += codec.count_steps(p)
-        n += 1
-    return nll_summary(tot, n_tok, music, n_steps, n)
+    scored = ((p, model.nll(p)) for p in (np.asarray(p, np.int64) for p in pieces) if len(p) >= 2)
+    return token_nll_summary(
+        scored, meta["specials"]["bos"], meta["specials"]["eos"], codec.count_steps
+    )
 
 
 def fit_best(

@@ -27,20 +27,20 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F
 
 from tunelab.checkpoint import export_safetensors, load_checkpoint, save_checkpoint
 from tunelab.config import ConfigError, RunConfig, dump, to_dict
 from tunelab.curves import RunLog, plot_run
-from tunelab.data.dataset import WindowSampler, eval_windows, prefetch, transpose_tables
+from tunelab.data.dataset import prefetch
 from tunelab.data.store import load_datadir
+from tunelab.kinds import kind_for
 from tunelab.models import build_model
 
 
@@ -131,23 +131,36 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 @torch.no_grad()
-def evaluate_nll(
-    model: nn.Module, windows: np.ndarray, batch_size: int, d: _Dist, amp_ctx
-) -> float:
-    """Mean next-token NLL (nats) over ``windows`` [N, L], sharded over ranks."""
+def evaluate_loss(model: nn.Module, batches: list, loss_fn, d: _Dist, amp_ctx) -> float:
+    """Mean loss per scored target over fixed ``batches`` [(x, y, label)], sharded over ranks."""
     was = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=d.device)
-    mine = windows[d.rank :: d.world]
-    for i in range(0, len(mine), batch_size):
-        w = torch.from_numpy(mine[i : i + batch_size]).to(d.device)
+    for x, y, label in batches[d.rank :: d.world]:
+        x, y = x.to(d.device), y.to(d.device)
         with amp_ctx():
-            logits = model(w[:, :-1])
-        nll = F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten(), reduction="sum")
-        total += torch.stack([nll.double(), torch.tensor(w[:, 1:].numel(), device=d.device)])
+            out = model(x, None if label is None else label.to(d.device))
+        loss_sum, count = loss_fn(out, y)
+        total += torch.stack([loss_sum.double(), count.double()])
     model.train(was)
     _all_reduce(total, d)
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")
+
+
+@dataclass
+class Progress:
+    """Where a run stands: saved whole in every checkpoint, restored whole on resume."""
+
+    step: int = 0
+    elapsed: float = 0.0  # seconds of training (summed over the run's sessions)
+    best_valid: float | None = None
+    last_valid: float | None = None
+    bad_evals: int = 0  # validations in a row without improvement
+    next_milestone: float | None = None  # elapsed seconds of the next milestone checkpoint
+
+    @classmethod
+    def restore(cls, ck: dict) -> Progress:
+        return cls(**{f.name: ck[f.name] for f in fields(cls)})
 
 
 def train(cfg: RunConfig) -> TrainResult:
@@ -197,189 +210,222 @@ def _check(cfg: RunConfig) -> None:
         )
 
 
+class _Trainer:
+    """The pieces of one run that a checkpoint holds: model, EMA, optimizer, scaler, progress."""
+
+    def __init__(self, cfg: RunConfig, d: _Dist, model: nn.Module, meta: dict, kind):
+        t = cfg.train
+        self.cfg, self.d, self.model, self.meta, self.kind = cfg, d, model, meta, kind
+        self.ema = copy.deepcopy(model).requires_grad_(False) if t.ema > 0 else None
+        self.opt = torch.optim.AdamW(
+            _param_groups(model, t.weight_decay), lr=t.lr, betas=tuple(t.betas)
+        )
+        use_amp = t.amp and d.device.type == "cuda"
+        bf16 = use_amp and torch.cuda.is_bf16_supported()
+        self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        self.use_amp = use_amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not bf16)
+        first = 60 * t.milestone_minutes if t.milestone_minutes > 0 else None
+        self.progress = Progress(next_milestone=first)
+
+    def amp_ctx(self):
+        if not self.use_amp:
+            return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def restore(self, ck: dict) -> None:
+        self.model.load_state_dict(ck["model"])
+        if self.ema is not None and ck.get("ema") is not None:
+            self.ema.load_state_dict(ck["ema"])
+        self.opt.load_state_dict(ck["optimizer"])
+        if ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
+        self.progress = Progress.restore(ck)
+        t = self.cfg.train
+        if t.milestone_minutes <= 0:  # milestones switched off since the last session
+            self.progress.next_milestone = None
+        elif self.progress.next_milestone is None:
+            self.progress.next_milestone = self.progress.elapsed + 60 * t.milestone_minutes
+        if len(ck["rng"]) == self.d.world:
+            _set_rng_state(ck["rng"][self.d.rank])
+
+    def save(self, path: Path) -> None:
+        """Every rank joins (RNG states are gathered); rank 0 writes, atomically."""
+        rng = [_rng_state()]
+        if self.d.world > 1:
+            rng = [None] * self.d.world
+            dist.all_gather_object(rng, _rng_state())
+        if not self.d.main:
+            return
+        save_checkpoint(
+            path,
+            {
+                "model": self.model.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "optimizer": self.opt.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                **asdict(self.progress),
+                "rng": rng,
+                "config": to_dict(self.cfg),
+                "meta": self.meta,
+            },
+        )
+
+    def update(self, step: int) -> None:
+        """Optimizer step and EMA, held together against Ctrl-C (see _defer_interrupt)."""
+        t = self.cfg.train
+        with _defer_interrupt():  # a Ctrl-C here would save new weights with the old step
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            if self.ema is not None:
+                decay = min(t.ema, (1 + step) / (10 + step))  # short warmup of the average
+                with torch.no_grad():
+                    torch._foreach_lerp_(
+                        list(self.ema.parameters()), list(self.model.parameters()), 1 - decay
+                    )
+                    for be, bm in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+                        be.copy_(bm)
+            self.progress.step += 1
+
+
+def _check_resume(ck: dict, cfg: RunConfig, kind, run_dir: Path) -> None:
+    if ck["config"]["model"] != to_dict(cfg.model):
+        raise ConfigError(
+            f"{run_dir} holds a run with another model config ({ck['config']['model']}); "
+            "choose another out= or remove that run"
+        )
+    try:
+        before = type(kind)(ck["meta"]).signature()
+    except (KeyError, TypeError, ValueError):
+        before = None
+    if before != kind.signature():
+        raise ConfigError(
+            f"{run_dir} was trained on data with {before}, but {cfg.data} has "
+            f"{kind.signature()}; choose another out= or data="
+        )
+
+
 def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     _check(cfg)
     t = cfg.train
     run_dir = Path(cfg.out)
     data = load_datadir(cfg.data)
-    meta = data.meta
-    if "vocab_size" not in meta:
-        raise ConfigError(f"{cfg.data}: meta.json has no vocab_size (kind={meta.get('kind')})")
+    try:
+        kind = kind_for(cfg.model, data.meta, str(cfg.data))
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
     # Same initial weights on every rank (DDP also broadcasts them); per-rank dropout streams
     # are seeded right after.
     torch.manual_seed(cfg.seed)
     try:
-        model = build_model(cfg.model, int(meta["vocab_size"])).to(d.device)
+        model = build_model(cfg.model, kind.vocab_size, kind.n_labels).to(d.device)
     except ValueError as e:
         raise ConfigError(f"model: {e}") from e
-    tables = None
-    if t.augment_transpose > 0 and meta.get("kind") == "midi":
-        from tunelab.data.midi import codec_from_meta
-
-        tables = transpose_tables(codec_from_meta(meta), t.augment_transpose)
+    rf = getattr(model, "receptive_field", None)
     try:
-        sampler = WindowSampler(
-            data.split("train").data, t.seq_len, t.batch_size, cfg.seed, d.rank, d.world, tables
-        )
+        batch_at = kind.train_batches(data.split("train"), t, cfg.seed, d.rank, d.world, rf)
     except ValueError as e:
         raise ConfigError(f"{cfg.data} train split: {e}") from e
-    valid = eval_windows(data.split("valid").data, t.seq_len, t.eval_batches * t.batch_size)
+    valid = kind.valid_batches(data.split("valid"), t, rf)
 
     torch.manual_seed(cfg.seed + d.rank)
     random.seed(cfg.seed + d.rank)
     np.random.seed((cfg.seed + d.rank) % 2**32)
-    ema = copy.deepcopy(model).requires_grad_(False) if t.ema > 0 else None
-    opt = torch.optim.AdamW(_param_groups(model, t.weight_decay), lr=t.lr, betas=tuple(t.betas))
-    use_amp = t.amp and d.device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    tr = _Trainer(cfg, d, model, data.meta, kind)
+    pr = tr.progress
 
-    def amp_ctx():
-        if not use_amp:
-            return contextlib.nullcontext()
-        return torch.autocast("cuda", dtype=amp_dtype)
-
-    # -- resume ----------------------------------------------------------------------
-    step, elapsed, best, last_valid, bad_evals = 0, 0.0, None, None, 0
-    next_milestone = 60 * t.milestone_minutes if t.milestone_minutes > 0 else math.inf
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
     resumed = saved_last = last_path.exists()
     if resumed:
         ck = load_checkpoint(last_path)  # on CPU: RNG states must stay CPU tensors
-        if ck["config"]["model"] != to_dict(cfg.model):
-            raise ConfigError(
-                f"{run_dir} holds a run with another model config ({ck['config']['model']}); "
-                "choose another out= or remove that run"
-            )
-        if ck["meta"].get("vocab_size") != meta.get("vocab_size"):
-            raise ConfigError(
-                f"{run_dir} was trained on data with vocabulary {ck['meta'].get('vocab_size')}, "
-                f"but {cfg.data} has {meta.get('vocab_size')}; choose another out= or data="
-            )
-        model.load_state_dict(ck["model"])
-        if ema is not None and ck.get("ema") is not None:
-            ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["optimizer"])
-        if ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        step, elapsed, best = ck["step"], ck["elapsed"], ck["best_valid"]
-        last_valid, bad_evals = ck["last_valid"], ck["bad_evals"]
-        if t.milestone_minutes > 0:
-            next_milestone = ck["next_milestone"] or elapsed + 60 * t.milestone_minutes
-        if len(ck["rng"]) == d.world:
-            _set_rng_state(ck["rng"][d.rank])
+        _check_resume(ck, cfg, kind, run_dir)
+        tr.restore(ck)
+        pr = tr.progress
 
     files = None
     if d.main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         dump(cfg, run_dir / "config.yaml")
-        files = RunLog(run_dir, step if resumed else None, t.tensorboard)
+        files = RunLog(run_dir, pr.step if resumed else None, t.tensorboard)
+        if rf is not None and t.progress:
+            print(f"receptive field: {rf:,} inputs", flush=True)
     net = model
     if d.world > 1:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[d.device.index] if d.device.type == "cuda" else None
         )
 
-    def checkpoint(path: Path) -> None:
-        rng = [_rng_state()]
-        if d.world > 1:
-            rng = [None] * d.world
-            dist.all_gather_object(rng, _rng_state())
-        if not d.main:
-            return
-        save_checkpoint(
-            path,
-            {
-                "model": model.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "step": step,
-                "elapsed": elapsed,
-                "best_valid": best,
-                "last_valid": last_valid,
-                "bad_evals": bad_evals,
-                "next_milestone": next_milestone if math.isfinite(next_milestone) else None,
-                "rng": rng,
-                "config": to_dict(cfg),
-                "meta": meta,
-            },
-        )
-
-    if step >= t.max_steps or (t.max_minutes and elapsed >= 60 * t.max_minutes):
+    if pr.step >= t.max_steps or (t.max_minutes and pr.elapsed >= 60 * t.max_minutes):
         msg = (
-            f"{run_dir}: already trained to step {step}, {elapsed / 60:.1f} minutes "
+            f"{run_dir}: already trained to step {pr.step}, {pr.elapsed / 60:.1f} minutes "
             f"(train.max_steps={t.max_steps}, train.max_minutes={t.max_minutes})"
         )
-        return _finish(cfg, files, run_dir, "already_done", step, best, last_valid, msg)
+        return _finish(cfg, files, run_dir, "already_done", pr, msg)
 
     # -- loop ------------------------------------------------------------------------
     bar = None
     if d.main and t.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=t.max_steps, initial=step, unit="step", dynamic_ncols=True)
+        bar = tqdm(total=t.max_steps, initial=pr.step, unit="step", dynamic_ncols=True)
     status, msg = "done", ""
-    batches = prefetch(sampler.batch, step, t.num_workers)
+    batches = prefetch(batch_at, pr.step, t.num_workers)
     win_loss, win_n, win_t0 = 0.0, 0, time.perf_counter()
+    win_targets = 0
     t_mark = time.perf_counter()
-    tokens_per_step = t.batch_size * t.seq_len * d.world
     model.train()
     try:
-        while step < t.max_steps:
-            x, y = next(batches)
+        while pr.step < t.max_steps:
+            x, y, label = next(batches)
             x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-            lr = lr_at(cfg, step, elapsed)
-            for g in opt.param_groups:
+            if label is not None:
+                label = label.to(d.device)
+            lr = lr_at(cfg, pr.step, pr.elapsed)
+            for g in tr.opt.param_groups:
                 g["lr"] = lr
-            with amp_ctx():
-                logits = net(x)
-            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
+            with tr.amp_ctx():
+                out = net(x, label)
+            loss_sum, count = kind.loss(out, y)
+            loss = loss_sum / count.clamp(min=1)
+            tr.opt.zero_grad(set_to_none=True)
+            tr.scaler.scale(loss).backward()
+            tr.scaler.unscale_(tr.opt)
             gnorm = nn.utils.clip_grad_norm_(model.parameters(), t.clip if t.clip > 0 else math.inf)
-            # One collective per step: mean loss (NaN anywhere stops every rank) and the
-            # wall time since the last step, so all ranks share one clock for budgets.
+            # One collective per step: mean loss (NaN anywhere stops every rank), the scored
+            # targets, and the wall time since the last step, so all ranks share one clock.
             now = time.perf_counter()
-            stats = torch.stack([loss.detach().float().cpu(), torch.tensor(now - t_mark)])
-            loss_v, dt = (_all_reduce(stats.to(d.device), d) / d.world).tolist()
+            stats = torch.stack(
+                [loss.detach().float().cpu(), count.float().cpu(), torch.tensor(now - t_mark)]
+            )
+            loss_v, n_targets, dt = _all_reduce(stats.to(d.device), d).tolist()
+            loss_v, dt = loss_v / d.world, dt / d.world
             t_mark = now
-            bad_grad = not scaler.is_enabled() and not math.isfinite(float(gnorm))
+            bad_grad = not tr.scaler.is_enabled() and not math.isfinite(float(gnorm))
             if not math.isfinite(loss_v) or bad_grad:
                 status = "nan"
                 what = (
                     f"loss is {loss_v}" if not math.isfinite(loss_v) else "gradient is not finite"
                 )
                 if not saved_last:  # (a flag, not exists(): every rank must agree)
-                    checkpoint(last_path)  # weights are still those of the last good step
+                    tr.save(last_path)  # weights are still those of the last good step
                 msg = (
-                    f"stopped: {what} at step {step + 1}; the weights were not updated. "
+                    f"stopped: {what} at step {pr.step + 1}; the weights were not updated. "
                     f"Last good checkpoint: {last_path}"
                     f"{' (step ' + str(_ckpt_step(last_path)) + ')' if d.main else ''}. "
                     "Try a lower train.lr, a smaller train.clip, or train.amp=false."
                 )
                 if files:
-                    files.log({"step": step + 1, "nan": True})
+                    files.log({"step": pr.step + 1, "nan": True})
                 break
-            with _defer_interrupt():  # a Ctrl-C here would save new weights with the old step
-                scaler.step(opt)
-                scaler.update()
-                if ema is not None:
-                    decay = min(t.ema, (1 + step) / (10 + step))  # short warmup of the average
-                    with torch.no_grad():
-                        torch._foreach_lerp_(
-                            list(ema.parameters()), list(model.parameters()), 1 - decay
-                        )
-                        for be, bm in zip(ema.buffers(), model.buffers(), strict=True):
-                            be.copy_(bm)
-                step += 1
-            elapsed += dt
+            tr.update(pr.step)
+            step = pr.step
+            pr.elapsed += dt
             win_loss += loss_v
             win_n += 1
+            win_targets += n_targets
             if bar is not None:
+                speed = win_targets / max(1e-9, time.perf_counter() - win_t0)
                 bar.update(1)
-                speed = tokens_per_step * win_n / max(1e-9, time.perf_counter() - win_t0)
                 bar.set_postfix(loss=f"{loss_v:.3f}", tok_s=f"{speed:,.0f}", refresh=False)
             if files and (step % t.log_every == 0 or step == t.max_steps):
                 sec = (time.perf_counter() - win_t0) / win_n
@@ -390,54 +436,68 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
                         "lr": lr,
                         "grad_norm": float(gnorm),
                         "sec_per_step": sec,
-                        "tokens_per_s": tokens_per_step / sec,
-                        "minutes": elapsed / 60,
+                        "tokens_per_s": win_targets / win_n / sec,
+                        "minutes": pr.elapsed / 60,
                     }
                 )
             if step % t.log_every == 0:
                 if bar is not None and t.max_minutes:  # ETA: whichever budget ends first
-                    left = (60 * t.max_minutes - elapsed) * win_n / (time.perf_counter() - win_t0)
+                    left = (
+                        (60 * t.max_minutes - pr.elapsed) * win_n / (time.perf_counter() - win_t0)
+                    )
                     bar.total = max(step + 1, min(t.max_steps, step + int(left)))
-                win_loss, win_n, win_t0 = 0.0, 0, time.perf_counter()
-            out_of_time = t.max_minutes is not None and elapsed >= 60 * t.max_minutes
+                win_loss, win_n, win_targets, win_t0 = 0.0, 0, 0, time.perf_counter()
+            out_of_time = t.max_minutes is not None and pr.elapsed >= 60 * t.max_minutes
             if step % t.eval_every == 0 or step == t.max_steps or out_of_time:
                 improved = False
-                if len(valid):  # an empty valid split: only `last` is kept
-                    last_valid = evaluate_nll(
-                        model if ema is None else ema, valid, t.batch_size, d, amp_ctx
-                    )
-                    improved = best is None or last_valid < best
-                    best, bad_evals = (last_valid, 0) if improved else (best, bad_evals + 1)
+                if valid:  # an empty valid split: only `last` is kept
+                    judge = model if tr.ema is None else tr.ema
+                    pr.last_valid = evaluate_loss(judge, valid, kind.loss, d, tr.amp_ctx)
+                    improved = pr.best_valid is None or pr.last_valid < pr.best_valid
+                    if improved:
+                        pr.best_valid, pr.bad_evals = pr.last_valid, 0
+                    else:
+                        pr.bad_evals += 1
                     if files:
-                        files.log({"step": step, "valid_loss": last_valid, "best_valid": best})
+                        files.log(
+                            {
+                                "step": step,
+                                "valid_loss": pr.last_valid,
+                                "best_valid": pr.best_valid,
+                                **kind.valid_figures(pr.last_valid),
+                            }
+                        )
                     if bar is not None:
-                        bar.write(f"step {step}: valid loss {last_valid:.4f} (best {best:.4f})")
+                        bar.write(
+                            f"step {step}: valid loss {pr.last_valid:.4f} (best {pr.best_valid:.4f})"
+                        )
                 if improved:
-                    checkpoint(best_path)
-                checkpoint(last_path)
+                    tr.save(best_path)
+                tr.save(last_path)
                 saved_last = True
-                if t.patience and bad_evals >= t.patience:
+                if files:
+                    files.preview(kind, model if tr.ema is None else tr.ema, step, d.device)
+                if t.patience and pr.bad_evals >= t.patience:
                     status = "early_stop"
                     msg = f"early stop: no improvement in {t.patience} evaluations"
                     break
-            if elapsed >= next_milestone:
-                checkpoint(run_dir / "checkpoints" / f"milestone-{step:08d}.pt")
-                next_milestone += 60 * t.milestone_minutes
+            if pr.next_milestone is not None and pr.elapsed >= pr.next_milestone:
+                tr.save(run_dir / "checkpoints" / f"milestone-{step:08d}.pt")
+                pr.next_milestone += 60 * t.milestone_minutes
             if out_of_time:
                 status, msg = "time_budget", f"time budget of {t.max_minutes} minutes used"
                 break
     except KeyboardInterrupt:
-        status, msg = "interrupted", f"interrupted at step {step}; rerun the command to resume"
+        status, msg = "interrupted", f"interrupted at step {pr.step}; rerun the command to resume"
         if d.world == 1:  # under DDP the other ranks may be gone; keep the last eval's
-            checkpoint(last_path)
-            saved_last = True
+            tr.save(last_path)
     finally:
         batches.close()
         if bar is not None:
             bar.close()
     if status == "done":
         msg = f"reached train.max_steps={t.max_steps}"
-    return _finish(cfg, files, run_dir, status, step, best, last_valid, msg)
+    return _finish(cfg, files, run_dir, status, pr, msg)
 
 
 def _ckpt_step(path: Path) -> int | str:
@@ -447,17 +507,18 @@ def _ckpt_step(path: Path) -> int | str:
         return "?"
 
 
-def _finish(cfg, files, run_dir, status, step, best, last_valid, msg) -> TrainResult:
+def _finish(cfg, files, run_dir, status, pr: Progress, msg) -> TrainResult:
     """Rank 0: plots, safetensors export of the best weights, close the logs."""
     if files is not None:
         best_path = run_dir / "checkpoints" / "best.pt"
         if best_path.exists() and status != "nan":
             ck = load_checkpoint(best_path)
-            export = build_model(ck["config"]["model"], int(ck["meta"]["vocab_size"]))
+            kind = kind_for(ck["config"]["model"], ck["meta"])
+            export = build_model(ck["config"]["model"], kind.vocab_size, kind.n_labels)
             export.load_state_dict(ck.get("ema") or ck["model"])
             meta = {"config": json.dumps(ck["config"]), "step": ck["step"]}
             export_safetensors(export, run_dir / "model.safetensors", meta)
         files.close()
         if cfg.train.plots:
             plot_run(run_dir)
-    return TrainResult(status, step, best, last_valid, run_dir, msg)
+    return TrainResult(status, pr.step, pr.best_valid, pr.last_valid, run_dir, msg)

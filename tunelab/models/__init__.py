@@ -1,33 +1,48 @@
 """Model families: one explicit table, and the one place where a config meets a model.
 
-Every model: ``forward(x: LongTensor[B, T]) -> FloatTensor[B, T, V]`` (causal),
-``init_state(batch_size, device) -> state`` and
-``step(x: LongTensor[B], state) -> (FloatTensor[B, V], state)``, equal to forward step by step.
+Every model: ``forward(x, label=None)`` for training (causal: position t predicts x[t+1]),
+``init_state(n, device, label=None) -> state`` and ``step(x, state) -> (out, state)`` for
+incremental generation, equal to forward step by step, and ``receptive_field`` (inputs an
+output can see; None when unbounded). Each row names the kind of data the family takes
+(a module in ``tunelab.kinds``): ``tokens`` (MIDI), ``mulaw`` (8-bit audio samples).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import nn
 
 from tunelab.models.token_rnn import TokenRNN
 from tunelab.models.transformer import Transformer
 
-MODELS: dict[str, type[nn.Module]] = {
-    "token_rnn": TokenRNN,
-    "transformer": Transformer,
+
+class Family(NamedTuple):
+    cls: type[nn.Module]
+    kind: str  # the data kind: a module name in tunelab.kinds
+
+
+MODELS: dict[str, Family] = {
+    "token_rnn": Family(TokenRNN, "tokens"),
+    "transformer": Family(Transformer, "tokens"),
 }
 
 
-def build_model(model_cfg: Any, vocab_size: int) -> nn.Module:
-    """Build a model from a model config (dataclass or dict with ``family`` and hyperparameters)."""
-    cfg: Mapping = (
-        dataclasses.asdict(model_cfg) if dataclasses.is_dataclass(model_cfg) else dict(model_cfg)
-    )
-    family = cfg.get("family")
+def _as_dict(model_cfg: Any) -> Mapping:
+    return dataclasses.asdict(model_cfg) if dataclasses.is_dataclass(model_cfg) else dict(model_cfg)
+
+
+def family_of(model_cfg: Any) -> Family:
+    """The MODELS row of a model config (dataclass or dict with ``family``)."""
+    family = _as_dict(model_cfg).get("family")
     if family not in MODELS:
         raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[family].from_config(cfg, vocab_size)
+    return MODELS[family]
+
+
+def build_model(model_cfg: Any, vocab_size: int, n_labels: int = 0) -> nn.Module:
+    """Build a model from a model config (dataclass or dict with ``family`` and hyperparameters);
+    ``vocab_size`` and ``n_labels`` come from the data (see ``tunelab.kinds``)."""
+    return family_of(model_cfg).cls.from_config(_as_dict(model_cfg), vocab_size, n_labels)

@@ -60,8 +60,11 @@ class TokenRNN(nn.Module):
         self._table: tuple | None = None
         self._params: list[nn.Parameter] = []
 
+    receptive_field = None  # recurrent: every earlier token can matter
+
     @classmethod
-    def from_config(cls, cfg: Mapping, vocab_size: int) -> TokenRNN:
+    def from_config(cls, cfg: Mapping, vocab_size: int, n_labels: int = 0) -> TokenRNN:
+        """``n_labels`` is accepted for the common interface; token models are unconditioned."""
         return cls(
             vocab_size,
             cell=cfg.get("cell", "gru"),
@@ -73,8 +76,11 @@ class TokenRNN(nn.Module):
         )
 
     # -- training -----------------------------------------------------------------
-    def forward(self, x: torch.Tensor, state: State | None = None) -> torch.Tensor:
-        """x: LongTensor[B, T] -> logits FloatTensor[B, T, V] (position t predicts token t+1)."""
+    def forward(
+        self, x: torch.Tensor, label: torch.Tensor | None = None, state: State | None = None
+    ) -> torch.Tensor:
+        """x: LongTensor[B, T] -> logits FloatTensor[B, T, V] (position t predicts token t+1).
+        ``label`` is ignored (token models are unconditioned)."""
         h = self.drop(self.embed(x))
         outs = []
         for i, rnn in enumerate(self.rnns):
@@ -88,7 +94,9 @@ class TokenRNN(nn.Module):
         return self.head(torch.cat(outs, dim=-1) if self.skip else h)
 
     # -- generation ---------------------------------------------------------------
-    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+    def init_state(
+        self, batch_size: int, device: torch.device | str | None = None, label=None
+    ) -> State:
         """Zero hidden state for ``batch_size`` sequences (what forward() starts from)."""
         p = self.head.weight
         z = lambda: torch.zeros(batch_size, self.hidden, device=device or p.device, dtype=p.dtype)  # noqa: E731

@@ -119,7 +119,8 @@ class Transformer(nn.Module):
             nn.init.zeros_(m.bias)
 
     @classmethod
-    def from_config(cls, cfg: Mapping, vocab_size: int) -> Transformer:
+    def from_config(cls, cfg: Mapping, vocab_size: int, n_labels: int = 0) -> Transformer:
+        """``n_labels`` is accepted for the common interface; token models are unconditioned."""
         return cls(
             vocab_size,
             d_model=cfg.get("d_model", 256),
@@ -129,6 +130,20 @@ class Transformer(nn.Module):
             dropout=cfg.get("dropout", 0.1),
             window=cfg.get("window"),
         )
+
+    @property
+    def receptive_field(self) -> int | None:
+        """Tokens an output can see: a windowed layer sees W-1 tokens back through the
+        previous layer's outputs, so layers * (W - 1) + 1; None for full attention."""
+        if self.window is None:
+            return None
+        return len(self.blocks) * (self.window - 1) + 1
+
+    @property
+    def max_forward_len(self) -> int | None:
+        """Longest input scored in one forward(): full attention needs memory ~ T^2, so longer
+        pieces are scored with step() and the cache; None when windowed (chunks are exact)."""
+        return 4096 if self.window is None else None
 
     @property
     def head_dim(self) -> int:
@@ -142,8 +157,9 @@ class Transformer(nn.Module):
         j = torch.arange(T, device=device)[None, :]
         return (j <= i) & (j > i - self.window)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: LongTensor[B, T] -> logits FloatTensor[B, T, V] (position t predicts token t+1)."""
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        """x: LongTensor[B, T] -> logits FloatTensor[B, T, V] (position t predicts token t+1).
+        ``label`` is ignored (token models are unconditioned)."""
         T = x.shape[1]
         cos, sin = rotary_cos_sin(
             torch.arange(T, device=x.device), self.head_dim, self.rope_base, self.ln_f.weight.dtype
@@ -156,7 +172,9 @@ class Transformer(nn.Module):
         return self.head(self.ln_f(h))
 
     # -- generation ---------------------------------------------------------------
-    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> KVCache:
+    def init_state(
+        self, batch_size: int, device: torch.device | str | None = None, label=None
+    ) -> KVCache:
         p = self.embed.weight
         heads = self.blocks[0].attn.heads
         cap = self.window or 256

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 from rich.markup import escape
 
-from tunelab.data import audio as A
+from tunelab.data.audio import decode as A
+from tunelab.data.audio import encode as E
+from tunelab.data.audio.tags import folder_label, load_sidecar, read_tags, sidecar_label
 from tunelab.data.pool import run_isolated
 from tunelab.data.scan import AUDIO_EXTS, Found, require_sources, scan
 from tunelab.data.store import DataDirError, DataDirWriter, printable
-from tunelab.data.tags import folder_label, load_sidecar, read_tags, sidecar_label
 
 BUILTINS = ("bach-chorales-audio",)
 TAG_LABELS = ("genre", "year", "artist", "title")
@@ -88,7 +89,7 @@ def _process(path: Path, opts: Options) -> dict:
         "gain_db": round(gain, 2),
     }
     if opts.tempo is not None:
-        from tunelab.data.tempo import estimate_tempo, fold_to, stretch_to_tempo
+        from tunelab.data.audio.tempo import estimate_tempo, fold_to, stretch_to_tempo
 
         est = estimate_tempo(x, sr)
         if est is None:
@@ -98,7 +99,7 @@ def _process(path: Path, opts: Options) -> dict:
         info["tempo_bpm"] = round(est.bpm, 2)
         info["tempo_folded_bpm"] = round(fold_to(est.bpm, opts.tempo), 2)
         info["tempo_stretch_rate"] = round(rate, 4)
-    samples = A.to_int16(x)
+    samples = E.to_int16(x)
     info["seconds"] = round(len(samples) / sr, 3)
     return {"status": "accepted", "samples": samples, "info": info}
 
@@ -157,7 +158,7 @@ def _inputs(srcs, builtin, sample_rate, workers, label):
         return found, [None] * len(found), labels, tags, source
     if builtin not in BUILTINS:
         raise DataDirError(f"unknown builtin {builtin!r}; choose one of {', '.join(BUILTINS)}")
-    from tunelab.data.audio_builtin import builtin_chorale_audio, builtin_limit
+    from tunelab.data.audio.builtin import builtin_chorale_audio, builtin_limit
 
     items = builtin_chorale_audio(sample_rate, builtin_limit(), workers)
     found = [Found(p, f"{builtin}/{p.name}", None) for p, _, _ in items]
@@ -274,12 +275,12 @@ def frame_stats(split, frame_size: int = STATS_FRAME) -> dict:
     piece by piece: {"time": {size: {"mean", "var"}}, "fft": {...}} (float samples)."""
     out = {}
     for form in ("time", "fft"):
-        d = A.frame_dim(frame_size, form)
+        d = E.frame_dim(frame_size, form)
         s1, s2, n = np.zeros(d), np.zeros(d), 0
         for piece in split:
-            x = A.from_int16(piece)
+            x = E.from_int16(piece)
             for a in range(0, len(x), 256 * frame_size):  # bounded memory per chunk
-                fr = A.frames(x[a : a + 256 * frame_size], frame_size, form=form).astype(np.float64)
+                fr = E.frames(x[a : a + 256 * frame_size], frame_size, form=form).astype(np.float64)
                 s1 += fr.sum(0)
                 s2 += np.square(fr).sum(0)
                 n += len(fr)

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import symusic
 from rich.markup import escape
 
-from tunelab.data import midi
+from tunelab.data.midi import codec as midi_codec
+from tunelab.data.midi import grid as midi
 from tunelab.data.pool import run_isolated
 from tunelab.data.scan import MIDI_EXTS, Found, require_sources, scan
 from tunelab.data.store import DataDirError, DataDirWriter, printable
@@ -78,13 +80,13 @@ def process_file(path: Path, opts: Options) -> dict:
             data = _unwrap_rmid(data)
             _check_header(data)
         try:
-            score = midi.symusic.Score.from_midi(data)
+            score = symusic.Score.from_midi(data)
         except Exception as e:
             if "chunk length" in str(e) or "remaining bytes" in str(e):
                 raise midi.Rejected(f"truncated MIDI file ({e})", "truncated") from e
             raise midi.Rejected(f"unreadable MIDI ({e})", "unreadable") from e
         grid = midi.quantize(score, opts.steps_per_quarter, opts.off_piano, opts.keep_drums)
-        tokens = midi.make_codec(opts.encoding, opts.steps_per_quarter).encode_grid(grid)
+        tokens = midi_codec.make_codec(opts.encoding, opts.steps_per_quarter).encode_grid(grid)
         poly = grid.polyphony()
         tempos = grid.tempos
         qpm = _mean_tempo(tempos, grid.n_steps)
@@ -131,7 +133,7 @@ def _inputs(srcs: list[Path], builtin: str | None) -> tuple[list[Found], list[st
         return found, [None] * len(found)
     if builtin != "bach-chorales":
         raise DataDirError(f"unknown builtin {builtin!r}; choose one of {', '.join(BUILTINS)}")
-    from tunelab.data.corpus import builtin_chorale_midis, chorale_group
+    from tunelab.data.midi.chorales import builtin_chorale_midis, chorale_group
 
     limit = os.environ.get("TUNELAB_BUILTIN_LIMIT")  # for tests and quick demos
     paths = builtin_chorale_midis(int(limit) if limit else None)
@@ -160,7 +162,7 @@ def prepare_midi(
     if steps_per_quarter < 1:
         raise DataDirError(f"--steps-per-quarter must be at least 1, not {steps_per_quarter}")
     opts = Options(encoding, steps_per_quarter, off_piano, keep_drums)
-    codec = midi.make_codec(encoding, steps_per_quarter)  # fail fast on a bad encoding
+    codec = midi_codec.make_codec(encoding, steps_per_quarter)  # fail fast on a bad encoding
     if builtin is None:
         require_sources(srcs)  # before creating anything
     writer = DataDirWriter(out, "uint16", overwrite=overwrite)  # refuses a finished dir early

@@ -12,7 +12,7 @@ import functools
 import numpy as np
 import symusic
 
-from tunelab.data.midi import DEFAULT_QPM, PITCH_HI, PITCH_LO, Grid, grid_to_score, quantize
+from tunelab.data.midi.grid import DEFAULT_QPM, PITCH_HI, PITCH_LO, Grid, grid_to_score, quantize
 
 
 @functools.lru_cache(maxsize=8)

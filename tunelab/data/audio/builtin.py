@@ -30,7 +30,7 @@ def builtin_limit() -> int | None:
 
 
 def render_dir(sample_rate: int) -> Path:
-    from tunelab.data.corpus import cache_root, chorale_dir
+    from tunelab.data.midi.chorales import cache_root, chorale_dir
 
     return (
         cache_root()
@@ -65,7 +65,7 @@ def builtin_chorale_audio(
     """
     from tqdm import tqdm
 
-    from tunelab.data.corpus import builtin_chorale_midis, chorale_group
+    from tunelab.data.midi.chorales import builtin_chorale_midis, chorale_group
 
     midis = builtin_chorale_midis(limit, workers=workers)
     out = render_dir(sample_rate)

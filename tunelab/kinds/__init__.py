@@ -1,0 +1,48 @@
+"""One small module per kind of data the models see.
+
+The training loop, the evaluator and ``tunelab generate`` call only a kind object; a
+kind decides everything that depends on the data: the model's dimensions from
+``meta.json``, the batches ``(x, y, label)``, the loss (sum and count), likelihood
+accounting and its baseline, and how a finished piece is sampled, written and audited.
+
+- ``tokens``: MIDI tokens (``tunelab.kinds.tokens``)
+- ``mulaw``: 8-bit mu-law audio samples (``tunelab.kinds.mulaw``)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+IGNORE = -100  # target value that is not scored (cross_entropy's ignore_index)
+DATA_KIND = {"tokens": "midi", "mulaw": "audio"}  # kind -> meta.json "kind" it reads
+
+
+def kind_for(model_cfg: Any, meta: dict, where: str = "the data"):
+    """The kind object of a model family (its MODELS row) on data described by ``meta``."""
+    from tunelab.models import family_of
+
+    name = family_of(model_cfg).kind
+    want, have = DATA_KIND[name], meta.get("kind", "midi")
+    if have != want:
+        family = model_cfg["family"] if isinstance(model_cfg, dict) else model_cfg.family
+        raise ValueError(
+            f"{where} holds {have} data, but model family {family!r} trains on {want} data; "
+            f"prepare {want} data or choose a {have} preset"
+        )
+    module = importlib.import_module(f"tunelab.kinds.{name}")
+    return module.Kind(meta)
+
+
+def categorical_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy (nats) and the number of scored targets.
+
+    logits: FloatTensor[B, T, V]; y: LongTensor[B, T] with IGNORE where nothing is scored.
+    """
+    total = F.cross_entropy(
+        logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum"
+    )
+    return total, (y != IGNORE).sum()

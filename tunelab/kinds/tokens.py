@@ -1,0 +1,259 @@
+"""MIDI tokens: what the loop, the evaluator and ``generate`` need to know about them.
+
+Dimensions from ``meta.json`` (vocabulary, no labels), windows over the flat token
+arrays (windows may straddle pieces: pieces carry BOS/EOS) with random transposition,
+cross-entropy, per-token/per-step likelihood with an n-gram baseline, the decoding
+grammar (``tunelab.constraints``) and the writer: a standard MIDI file, a WAV preview
+rendered with the SoundFont synthesizer, and audits against the training split.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunelab.atomic import atomic_path, write_json
+from tunelab.data.dataset import WindowSampler, eval_windows, transpose_tables
+from tunelab.data.midi import Rejected, codec_from_meta
+from tunelab.kinds import categorical_loss
+from tunelab.metrics import token_nll_summary
+from tunelab.scoring import piece_nll
+
+
+def steps_for_seconds(seconds: float, meta: dict) -> int:
+    """Grid steps lasting ``seconds`` at the training tempo: s * qpm / 60 * steps_per_quarter."""
+    qpm = float(meta.get("tempo_qpm") or 120.0)
+    return max(1, round(seconds * qpm / 60.0 * int(meta["steps_per_quarter"])))
+
+
+def load_primer(path: str | Path, meta: dict) -> list[int]:
+    """Encode a MIDI primer with the run's codec; tokens after BOS, without EOS. Tokens that
+    break the decoding rules (e.g. more simultaneous keys than the training data ever had)
+    are dropped with a warning, so the continuation starts from a valid state."""
+    import symusic
+
+    from tunelab.constraints import make_constraint
+
+    path = Path(path)
+    try:
+        tokens = codec_from_meta(meta).encode(symusic.Score(str(path)))
+    except Rejected as e:
+        raise ValueError(f"{path}: cannot use as a primer ({e})") from e
+    except Exception as e:
+        raise ValueError(f"{path}: cannot read MIDI ({e})") from e
+    con = make_constraint(meta)
+    st = con.new_state(1)
+    kept, dropped = [], 0
+    for t in tokens[1:-1].tolist():
+        if con.why_not(st, 0, t):
+            dropped += 1
+            continue
+        kept.append(t)
+        con.advance(st, 0, t)
+    if dropped:
+        warnings.warn(
+            f"{path}: {dropped} primer tokens break the decoding rules; dropped", stacklevel=2
+        )
+    return kept
+
+
+def likelihood(model, pieces, meta: dict, device="cpu", progress: bool = False) -> dict:
+    """Pieces (int arrays, BOS..EOS) scored whole; see ``metrics.token_nll_summary``."""
+    pieces = [np.asarray(p, np.int64) for p in pieces]
+    if progress:
+        from tqdm import tqdm
+
+        pieces = tqdm(pieces, desc="scoring", unit="piece")
+    scored = (
+        (p, piece_nll(model, p, device).double().cpu().numpy()) for p in pieces if len(p) >= 2
+    )
+    sp = meta["specials"]
+    return token_nll_summary(scored, sp["bos"], sp["eos"], codec_from_meta(meta).count_steps)
+
+
+@dataclass
+class Plan:
+    """One generate call, resolved: length in grid steps and the primer's tokens."""
+
+    steps: int
+    primer: list[int]
+    primer_steps: int
+    settings: dict  # recorded in each sidecar's "settings"
+    primer_info: dict | None  # the sidecar's settings.primer
+
+
+class Kind:
+    """MIDI tokens of one data directory (``meta.json`` of kind ``midi``)."""
+
+    name = "tokens"
+    suffix = ".mid"  # of the files generate writes
+    sample_suffixes = (".mid", ".midi")  # of the files evaluate --samples reads
+    loss = staticmethod(categorical_loss)
+
+    def __init__(self, meta: dict):
+        if "vocab_size" not in meta:
+            raise ValueError(f"meta.json has no vocab_size (kind={meta.get('kind')})")
+        self.meta = meta
+        self.vocab_size = int(meta["vocab_size"])
+        self.n_labels = 0
+        self.label_names: list[str] = []
+        self.codec = codec_from_meta(meta)
+
+    def signature(self) -> dict:
+        """What a resumed run's data must share with the data it started on."""
+        return {"vocabulary": self.vocab_size}
+
+    # -- training -------------------------------------------------------------------
+    def train_batches(self, split, t, seed: int, rank: int, world: int, receptive_field):
+        """Batches as a pure function of the step: step -> (x, y, None), LongTensor[B, T] each."""
+        tables = None
+        if t.augment_transpose > 0:
+            tables = transpose_tables(self.codec, t.augment_transpose)
+        sampler = WindowSampler(split.data, t.seq_len, t.batch_size, seed, rank, world, tables)
+
+        def batch(step: int):
+            x, y = sampler.batch(step)
+            return x, y, None
+
+        return batch
+
+    def valid_batches(self, split, t, receptive_field) -> list[tuple]:
+        """Fixed validation batches [(x, y, None)] at stride seq_len."""
+        w = torch.from_numpy(eval_windows(split.data, t.seq_len, t.eval_batches * t.batch_size))
+        return [(b[:, :-1], b[:, 1:], None) for b in w.split(t.batch_size)]
+
+    def valid_figures(self, nats: float) -> dict:
+        return {}
+
+    def preview(self, model, device) -> None:
+        return None  # nothing to listen to in TensorBoard for tokens
+
+    # -- likelihood ------------------------------------------------------------------
+    def likelihood(self, model, pieces, device="cpu", progress: bool = False) -> dict:
+        return likelihood(model, pieces, self.meta, device, progress)
+
+    def check_data(self, data_meta: dict, where) -> None:
+        from tunelab.midi_audit import check_same_encoding
+
+        check_same_encoding(self.meta, data_meta, where)
+
+    def baseline(self, datadir, split: str) -> dict:
+        from tunelab.ngram import ngram_baseline
+
+        return ngram_baseline(datadir, split)
+
+    # -- generation ------------------------------------------------------------------
+    def plan(self, seconds, steps, primer, label, sampling) -> Plan:
+        if label is not None:
+            raise ValueError("--label: MIDI runs are not conditioned on labels")
+        gen = steps if steps is not None else steps_for_seconds(seconds or 30.0, self.meta)
+        tokens = load_primer(primer, self.meta) if primer else []
+        eos = self.meta["specials"]["eos"]
+        primer_steps = self.codec.count_steps([*tokens, eos]) if primer else 0
+        spq, qpm = int(self.meta["steps_per_quarter"]), float(self.meta.get("tempo_qpm") or 120.0)
+        settings = {"steps": gen, "seconds": gen / spq * 60.0 / qpm, "tempo_qpm": qpm}
+        settings["constraints"] = True
+        info = None
+        if primer:
+            info = {"file": Path(primer).name, "steps": primer_steps, "from_training": None}
+        return Plan(gen, tokens, primer_steps, settings, info)
+
+    def sample(self, model, plan: Plan, n, seed, sampling, device, progress, timing, **_):
+        from tunelab.sampling import sample
+
+        return sample(
+            model,
+            self.meta,
+            n,
+            plan.steps,
+            seed,
+            sampling,
+            plan.primer,
+            device,
+            progress,
+            timing=timing,
+        )
+
+    def reference(self, data_dir):
+        """The training split's audit index, or (None, reason)."""
+        from tunelab.midi_audit import training_index
+
+        return training_index(self.meta, data_dir)
+
+    def primer_from_training(self, plan: Plan, index) -> dict | None:
+        """The primer's copy audit: is it (mostly) a training excerpt?"""
+        from tunelab.metrics import WINDOW, copy_audit
+        from tunelab.midi_audit import roll_from_tokens
+
+        if index is None or not plan.primer_steps:
+            return None
+        bos = self.meta["specials"]["bos"]
+        pa = copy_audit(roll_from_tokens([bos, *plan.primer], self.meta), index)
+        # From the training set: most of its windows, or a long run, appear verbatim there.
+        hit = bool(
+            pa["copied_window_fraction_transposed"] >= 0.5
+            or pa["longest_copy_steps_transposed"] >= min(plan.primer_steps, 2 * WINDOW)
+        )
+        return {"from_training": hit, "audit": pa}
+
+    def audit(self, pieces, plan: Plan | None, index) -> list[dict]:
+        """One audit per piece (of what follows the primer), with ``flags``."""
+        from tunelab.constraints import check_tokens
+        from tunelab.midi_audit import audit_rolls, roll_from_tokens, roll_tail
+
+        skip = plan.primer_steps if plan else 0
+        rolls = [roll_tail(roll_from_tokens(p, self.meta), skip) for p in pieces]
+        problems = [check_tokens(p, self.meta) for p in pieces]
+        return audit_rolls(rolls, problems, index, int(self.meta["steps_per_quarter"]))
+
+    def read(self, path: Path) -> np.ndarray:
+        """A MIDI file encoded with the run's codec (ValueError naming the file and reason)."""
+        import symusic
+
+        try:
+            return self.codec.encode(symusic.Score(str(path)))
+        except Rejected as err:
+            raise ValueError(f"{path}: {err}") from err
+        except Exception as err:  # symusic raises RuntimeError/ValueError on broken files
+            raise ValueError(f"{path}: cannot read MIDI ({err})") from err
+
+    def thresholds(self) -> dict:
+        from tunelab.metrics import thresholds
+
+        return thresholds()
+
+    def describe(self, tokens) -> dict:
+        spq, qpm = int(self.meta["steps_per_quarter"]), float(self.meta.get("tempo_qpm") or 120.0)
+        total = self.codec.count_steps(tokens)
+        return {"duration_seconds": total / spq * 60.0 / qpm, "steps": total, "tokens": len(tokens)}
+
+    def write(self, tokens, path: Path, side: dict, wav: bool = True) -> list[Path]:
+        """MIDI file + sidecar, and a WAV preview (+ sidecar) rendered with the SoundFont."""
+        qpm = float(self.meta.get("tempo_qpm") or 120.0)
+        score = self.codec.decode(tokens, qpm)
+        with atomic_path(path) as tmp:
+            score.dump_midi(str(tmp))
+        write_json(path.with_name(path.name + ".json"), side)
+        if wav:
+            _write_preview(score, path.with_suffix(".wav"), side)
+        return [path]
+
+
+def _write_preview(score, path: Path, side: dict, sr: int = 16000) -> None:
+    """WAV preview with the SoundFont synthesizer (skipped with a warning if it fails)."""
+    try:
+        from tunelab.synth import render_midi, write_wav
+
+        audio = render_midi(score, sample_rate=sr, peak=0.8)
+        write_wav(path, audio, sr)
+    except Exception as e:  # a preview must never cost the MIDI file
+        warnings.warn(f"{path.name}: WAV preview skipped ({e})", stacklevel=2)
+        return
+    write_json(
+        path.with_name(path.name + ".json"),
+        {**side, "file": path.name, "kind": "audio", "preview_of": side["file"], "sample_rate": sr},
+    )
