@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from tunelab.atomic import atomic_path
+from tunelab.kinds import kind_for
 from tunelab.models import build_model
 
 
@@ -77,7 +78,8 @@ def load_run(
     ckpt = load_checkpoint(path)
     try:
         config, meta = ckpt["config"], ckpt["meta"]
-        model = build_model(config["model"], int(meta["vocab_size"]))
+        kind = kind_for(config["model"], meta, str(path))
+        model = build_model(config["model"], kind.vocab_size, kind.n_labels)
         model.load_state_dict(ckpt.get("ema") or ckpt["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # not a tunelab checkpoint
         raise CheckpointError(f"{path}: not a tunelab checkpoint ({type(e).__name__}: {e})") from e

@@ -183,7 +183,8 @@ def _train_keys() -> str:
 def train(
     config: str = typer.Argument(
         ...,
-        help="A config YAML path or a preset name (midi-gru, midi-lstm, midi-transformer, tiny).",
+        help="A config YAML path or a preset name (midi-gru, midi-lstm, midi-transformer, tiny; "
+        "wavenet, wavenet-bench, wavenet-tiny for audio data).",
     ),
     overrides: list[str] = typer.Argument(
         None,
@@ -246,7 +247,9 @@ def generate(
     run_dir: Path = typer.Argument(..., help="A trained run directory."),
     n: int = typer.Option(1, "--n", help="Number of pieces (sampled together as one batch)."),
     seconds: float = typer.Option(
-        30.0, help="Length to generate, in seconds at the training tempo."
+        None,
+        help="Length to generate, in seconds (MIDI: at the training tempo). "
+        "Default: 30 for MIDI, 4 for audio.",
     ),
     steps: int = typer.Option(None, help="Length in grid steps instead of --seconds."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same pieces."),
@@ -259,7 +262,18 @@ def generate(
     argmax_prob: float = typer.Option(
         0.0, help="At each step take the most likely token with this probability, else sample."
     ),
-    primer: Path = typer.Option(None, help="A MIDI file to continue (its notes open each piece)."),
+    primer: Path = typer.Option(
+        None,
+        help="A file to continue: MIDI (its notes open each piece) or, for audio runs, any "
+        "audio file (its last receptive field primes the model).",
+    ),
+    label: str = typer.Option(
+        None,
+        help="Audio runs: the label (genre, timbre) to generate; default: the labels in turn.",
+    ),
+    save_every: float = typer.Option(
+        None, help="Audio runs: rewrite each WAV every this many seconds of generated audio."
+    ),
     checkpoint: str = typer.Option("best", help="best, last, or a milestone name / .pt path."),
     device: str = typer.Option("cpu", help="cpu, cuda, or auto."),
     wav: bool = typer.Option(True, help="Also render a WAV preview with the SoundFont synth."),
@@ -268,7 +282,8 @@ def generate(
         1, help="CPU threads for torch (one is fastest for step-by-step sampling)."
     ),
 ) -> None:
-    """Generate MIDI pieces (+ WAV previews and JSON sidecars with audits and flags)."""
+    """Generate pieces: MIDI (+ WAV previews) or audio (WAV), each with a JSON sidecar holding
+    its settings, audits and flags."""
     import torch
 
     torch.set_num_threads(max(1, threads))
@@ -294,14 +309,18 @@ def generate(
             wav=wav,
             audit=audit,
             timing=timing,
+            label=label,
+            save_every=save_every,
         )
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
     import json
 
+    what = "samples" if paths and paths[0].suffix == ".wav" else "tokens"
     rate = timing["tokens"] * n / max(timing["sample_s"], 1e-9)
     typer.echo(
-        f"sampled {timing['tokens'] * n:,} tokens in {timing['sample_s']:.2f} s ({rate:,.0f} tokens/s)"
+        f"sampled {timing['tokens'] * n:,} {what} in {timing['sample_s']:.2f} s "
+        f"({rate:,.0f} {what}/s)"
     )
 
     for p in paths:
@@ -314,12 +333,16 @@ def evaluate(
     run_dir: Path = typer.Argument(..., help="A trained run directory."),
     split: str = typer.Option("test", help="Split to score: train, valid or test."),
     samples: Path = typer.Option(
-        None, help="Audit the MIDI files in this folder instead -> RUN_DIR/eval/samples.json."
+        None,
+        help="Audit the MIDI (or, for audio runs, audio) files in this folder instead "
+        "-> RUN_DIR/eval/samples.json.",
     ),
     data: Path = typer.Option(None, help="Data directory (default: the one the run trained on)."),
     checkpoint: str = typer.Option("best", help="best, last, or a milestone name / .pt path."),
     device: str = typer.Option("cpu", help="cpu, cuda, or auto."),
-    baseline: bool = typer.Option(True, help="Add an n-gram baseline to the likelihood file."),
+    baseline: bool = typer.Option(
+        True, help="Add a baseline (n-gram for MIDI, class histogram for audio) to the file."
+    ),
 ) -> None:
     """Score a split (RUN_DIR/eval/likelihood-SPLIT.json) or audit a folder of samples."""
     from tunelab.checkpoint import CheckpointError
@@ -336,8 +359,14 @@ def evaluate(
             from tunelab.evaluate import evaluate_split
 
             path, r = evaluate_split(run_dir, split, checkpoint, data, _device(device), baseline)
-            per_step = f", {r['nll_per_step']:.4f} nats/step" if r.get("nll_per_step") else ""
-            typer.echo(f"{split}: {r['nll_per_token']:.4f} nats/token{per_step}")
+            extra = ""
+            if r.get("nll_per_step"):
+                extra = f", {r['nll_per_step']:.4f} nats/step"
+            if r.get("bits_per_sample"):
+                extra = f", {r['bits_per_sample']:.4f} bits/sample"
+                base = r.get("baseline_histogram_bits_per_sample")
+                extra += f" (histogram baseline {base:.4f})" if base else ""
+            typer.echo(f"{split}: {r['nll_per_token']:.4f} nats/token{extra}")
     except (CheckpointError, DataDirError, ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
     typer.echo(str(path))
@@ -350,11 +379,27 @@ def demo(
     n: int = typer.Option(3, "--n", help="Pieces to generate."),
     seconds: float = typer.Option(30.0, help="Length of each piece in seconds."),
     seed: int = typer.Option(0, help="Seed for training and sampling."),
+    audio_minutes: float = typer.Option(2.0, help="Training budget of the audio model."),
+    audio_chorales: int = typer.Option(
+        8, help="Chorales rendered to audio (each in four timbres) for the audio half."
+    ),
 ) -> None:
-    """Prepare the built-in Bach chorales, train midi-gru, generate, evaluate: all in one go."""
+    """The built-in Bach chorales, end to end: MIDI (train midi-gru, generate, evaluate) and
+    audio (render in four timbres, train wavenet-tiny conditioned on the timbre, generate one
+    clip per timbre, evaluate)."""
     from tunelab.demo import run_demo
 
-    raise typer.Exit(run_demo(out, minutes=minutes, n=n, seconds=seconds, seed=seed))
+    raise typer.Exit(
+        run_demo(
+            out,
+            minutes=minutes,
+            n=n,
+            seconds=seconds,
+            seed=seed,
+            audio_minutes=audio_minutes,
+            audio_chorales=audio_chorales,
+        )
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,7 +30,7 @@ def safe_name(text: str, limit: int = 60) -> str:
 def generate(
     run_dir: str | Path,
     n: int = 1,
-    seconds: float | None = 30.0,
+    seconds: float | None = None,
     steps: int | None = None,
     seed: int = 0,
     out: str | Path | None = None,
@@ -46,7 +46,7 @@ def generate(
     save_every: float | None = None,
 ) -> list[Path]:
     """Generate ``n`` pieces; write them with sidecars. Returns the main files' paths
-    (MIDI for token runs, WAV for audio runs). ``timing`` (optional) receives the sampling
+    (MIDI for token runs, WAV for audio runs). ``seconds`` None: the kind's default length. ``timing`` (optional) receives the sampling
     loop's figures; ``save_every`` (audio) writes a partial WAV every that many seconds."""
     from tunelab.checkpoint import load_run
     from tunelab.kinds import kind_for
@@ -59,6 +59,8 @@ def generate(
         steps is None and seconds is not None and seconds <= 0
     ):
         raise ValueError("the length (--seconds or --steps) must be positive")
+    if save_every is not None and save_every <= 0:
+        raise ValueError("--save-every must be a positive number of seconds")
     run = load_run(run_dir, which, device=device)
     kind = kind_for(run.config["model"], run.meta, str(run_dir))
     plan = kind.plan(seconds, steps, primer, label, sampling)
@@ -76,7 +78,10 @@ def generate(
         plan.primer_info.update(kind.primer_from_training(plan, index) or {})
 
     stem = (safe_name(Path(primer).stem) + "-" if primer else "") + f"seed{seed}"
-    partial = out_dir / f"{stem}.partial" if save_every else None
+
+    def path_of(i: int) -> Path:
+        return out_dir / f"{stem}-{i:02d}{kind.suffix}"
+
     pieces = kind.sample(
         run.model,
         plan,
@@ -87,7 +92,7 @@ def generate(
         progress,
         timing,
         save_every=save_every,
-        partial=partial,
+        partial=path_of,
     )
     audits = kind.audit(pieces, plan, index)
 
@@ -98,7 +103,7 @@ def generate(
             flags.append("training_primer")
         if "most_similar" in a:
             a["most_similar"] = f"{stem}-{a['most_similar']:02d}{kind.suffix}"
-        path = out_dir / f"{stem}-{i:02d}{kind.suffix}"
+        path = path_of(i)
         side = {
             "file": path.name,
             "kind": run.meta.get("kind", "midi"),

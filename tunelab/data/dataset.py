@@ -1,4 +1,5 @@
-"""Training windows over the memory-mapped token arrays.
+"""Training windows over the memory-mapped arrays: flat token windows, and audio windows
+inside one piece each.
 
 Batches are a pure function of (seed, step, rank): resuming at step S replays
 exactly the batches an uninterrupted run would have seen, with no sampler state
@@ -91,6 +92,70 @@ class WindowSampler:
         valid = (moved >= 0).all(axis=2)  # [S, B]; the identity row is always valid
         pick = (rng.random(valid.shape) * valid).argmax(axis=0)  # uniform among valid shifts
         return moved[pick, np.arange(w.shape[0])]
+
+
+class PieceWindows:
+    """Deterministic batches of windows that each lie inside one piece, with its label.
+
+    A window of ``length`` samples starts anywhere a whole window fits in its piece; the
+    draw is uniform over all such starts (long pieces are drawn more often), from an RNG
+    seeded by (seed, step, rank), so batches are a pure function of the step. Pieces
+    shorter than ``length`` are never drawn.
+
+    data: flat array [N] (a memmap is fine); pieces: index records with offset/length;
+    labels: int64 [P] (one per piece) or None.
+    """
+
+    def __init__(
+        self,
+        data: np.ndarray,
+        pieces: list[dict],
+        length: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        labels: np.ndarray | None = None,
+    ):
+        lengths = np.array([p["length"] for p in pieces], np.int64)
+        self.offsets = np.array([p["offset"] for p in pieces], np.int64)
+        self.starts_per_piece = np.maximum(lengths - length + 1, 0)
+        self.total = int(self.starts_per_piece.sum())
+        if self.total == 0:
+            longest = int(lengths.max()) if len(lengths) else 0
+            raise ValueError(
+                f"no piece holds a whole window of {length:,} samples (longest: {longest:,}); "
+                "lower train.seq_len or add longer pieces"
+            )
+        self.cum = np.cumsum(self.starts_per_piece)
+        self.data, self.length, self.batch_size = data, length, batch_size
+        self.seed, self.rank, self.labels = seed, rank, labels
+
+    def starts(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(piece index, start within the flat array): int64 [batch_size] each."""
+        rng = np.random.default_rng([self.seed, step, self.rank, 0xA0D1])
+        k = rng.integers(0, self.total, self.batch_size)
+        piece = np.searchsorted(self.cum, k, side="right")
+        within = k - (self.cum[piece] - self.starts_per_piece[piece])
+        return piece, self.offsets[piece] + within
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(windows [B, length] in the array's dtype, labels int64 [B] or None)."""
+        piece, start = self.starts(step)
+        idx = start[:, None] + np.arange(self.length)[None, :]
+        labels = None if self.labels is None else self.labels[piece]
+        return np.asarray(self.data[idx]), labels
+
+
+def piece_windows(pieces_data: list[np.ndarray], length: int, limit: int = 0) -> list[tuple]:
+    """Fixed evaluation windows inside pieces: [(piece index, window [length])], non-overlapping,
+    spread evenly over all pieces when more fit than ``limit`` (0: all)."""
+    where = [
+        (i, s) for i, p in enumerate(pieces_data) for s in range(0, len(p) - length + 1, length)
+    ]
+    if limit and len(where) > limit:
+        where = [where[j] for j in np.linspace(0, len(where) - 1, limit).round().astype(int)]
+    return [(i, np.asarray(pieces_data[i][s : s + length])) for i, s in where]
 
 
 def transpose_tables(codec, max_shift: int) -> np.ndarray:

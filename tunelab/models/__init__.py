@@ -17,6 +17,7 @@ from torch import nn
 
 from tunelab.models.token_rnn import TokenRNN
 from tunelab.models.transformer import Transformer
+from tunelab.models.wavenet import WaveNet
 
 
 class Family(NamedTuple):
@@ -27,6 +28,7 @@ class Family(NamedTuple):
 MODELS: dict[str, Family] = {
     "token_rnn": Family(TokenRNN, "tokens"),
     "transformer": Family(Transformer, "tokens"),
+    "wavenet": Family(WaveNet, "mulaw"),
 }
 
 

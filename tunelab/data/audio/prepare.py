@@ -149,7 +149,7 @@ def _merge_rare(labels: list, min_count: int) -> tuple[list, list[str]]:
     return [("other" if x in rare_set else x) for x in labels], rare
 
 
-def _inputs(srcs, builtin, sample_rate, workers, label):
+def _inputs(srcs, builtin, sample_rate, workers, label, limit=None):
     """(found files, groups, labels, tags, label source)."""
     if builtin is None:
         found = scan([Path(s) for s in srcs], AUDIO_EXTS)
@@ -160,7 +160,7 @@ def _inputs(srcs, builtin, sample_rate, workers, label):
         raise DataDirError(f"unknown builtin {builtin!r}; choose one of {', '.join(BUILTINS)}")
     from tunelab.data.audio.builtin import builtin_chorale_audio, builtin_limit
 
-    items = builtin_chorale_audio(sample_rate, builtin_limit(), workers)
+    items = builtin_chorale_audio(sample_rate, limit or builtin_limit(), workers)
     found = [Found(p, f"{builtin}/{p.name}", None) for p, _, _ in items]
     empty = {"genre": None, "year": None, "artist": None, "title": None}
     tags = [dict(empty) for _ in items]
@@ -182,8 +182,10 @@ def prepare_audio(
     tempo: float | None = None,
     label: str = "auto",
     min_label_count: int = 1,
+    limit: int | None = None,
 ) -> int:
-    """Build an audio data directory at ``out``; returns 0, or 1 when no file was usable."""
+    """Build an audio data directory at ``out``; returns 0, or 1 when no file was usable.
+    ``limit``: the built-in chorales only, the first ``limit`` of them (each in every timbre)."""
     from rich.console import Console
     from tqdm import tqdm
 
@@ -203,7 +205,7 @@ def prepare_audio(
     writer = DataDirWriter(out, "int16", overwrite=overwrite)
     with writer:
         found, groups, raw_labels, tags, label_source = _inputs(
-            srcs, builtin, sample_rate, workers, label
+            srcs, builtin, sample_rate, workers, label, limit
         )
         if not found:
             console.print(f"[red]no audio files ({', '.join(AUDIO_EXTS)}) found in the sources")
@@ -245,6 +247,8 @@ def prepare_audio(
             "kind": "audio",
             "sample_rate": sample_rate,
             "labels": dict(sorted(label_counts.items())) if label_source != "none" else {},
+            # the fixed order of label ids a conditioned model uses (also in its checkpoint)
+            "label_names": sorted(label_counts) if label_source != "none" else [],
             "label_source": label_source,
             "labels_merged_into_other": merged,
             "mu_law": {"channels": 256},

@@ -1,0 +1,357 @@
+"""8-bit mu-law audio samples: what the loop, the evaluator and ``generate`` need to know.
+
+Data: int16 pieces at ``meta.sample_rate`` (``tunelab prepare --kind audio``), encoded to
+256 mu-law classes as batches are made (``tunelab.data.audio.encode``: no decoders here).
+Training windows lie inside one piece and carry its label: receptive_field + seq_len
+samples, scored only where the whole receptive field is inside the piece. Likelihood
+scores every sample of a piece from silence, the way generation starts, in
+``bits_per_sample``, beside the training split's class histogram as a baseline.
+Generation runs the fused kernel (``tunelab.models.wavenet_gen``) in chunks with a
+progress bar and optional partial WAVs; the audits are ``tunelab.audio_metrics``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunelab.atomic import write_json
+from tunelab.data.audio.encode import from_int16, mu_law_decode, mu_law_encode
+from tunelab.data.dataset import PieceWindows, piece_windows
+from tunelab.kinds import IGNORE, categorical_loss
+from tunelab.scoring import piece_nll
+
+NO_LABEL = "(none)"  # the label name of pieces without one (as in meta.json "labels")
+CHUNK = 4096  # samples per stream generated between progress updates / partial saves
+REFERENCE_MINUTES = 30.0  # at most this much training audio backs the copy audit
+PREVIEW_SECONDS = 1.0  # TensorBoard audio written at each validation
+
+
+@dataclass
+class Plan:
+    """One generate call, resolved: samples per stream, primer context, label ids."""
+
+    samples: int
+    primer: np.ndarray | None  # int64 [P] mu-law classes (the primer's last receptive field)
+    labels: list[int | None]  # per stream: label id, or None when unconditioned
+    settings: dict
+    primer_info: dict | None
+
+
+@dataclass
+class Clip:
+    """A generated (or read) piece: mu-law classes and the label name it was made with."""
+
+    classes: np.ndarray  # int64 [N]
+    label: str | None
+
+
+class Kind:
+    """Mu-law samples of one audio data directory (``meta.json`` of kind ``audio``)."""
+
+    name = "mulaw"
+    suffix = ".wav"
+    loss = staticmethod(categorical_loss)
+
+    def __init__(self, meta: dict):
+        self.meta = meta
+        self.sample_rate = int(meta["sample_rate"])
+        self.vocab_size = int(meta.get("mu_law", {}).get("channels", 256))
+        names = meta.get("label_names")
+        if names is None:  # data prepared before label_names: the sorted label counts
+            names = sorted(meta.get("labels") or {})
+        self.label_names: list[str] = list(names)
+        self.n_labels = len(self.label_names)
+        self.silence = int(mu_law_encode(np.zeros(1), self.vocab_size)[0])
+
+    @property
+    def sample_suffixes(self) -> tuple[str, ...]:
+        from tunelab.data.scan import AUDIO_EXTS
+
+        return tuple(AUDIO_EXTS)
+
+    def signature(self) -> dict:
+        return {
+            "sample_rate": self.sample_rate,
+            "mu_law": self.vocab_size,
+            "labels": self.label_names,
+        }
+
+    def label_id(self, name: str | None) -> int | None:
+        if not self.n_labels:
+            return None
+        return self.label_names.index(NO_LABEL if name is None else name)
+
+    def _labels(self, split) -> np.ndarray | None:
+        if not self.n_labels:
+            return None
+        return np.array([self.label_id(p.get("label")) for p in split.pieces], np.int64)
+
+    def encode(self, samples: np.ndarray) -> torch.Tensor:
+        """int16 samples [...] -> LongTensor[...] mu-law classes."""
+        return torch.from_numpy(mu_law_encode(from_int16(samples), self.vocab_size))
+
+    # -- training -------------------------------------------------------------------
+    def _window(self, w: np.ndarray, receptive_field: int):
+        """Windows int16 [B, R + N] -> x [B, R + N - 1], y with the first R - 1 targets
+        ignored: every scored target sees a whole receptive field inside the piece."""
+        q = self.encode(w)
+        y = q[:, 1:].clone()
+        y[:, : receptive_field - 1] = IGNORE
+        return q[:, :-1], y
+
+    def train_batches(self, split, t, seed: int, rank: int, world: int, receptive_field):
+        rf = receptive_field or 1
+        sampler = PieceWindows(
+            split.data, split.pieces, rf + t.seq_len, t.batch_size, seed, rank, world,
+            self._labels(split),
+        )  # fmt: skip
+
+        def batch(step: int):
+            w, labels = sampler.batch(step)
+            x, y = self._window(w, rf)
+            return x, y, None if labels is None else torch.from_numpy(labels)
+
+        return batch
+
+    def valid_batches(self, split, t, receptive_field) -> list[tuple]:
+        rf = receptive_field or 1
+        labels = self._labels(split)
+        wins = piece_windows(list(split), rf + t.seq_len, t.eval_batches * t.batch_size)
+        out = []
+        for a in range(0, len(wins), t.batch_size):
+            chunk = wins[a : a + t.batch_size]
+            x, y = self._window(np.stack([w for _, w in chunk]), rf)
+            lab = None if labels is None else torch.from_numpy(labels[[i for i, _ in chunk]])
+            out.append((x, y, lab))
+        return out
+
+    def valid_figures(self, nats: float) -> dict:
+        return {"valid_bits_per_sample": nats / math.log(2)}
+
+    def preview(self, model, device) -> tuple[np.ndarray, int] | None:
+        """A second of audio from silence (label 0) for TensorBoard."""
+        label = 0 if self.n_labels else None
+        plan = Plan(int(PREVIEW_SECONDS * self.sample_rate), None, [label], {}, None)
+        clip = self.sample(model, plan, 1, 0, None, device, False, None)[0]
+        return mu_law_decode(clip.classes, self.vocab_size), self.sample_rate
+
+    # -- likelihood ------------------------------------------------------------------
+    def likelihood(self, model, split, device="cpu", progress: bool = False) -> dict:
+        """Every sample of every piece, scored from silence: nats and bits per sample."""
+        rf = getattr(model, "receptive_field", None) or 1
+        labels = self._labels(split) if hasattr(split, "pieces") else None
+        total, n = 0.0, 0
+        pieces = list(split)
+        it = range(len(pieces))
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc="scoring", unit="piece")
+        for i in it:
+            q = self.encode(np.asarray(pieces[i]))
+            x = torch.cat([torch.full((rf,), self.silence, dtype=torch.long), q])
+            label = None if labels is None else int(labels[i])
+            nll = piece_nll(model, x, device, label)[-len(q) :] if len(q) else torch.zeros(0)
+            total += float(nll.double().sum())
+            n += len(q)
+        return _summary(total, n, len(pieces))
+
+    def check_data(self, data_meta: dict, where) -> None:
+        other = Kind(data_meta).signature() if data_meta.get("kind") == "audio" else None
+        if other != self.signature():
+            raise ValueError(f"{where}: data {other} differs from the run's {self.signature()}")
+
+    def baseline(self, datadir, split: str) -> dict:
+        """The training split's mu-law class histogram (add-one smoothed) as a model."""
+        counts = np.ones(self.vocab_size, np.float64)
+        for sp in datadir.reference_splits():
+            for p in sp:
+                counts += np.bincount(self.encode(np.asarray(p)).numpy(), minlength=self.vocab_size)
+        logp = np.log(counts / counts.sum())
+        total, n, pieces = 0.0, 0, 0
+        for p in datadir.split(split):
+            q = self.encode(np.asarray(p)).numpy()
+            total -= float(logp[q].sum())
+            n += len(q)
+            pieces += 1
+        s = _summary(total, n, pieces)
+        return {
+            "baseline_histogram_nll_per_token": s["nll_per_token"],
+            "baseline_histogram_bits_per_sample": s["bits_per_sample"],
+        }
+
+    # -- generation ------------------------------------------------------------------
+    def plan(self, seconds, steps, primer, label, sampling) -> Plan:
+        if steps is not None:
+            raise ValueError("--steps counts MIDI grid steps; give audio lengths in --seconds")
+        if sampling.top_k or sampling.top_p < 1 or sampling.argmax_prob:
+            raise ValueError(
+                "--top-k, --top-p and --argmax-prob apply to MIDI runs; audio takes --temperature"
+            )
+        if label is not None:
+            if not self.n_labels:
+                raise ValueError("--label: this run is not conditioned on labels")
+            if label not in self.label_names:
+                raise ValueError(
+                    f"--label {label!r} is unknown; known labels: {', '.join(self.label_names)}"
+                )
+        samples = max(1, round((seconds or 4.0) * self.sample_rate))
+        context, info = None, None
+        if primer:
+            from tunelab.data.audio.decode import normalize_loudness, remove_dc
+
+            # conditioned like the training audio: DC removed, loudness at the data's target
+            target = float(self.meta.get("loudness_target_db") or -20.0)
+            context, _ = normalize_loudness(remove_dc(self._read_float(primer)), target)
+            info = {"file": Path(primer).name, "seconds": len(context) / self.sample_rate}
+            info["from_training"] = None
+            context = mu_law_encode(context, self.vocab_size)
+        settings = {"seconds": samples / self.sample_rate, "samples": samples}
+        settings["sample_rate"] = self.sample_rate
+        labels = [] if label is None else [self.label_id(label)]
+        return Plan(samples, context, labels, settings, info)
+
+    def _stream_labels(self, plan: Plan, n: int) -> list[int | None]:
+        """Per stream: the --label given, else the labels in turn (one clip per label)."""
+        if plan.labels:
+            return plan.labels * n
+        return [i % self.n_labels if self.n_labels else None for i in range(n)]
+
+    def sample(
+        self, model, plan: Plan, n, seed, sampling, device, progress, timing,
+        save_every=None, partial=None,
+    ) -> list[Clip]:  # fmt: skip
+        """n streams of plan.samples; stream i depends only on (seed, i). ``partial(i)``
+        names stream i's file, rewritten every ``save_every`` seconds of audio."""
+        from tunelab.models.wavenet_gen import FusedWaveNet
+        from tunelab.sampling import piece_seed
+
+        temperature = 1.0 if sampling is None else sampling.temperature
+        ids = self._stream_labels(plan, n)
+        rf = getattr(model, "receptive_field", None) or 1
+        label = None if ids[0] is None else torch.tensor(ids)
+        gen = FusedWaveNet(model, n, label)
+        # The queues hold silence (what scoring assumes before a piece), then the primer.
+        ctx = np.full(rf, self.silence, np.int64)
+        if plan.primer is not None:
+            ctx = np.concatenate([ctx, plan.primer])[-rf:]
+        gen.prime(np.tile(ctx[:-1], (n, 1)))
+        first = np.full(n, ctx[-1], np.int64)
+        rngs = [np.random.default_rng(piece_seed(seed, i)) for i in range(n)]
+        out = np.empty((n, plan.samples), np.int64)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=plan.samples * n, unit="sample", unit_scale=True, desc="generating")
+        t0, done, next_save = time.perf_counter(), 0, save_every
+        while done < plan.samples:
+            k = min(CHUNK, plan.samples - done)
+            u = np.stack([r.random(k) for r in rngs])
+            out[:, done : done + k] = gen.run(first if done == 0 else None, u, temperature)
+            done += k
+            if bar is not None:
+                bar.update(k * n)
+            if (
+                partial
+                and save_every
+                and done < plan.samples
+                and done >= next_save * self.sample_rate
+            ):
+                for i in range(n):
+                    self._write_wav(out[i, :done], partial(i))
+                next_save += save_every
+        if bar is not None:
+            bar.close()
+        if timing is not None:
+            timing.update(prefix_s=0.0, sample_s=time.perf_counter() - t0, tokens=plan.samples)
+        names = [None if i is None else self.label_names[i] for i in ids]
+        return [Clip(out[i], names[i]) for i in range(n)]
+
+    def reference(self, data_dir):
+        """The training audio's copy index (at most REFERENCE_MINUTES), or (None, reason)."""
+        from tunelab.audio_metrics import TrainingAudio
+        from tunelab.data.store import DataDirError, load_datadir
+
+        if not data_dir:
+            return None, "no data directory recorded in the run"
+        try:
+            dd = load_datadir(data_dir)
+            self.check_data(dd.meta, dd.path)
+            splits = dd.reference_splits()
+        except (DataDirError, ValueError, OSError) as e:
+            return None, str(e)
+        budget = int(REFERENCE_MINUTES * 60 * self.sample_rate)
+        pieces = []
+        for sp in splits:
+            for p in sp:
+                take = np.asarray(p[: max(0, budget)])
+                budget -= len(take)
+                if len(take):
+                    pieces.append(mu_law_decode(self.encode(take).numpy(), self.vocab_size))
+        if not pieces:
+            return None, f"{dd.path}: no training audio"
+        where = f"training split of {dd.path}"
+        return TrainingAudio(pieces, self.sample_rate), where
+
+    def primer_from_training(self, plan: Plan, index) -> dict | None:
+        from tunelab.audio_metrics import COPY_NCC
+
+        if index is None or plan.primer is None:
+            return None
+        a = index.copy_audit(mu_law_decode(plan.primer, self.vocab_size))
+        return {"from_training": bool(a["max_xcorr"] >= COPY_NCC), "audit": a}
+
+    def audit(self, clips, plan, index) -> list[dict]:
+        from tunelab.audio_metrics import audit_audio
+
+        streams = [mu_law_decode(c.classes, self.vocab_size) for c in clips]
+        return audit_audio(streams, self.sample_rate, index)
+
+    def read(self, path: Path) -> Clip:
+        """Any audio file, decoded at the run's rate and mu-law encoded (ValueError if not)."""
+        return Clip(mu_law_encode(self._read_float(path), self.vocab_size), None)
+
+    def _read_float(self, path) -> np.ndarray:
+        from tunelab.data.audio.decode import AudioError, decode
+
+        try:
+            return decode(path, self.sample_rate).audio
+        except (AudioError, ValueError) as e:
+            raise ValueError(f"{path}: cannot read audio ({e})") from e
+
+    def thresholds(self) -> dict:
+        from tunelab.audio_metrics import thresholds
+
+        return thresholds()
+
+    def describe(self, clip: Clip) -> dict:
+        n = len(clip.classes)
+        return {"duration_seconds": n / self.sample_rate, "samples": n, "label": clip.label}
+
+    def _write_wav(self, classes: np.ndarray, path: Path) -> None:
+        from tunelab.synth import write_wav  # atomic: a partial file is whole or absent
+
+        write_wav(path, mu_law_decode(classes, self.vocab_size), self.sample_rate)
+
+    def write(self, clip: Clip, path: Path, side: dict, wav: bool = True) -> list[Path]:
+        self._write_wav(clip.classes, path)
+        write_json(path.with_name(path.name + ".json"), side)
+        return [path]
+
+
+def _summary(nats: float, samples: int, pieces: int) -> dict:
+    per = nats / samples if samples else None
+    return {
+        "nll_per_token": per,
+        "tokens": samples,
+        "bits_per_sample": per / math.log(2) if per is not None else None,
+        "samples": samples,
+        "pieces": pieces,
+    }

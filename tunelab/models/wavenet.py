@@ -1,0 +1,210 @@
+"""WaveNet over 8-bit mu-law audio: dilated causal convolutions, gated units, skip connections.
+
+Layout is channels-last throughout ([B, T, C]): the input layer is an embedding, and every
+convolution is an ``nn.Linear`` — a dilated causal convolution of width K is one matmul over
+the K time-shifted copies of its input concatenated on the channel axis. On the CPU this is
+faster than ``nn.Conv1d`` (no im2col, no transposes) and its weight is already in the
+[out, K*R] tap-major layout that ``step()`` and the fused generator use.
+
+Each layer l (dilation d, residual x [B, T, R]):
+
+    z = conv_l([x[t-(K-1)d], ..., x[t-d], x[t]]) + cond_l(label)        [B, T, 2G]
+    h = tanh(z[..., :G]) * sigmoid(z[..., G:])                            [B, T, G]
+    res, skip_l = out_l(h)                                                [B, T, R], [B, T, S]
+    x = (x + res) * sqrt(1/2)
+
+and the logits are post2(relu(post1(relu(sum_l skip_l)))). The filter and gate halves share
+one matmul, and the residual and skip 1x1 convolutions share another. The last layer has no
+residual output (nothing reads it), so every parameter gets a gradient (DDP-friendly).
+
+Generation: ``step()`` keeps, per layer, a ring buffer of that layer's last (K-1)*d inputs,
+so each new sample costs the same whatever has been generated before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+_RES_SCALE = math.sqrt(0.5)  # keeps the residual stream's variance flat with depth
+
+
+@dataclass
+class WaveNetState:
+    """Incremental state for n streams.
+
+    queues: per layer a ring buffer FloatTensor[n, (K-1)*d, R] of that layer's past inputs;
+        the input of time p sits in slot p % ((K-1)*d). Zeros = forward()'s causal padding.
+    cond: FloatTensor[n, L, 2G], each layer's conv bias plus its label projection.
+    pos: number of samples fed so far.
+    """
+
+    queues: list[torch.Tensor]
+    cond: torch.Tensor
+    pos: int = 0
+
+
+class WaveNet(nn.Module):
+    """Autoregressive WaveNet. forward(x: LongTensor[B, T]) -> logits FloatTensor[B, T, classes].
+
+    Args:
+        classes: number of quantisation levels (input ids and output classes), 256 for 8-bit mu-law.
+        residual_channels: R, width of the residual stream.
+        gate_channels: G, width of the filter and of the gate (the conv has 2G outputs).
+        skip_channels: S, width of the skip sum and of the first post layer.
+        stacks: number of dilation cycles.
+        layers_per_stack: layers per cycle, dilations 1, 2, ..., 2^(layers_per_stack-1).
+        kernel_size: K, width of the dilated causal convolutions (>= 2).
+        bias: biases in the convolutions.
+        n_labels: number of global labels (0: unconditional).
+        gc_channels: width of the label embedding (0: unconditional).
+    """
+
+    def __init__(
+        self,
+        classes: int = 256,
+        residual_channels: int = 32,
+        gate_channels: int = 32,
+        skip_channels: int = 512,
+        stacks: int = 5,
+        layers_per_stack: int = 10,
+        kernel_size: int = 2,
+        bias: bool = True,
+        n_labels: int = 0,
+        gc_channels: int = 32,
+    ):
+        super().__init__()
+        if kernel_size < 2:
+            raise ValueError("kernel_size must be >= 2")
+        if stacks < 1 or layers_per_stack < 1:
+            raise ValueError("stacks and layers_per_stack must be >= 1")
+        R, G, S, K = residual_channels, gate_channels, skip_channels, kernel_size
+        self.classes, self.residual_channels, self.gate_channels = classes, R, G
+        self.skip_channels, self.kernel_size = S, K
+        self.dilations = [2**i for _ in range(stacks) for i in range(layers_per_stack)]
+        self.receptive_field = (K - 1) * sum(self.dilations) + 1
+        self.conditioned = n_labels > 0 and gc_channels > 0
+        L = len(self.dilations)
+
+        self.embed = nn.Embedding(classes, R)
+        self.convs = nn.ModuleList(nn.Linear(K * R, 2 * G, bias=bias) for _ in range(L))
+        # Residual and skip 1x1 convs fused: outputs [res (R) | skip (S)]; the last layer: skip only.
+        self.outs = nn.ModuleList(
+            nn.Linear(G, (R if i < L - 1 else 0) + S, bias=bias) for i in range(L)
+        )
+        self.label_embed = nn.Embedding(n_labels, gc_channels) if self.conditioned else None
+        # Every layer's label 1x1 projection in one matmul: [B, gc] -> [B, L * 2G].
+        self.cond_proj = nn.Linear(gc_channels, L * 2 * G, bias=False) if self.conditioned else None
+        self.post1 = nn.Linear(S, S, bias=bias)
+        self.post2 = nn.Linear(S, classes, bias=bias)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping, vocab_size: int, n_labels: int = 0) -> WaveNet:
+        return cls(
+            vocab_size,
+            residual_channels=cfg.get("residual_channels", 32),
+            gate_channels=cfg.get("gate_channels", 32),
+            skip_channels=cfg.get("skip_channels", 512),
+            stacks=cfg.get("stacks", 5),
+            layers_per_stack=cfg.get("layers_per_stack", 10),
+            kernel_size=cfg.get("kernel_size", 2),
+            bias=cfg.get("bias", True),
+            n_labels=n_labels,
+            gc_channels=cfg.get("gc_channels", 32),
+        )
+
+    def _cond(self, label: torch.Tensor | None, n: int) -> torch.Tensor | None:
+        """Per-layer label projection FloatTensor[n, L, 2G], or None when unconditioned."""
+        if not self.conditioned:
+            if label is not None:
+                raise ValueError(
+                    "this WaveNet has no label conditioning (n_labels=0); pass label=None"
+                )
+            return None
+        if label is None:
+            raise ValueError("this WaveNet is label-conditioned: pass label=LongTensor[B]")
+        if label.shape != (n,):
+            raise ValueError(f"label must have shape ({n},), got {tuple(label.shape)}")
+        return self.cond_proj(self.label_embed(label)).view(n, len(self.convs), -1)
+
+    # -- training -----------------------------------------------------------------
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        """x: LongTensor[B, T], label: LongTensor[B] -> logits FloatTensor[B, T, classes].
+
+        Causal: position t sees x[..t] (at most the last receptive_field samples) and predicts
+        x[t+1]. Positions before the first receptive_field - 1 see zero padding.
+        """
+        B, T = x.shape
+        K, G, R = self.kernel_size, self.gate_channels, self.residual_channels
+        cond = self._cond(label, B)
+        h = self.embed(x)
+        skip = None
+        for i, (conv, out, d) in enumerate(zip(self.convs, self.outs, self.dilations, strict=True)):
+            if K == 2:  # the common case: one shifted copy
+                taps = (F.pad(h, (0, 0, d, 0))[:, :T], h)
+            else:
+                hp = F.pad(h, (0, 0, (K - 1) * d, 0))
+                taps = tuple(hp[:, k * d : k * d + T] for k in range(K - 1)) + (h,)
+            z = conv(torch.cat(taps, dim=-1))
+            if cond is not None:
+                z = z + cond[:, None, i]
+            g = torch.tanh(z[..., :G]) * torch.sigmoid(z[..., G:])
+            o = out(g)
+            s = o[..., R:] if i < len(self.convs) - 1 else o
+            skip = s if skip is None else skip + s
+            if i < len(self.convs) - 1:
+                h = (h + o[..., :R]) * _RES_SCALE
+        return self.post2(F.relu(self.post1(F.relu(skip))))
+
+    # -- generation ---------------------------------------------------------------
+    def init_state(
+        self, n: int, device: torch.device | str | None = None, label: torch.Tensor | None = None
+    ) -> WaveNetState:
+        """Zero state for n streams (what forward() starts from); label: LongTensor[n] if conditioned."""
+        p = self.embed.weight
+        device = device or p.device
+        K, R, G, L = self.kernel_size, self.residual_channels, self.gate_channels, len(self.convs)
+        queues = [
+            torch.zeros(n, (K - 1) * d, R, device=device, dtype=p.dtype) for d in self.dilations
+        ]
+        with torch.no_grad():
+            cond = torch.zeros(n, L, 2 * G, device=device, dtype=p.dtype)
+            for i, conv in enumerate(self.convs):
+                if conv.bias is not None:
+                    cond[:, i] += conv.bias
+            lab = self._cond(None if label is None else label.to(device), n)
+            if lab is not None:
+                cond += lab
+        return WaveNetState(queues, cond, 0)
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, state: WaveNetState) -> tuple[torch.Tensor, WaveNetState]:
+        """x: LongTensor[n] -> (logits FloatTensor[n, classes], state); equal to forward() step by step.
+
+        Updates the state's ring buffers in place.
+        """
+        K, R, G, pos = self.kernel_size, self.residual_channels, self.gate_channels, state.pos
+        last = len(self.convs) - 1
+        h = self.embed(x)
+        skip = None
+        for i, (conv, out, d, q) in enumerate(
+            zip(self.convs, self.outs, self.dilations, state.queues, strict=True)
+        ):
+            n_slots = (K - 1) * d
+            # The input of time pos - (K-1-k)*d sits in slot (pos + k*d) % n_slots.
+            taps = [q[:, (pos + k * d) % n_slots] for k in range(K - 1)]
+            z = torch.addmm(state.cond[:, i], torch.cat(taps + [h], dim=1), conv.weight.t())
+            q[:, pos % n_slots] = h  # overwrites the oldest tap, read above
+            g = torch.tanh(z[:, :G]) * torch.sigmoid(z[:, G:])
+            o = out(g)
+            s = o[:, R:] if i < last else o
+            skip = s if skip is None else skip + s
+            if i < last:
+                h = (h + o[:, :R]) * _RES_SCALE
+        state.pos = pos + 1
+        return self.post2(F.relu(self.post1(F.relu(skip)))), state
