@@ -141,7 +141,7 @@ def train_rate(model: WaveNet, batch: int, scored: int, steps: int, bf16: bool) 
         x = torch.randint(0, 256, (batch, rf + n))
         t0 = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x)[:, rf - 1 : -1]
+            logits = model(x[:, :-1], tail=n)  # as the training loop asks: scored positions only
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, rf:].reshape(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -170,3 +170,14 @@ def test_fused_input_checks():
         fused.run(np.array([1, 2, 3]), np.zeros((2, 3)), 1.0)
     with pytest.raises(ValueError, match="range"):
         fused.prime(np.array([[0, 256], [1, 2]]))
+
+
+def test_tail_forward_equals_the_last_positions_of_the_full_forward():
+    torch.manual_seed(0)
+    model = WaveNet(256, 8, 8, 16, 1, 4, 2, True, n_labels=3, gc_channels=4).eval()
+    x = torch.randint(0, 256, (2, 40))
+    label = torch.tensor([0, 2])
+    full = model(x, label)
+    tail = model(x, label, tail=25)
+    assert tail.shape == (2, 25, 256)
+    assert torch.allclose(tail, full[:, -25:], atol=1e-5)

@@ -130,6 +130,14 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
 
 
+def forward(net: nn.Module, x: torch.Tensor, y: torch.Tensor, label) -> torch.Tensor:
+    """The model's outputs for the positions that have targets: y [B, N] holds the targets of
+    x's last N positions (N < T when a window's head is context only, as for WaveNet)."""
+    if y.shape[1] == x.shape[1]:
+        return net(x, label)
+    return net(x, label, tail=y.shape[1])
+
+
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, batches: list, loss_fn, d: _Dist, amp_ctx) -> float:
     """Mean loss per scored target over fixed ``batches`` [(x, y, label)], sharded over ranks."""
@@ -139,7 +147,7 @@ def evaluate_loss(model: nn.Module, batches: list, loss_fn, d: _Dist, amp_ctx) -
     for x, y, label in batches[d.rank :: d.world]:
         x, y = x.to(d.device), y.to(d.device)
         with amp_ctx():
-            out = model(x, None if label is None else label.to(d.device))
+            out = forward(model, x, y, None if label is None else label.to(d.device))
         loss_sum, count = loss_fn(out, y)
         total += torch.stack([loss_sum.double(), count.double()])
     model.train(was)
@@ -347,7 +355,7 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         dump(cfg, run_dir / "config.yaml")
         files = RunLog(run_dir, pr.step if resumed else None, t.tensorboard)
-        if rf is not None and t.progress:
+        if rf is not None:
             print(f"receptive field: {rf:,} inputs", flush=True)
     net = model
     if d.world > 1:
@@ -384,7 +392,7 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
             for g in tr.opt.param_groups:
                 g["lr"] = lr
             with tr.amp_ctx():
-                out = net(x, label)
+                out = forward(net, x, y, label)
             loss_sum, count = kind.loss(out, y)
             loss = loss_sum / count.clamp(min=1)
             tr.opt.zero_grad(set_to_none=True)

@@ -23,13 +23,14 @@ import torch
 from tunelab.atomic import write_json
 from tunelab.data.audio.encode import from_int16, mu_law_decode, mu_law_encode
 from tunelab.data.dataset import PieceWindows, piece_windows
-from tunelab.kinds import IGNORE, categorical_loss
+from tunelab.kinds import categorical_loss
 from tunelab.scoring import piece_nll
 
 NO_LABEL = "(none)"  # the label name of pieces without one (as in meta.json "labels")
 CHUNK = 4096  # samples per stream generated between progress updates / partial saves
 REFERENCE_MINUTES = 30.0  # at most this much training audio backs the copy audit
 PREVIEW_SECONDS = 1.0  # TensorBoard audio written at each validation
+BF16_BELOW_STREAMS = 16  # generate with bfloat16 weights for fewer streams than this
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Plan:
 class Clip:
     """A generated (or read) piece: mu-law classes and the label name it was made with."""
 
-    classes: np.ndarray  # int64 [N]
+    classes: np.ndarray  # int [N] (uint8 for 8-bit mu-law)
     label: str | None
 
 
@@ -98,12 +99,10 @@ class Kind:
 
     # -- training -------------------------------------------------------------------
     def _window(self, w: np.ndarray, receptive_field: int):
-        """Windows int16 [B, R + N] -> x [B, R + N - 1], y with the first R - 1 targets
-        ignored: every scored target sees a whole receptive field inside the piece."""
+        """Windows int16 [B, R + N] -> x [B, R + N - 1] and y [B, N], the targets of x's last
+        N positions: every scored target sees a whole receptive field inside the piece."""
         q = self.encode(w)
-        y = q[:, 1:].clone()
-        y[:, : receptive_field - 1] = IGNORE
-        return q[:, :-1], y
+        return q[:, :-1], q[:, receptive_field:]
 
     def train_batches(self, split, t, seed: int, rank: int, world: int, receptive_field):
         rf = receptive_field or 1
@@ -236,7 +235,12 @@ class Kind:
         ids = self._stream_labels(plan, n)
         rf = getattr(model, "receptive_field", None) or 1
         label = None if ids[0] is None else torch.tensor(ids)
-        gen = FusedWaveNet(model, n, label)
+        # Few streams are bound by memory bandwidth: bfloat16 weights (half the bytes) double
+        # their speed at no measured cost in likelihood (benchmarks/wavenet_precision.py);
+        # many streams are bound by arithmetic, where float32 is as fast or faster.
+        weights = "bfloat16" if n < BF16_BELOW_STREAMS else "float32"
+        plan.settings["weights"] = weights
+        gen = FusedWaveNet(model, n, label, weights=weights)
         # The queues hold silence (what scoring assumes before a piece), then the primer.
         ctx = np.full(rf, self.silence, np.int64)
         if plan.primer is not None:
@@ -244,7 +248,9 @@ class Kind:
         gen.prime(np.tile(ctx[:-1], (n, 1)))
         first = np.full(n, ctx[-1], np.int64)
         rngs = [np.random.default_rng(piece_seed(seed, i)) for i in range(n)]
-        out = np.empty((n, plan.samples), np.int64)
+        # The model's state is fixed-size (per-layer queues); the output is kept at one byte
+        # per sample (the audits need it whole), 1 MB per stream-minute at 16 kHz.
+        out = np.empty((n, plan.samples), np.uint8 if self.vocab_size <= 256 else np.int64)
         bar = None
         if progress:
             from tqdm.auto import tqdm

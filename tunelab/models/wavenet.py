@@ -133,14 +133,25 @@ class WaveNet(nn.Module):
         return self.cond_proj(self.label_embed(label)).view(n, len(self.convs), -1)
 
     # -- training -----------------------------------------------------------------
-    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, label: torch.Tensor | None = None, tail: int | None = None
+    ) -> torch.Tensor:
         """x: LongTensor[B, T], label: LongTensor[B] -> logits FloatTensor[B, T, classes].
 
         Causal: position t sees x[..t] (at most the last receptive_field samples) and predicts
         x[t+1]. Positions before the first receptive_field - 1 see zero padding.
+        ``tail=N``: logits of the last N positions only, [B, N, classes]; the skip path and the
+        post layers then run only there (training scores only where the whole receptive field
+        is inside the window, so the first receptive_field - 1 outputs are never needed).
         """
         B, T = x.shape
-        K, G, R = self.kernel_size, self.gate_channels, self.residual_channels
+        t0 = 0 if tail is None else T - tail
+        K, G, R, S = (
+            self.kernel_size,
+            self.gate_channels,
+            self.residual_channels,
+            self.skip_channels,
+        )
         cond = self._cond(label, B)
         h = self.embed(x)
         skip = None
@@ -154,11 +165,18 @@ class WaveNet(nn.Module):
             if cond is not None:
                 z = z + cond[:, None, i]
             g = torch.tanh(z[..., :G]) * torch.sigmoid(z[..., G:])
-            o = out(g)
-            s = o[..., R:] if i < len(self.convs) - 1 else o
+            last = i == len(self.convs) - 1
+            if t0 == 0:  # one matmul for [res | skip]
+                o = out(g)
+                s = o if last else o[..., R:]
+                res = None if last else o[..., :R]
+            else:  # res everywhere (the next layer reads it), skip only in the tail
+                w, b = out.weight, out.bias
+                s = F.linear(g[:, t0:], w[-S:], None if b is None else b[-S:])
+                res = None if last else F.linear(g, w[:R], None if b is None else b[:R])
             skip = s if skip is None else skip + s
-            if i < len(self.convs) - 1:
-                h = (h + o[..., :R]) * _RES_SCALE
+            if res is not None:
+                h = (h + res) * _RES_SCALE
         return self.post2(F.relu(self.post1(F.relu(skip))))
 
     # -- generation ---------------------------------------------------------------
