@@ -26,6 +26,7 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/prepare_midi.py
 	$(PY) benchmarks/prepare_audio.py
+	$(PY) benchmarks/wavenet_speed.py --threads 2
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache
