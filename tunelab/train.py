@@ -221,9 +221,9 @@ def _check(cfg: RunConfig) -> None:
 class _Trainer:
     """The pieces of one run that a checkpoint holds: model, EMA, optimizer, scaler, progress."""
 
-    def __init__(self, cfg: RunConfig, d: _Dist, model: nn.Module, meta: dict, kind):
+    def __init__(self, cfg: RunConfig, d: _Dist, model: nn.Module, meta: dict):
         t = cfg.train
-        self.cfg, self.d, self.model, self.meta, self.kind = cfg, d, model, meta, kind
+        self.cfg, self.d, self.model, self.meta = cfg, d, model, meta
         self.ema = copy.deepcopy(model).requires_grad_(False) if t.ema > 0 else None
         self.opt = torch.optim.AdamW(
             _param_groups(model, t.weight_decay), lr=t.lr, betas=tuple(t.betas)
@@ -339,7 +339,7 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     torch.manual_seed(cfg.seed + d.rank)
     random.seed(cfg.seed + d.rank)
     np.random.seed((cfg.seed + d.rank) % 2**32)
-    tr = _Trainer(cfg, d, model, data.meta, kind)
+    tr = _Trainer(cfg, d, model, data.meta)
     pr = tr.progress
 
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
