@@ -144,7 +144,7 @@ class Kind:
     def likelihood(self, model, split, device="cpu", progress: bool = False) -> dict:
         """Every sample of every piece, scored from silence: nats and bits per sample."""
         rf = getattr(model, "receptive_field", None) or 1
-        labels = self._labels(split) if hasattr(split, "pieces") else None
+        labels = self._labels(split)
         total, n = 0.0, 0
         pieces = list(split)
         it = range(len(pieces))

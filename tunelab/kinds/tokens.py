@@ -102,6 +102,8 @@ class Kind:
         self.n_labels = 0
         self.label_names: list[str] = []
         self.codec = codec_from_meta(meta)
+        self.spq = self.codec.steps_per_quarter
+        self.qpm = float(meta.get("tempo_qpm") or 120.0)  # the training tempo
 
     def signature(self) -> dict:
         """What a resumed run's data must share with the data it started on."""
@@ -154,8 +156,11 @@ class Kind:
         tokens = load_primer(primer, self.meta) if primer else []
         eos = self.meta["specials"]["eos"]
         primer_steps = self.codec.count_steps([*tokens, eos]) if primer else 0
-        spq, qpm = int(self.meta["steps_per_quarter"]), float(self.meta.get("tempo_qpm") or 120.0)
-        settings = {"steps": gen, "seconds": gen / spq * 60.0 / qpm, "tempo_qpm": qpm}
+        settings = {
+            "steps": gen,
+            "seconds": gen / self.spq * 60.0 / self.qpm,
+            "tempo_qpm": self.qpm,
+        }
         settings["constraints"] = True
         info = None
         if primer:
@@ -208,7 +213,7 @@ class Kind:
         skip = plan.primer_steps if plan else 0
         rolls = [roll_tail(roll_from_tokens(p, self.meta), skip) for p in pieces]
         problems = [check_tokens(p, self.meta) for p in pieces]
-        return audit_rolls(rolls, problems, index, int(self.meta["steps_per_quarter"]))
+        return audit_rolls(rolls, problems, index, self.spq)
 
     def read(self, path: Path) -> np.ndarray:
         """A MIDI file encoded with the run's codec (ValueError naming the file and reason)."""
@@ -227,14 +232,16 @@ class Kind:
         return thresholds()
 
     def describe(self, tokens) -> dict:
-        spq, qpm = int(self.meta["steps_per_quarter"]), float(self.meta.get("tempo_qpm") or 120.0)
         total = self.codec.count_steps(tokens)
-        return {"duration_seconds": total / spq * 60.0 / qpm, "steps": total, "tokens": len(tokens)}
+        return {
+            "duration_seconds": total / self.spq * 60.0 / self.qpm,
+            "steps": total,
+            "tokens": len(tokens),
+        }
 
     def write(self, tokens, path: Path, side: dict, wav: bool = True) -> list[Path]:
         """MIDI file + sidecar, and a WAV preview (+ sidecar) rendered with the SoundFont."""
-        qpm = float(self.meta.get("tempo_qpm") or 120.0)
-        score = self.codec.decode(tokens, qpm)
+        score = self.codec.decode(tokens, self.qpm)
         with atomic_path(path) as tmp:
             score.dump_midi(str(tmp))
         write_json(path.with_name(path.name + ".json"), side)
