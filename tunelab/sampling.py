@@ -107,9 +107,9 @@ def sample(
     done = [False] * n
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from tunelab.progress import progress_bar
 
-        bar = tqdm(total=n * steps, unit="step", desc="generating", dynamic_ncols=True)
+        bar = progress_bar(total=n * steps, unit="step", desc="generating", dynamic_ncols=True)
     n_tok = 0
     while not all(done):
         logits, state = model.step(x, state)

@@ -373,9 +373,9 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     # -- loop ------------------------------------------------------------------------
     bar = None
     if d.main and t.progress:
-        from tqdm.auto import tqdm
+        from tunelab.progress import progress_bar
 
-        bar = tqdm(total=t.max_steps, initial=pr.step, unit="step", dynamic_ncols=True)
+        bar = progress_bar(total=t.max_steps, initial=pr.step, unit="step", dynamic_ncols=True)
     status, msg = "done", ""
     batches = prefetch(batch_at, pr.step, t.num_workers)
     win_loss, win_n, win_t0 = 0.0, 0, time.perf_counter()

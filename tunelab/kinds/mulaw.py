@@ -149,9 +149,9 @@ class Kind:
         pieces = list(split)
         it = range(len(pieces))
         if progress:
-            from tqdm import tqdm
+            from tunelab.progress import progress_bar
 
-            it = tqdm(it, desc="scoring", unit="piece")
+            it = progress_bar(it, desc="scoring", unit="piece")
         for i in it:
             q = self.encode(np.asarray(pieces[i]))
             x = torch.cat([torch.full((rf,), self.silence, dtype=torch.long), q])
@@ -253,9 +253,11 @@ class Kind:
         out = np.empty((n, plan.samples), np.uint8 if self.vocab_size <= 256 else np.int64)
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from tunelab.progress import progress_bar
 
-            bar = tqdm(total=plan.samples * n, unit="sample", unit_scale=True, desc="generating")
+            bar = progress_bar(
+                total=plan.samples * n, unit="sample", unit_scale=True, desc="generating"
+            )
         t0, done, next_save = time.perf_counter(), 0, save_every
         while done < plan.samples:
             k = min(CHUNK, plan.samples - done)

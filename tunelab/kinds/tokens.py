@@ -65,9 +65,9 @@ def likelihood(model, pieces, meta: dict, device="cpu", progress: bool = False) 
     """Pieces (int arrays, BOS..EOS) scored whole; see ``metrics.token_nll_summary``."""
     pieces = [np.asarray(p, np.int64) for p in pieces]
     if progress:
-        from tqdm import tqdm
+        from tunelab.progress import progress_bar
 
-        pieces = tqdm(pieces, desc="scoring", unit="piece")
+        pieces = progress_bar(pieces, desc="scoring", unit="piece")
     scored = (
         (p, piece_nll(model, p, device).double().cpu().numpy()) for p in pieces if len(p) >= 2
     )

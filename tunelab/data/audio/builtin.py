@@ -63,9 +63,8 @@ def builtin_chorale_audio(
 
     ``limit`` keeps the first ``limit`` chorales (each in every timbre).
     """
-    from tqdm import tqdm
-
     from tunelab.data.midi.chorales import builtin_chorale_midis, chorale_group
+    from tunelab.progress import progress_bar as tqdm  # plain lines off a terminal
 
     midis = builtin_chorale_midis(limit, workers=workers)
     out = render_dir(sample_rate)

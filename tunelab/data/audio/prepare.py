@@ -111,7 +111,7 @@ def _work(job: tuple[int, str, Options]) -> tuple[int, dict]:
 
 def _labels(found: list[Found], srcs: list[Path], label: str) -> tuple[list, list, str]:
     """Raw label and tags per file, and the label source actually used."""
-    from tqdm import tqdm
+    from tunelab.progress import progress_bar as tqdm  # plain lines off a terminal
 
     tags = [read_tags(f.path) for f in tqdm(found, desc="reading tags", unit="file", leave=False)]
     source = label
@@ -187,7 +187,8 @@ def prepare_audio(
     """Build an audio data directory at ``out``; returns 0, or 1 when no file was usable.
     ``limit``: the built-in chorales only, the first ``limit`` of them (each in every timbre)."""
     from rich.console import Console
-    from tqdm import tqdm
+
+    from tunelab.progress import progress_bar as tqdm  # plain lines off a terminal
 
     console = Console(stderr=True)
     out = Path(out)

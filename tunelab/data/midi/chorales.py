@@ -96,7 +96,7 @@ def builtin_chorale_midis(limit: int | None = None, workers: int = 0) -> list[Pa
         if not dst.exists() and dst.name not in failed:
             jobs.append((str(src), str(dst)))
     if jobs:
-        from tqdm import tqdm
+        from tunelab.progress import progress_bar as tqdm  # plain lines off a terminal
 
         n = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
         if len(jobs) < 8:

@@ -156,7 +156,8 @@ def prepare_midi(
 ) -> int:
     """Build a MIDI data directory at ``out``; returns 0, or 1 when no file was usable."""
     from rich.console import Console
-    from tqdm import tqdm
+
+    from tunelab.progress import progress_bar as tqdm  # plain lines off a terminal
 
     console = Console(stderr=True, soft_wrap=True)
     if steps_per_quarter < 1:

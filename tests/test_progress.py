@@ -1,0 +1,38 @@
+"""Progress off a terminal: plain lines with the figures, no carriage-return redraws."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.test_train import make_datadir
+from tunelab.progress import PlainProgress
+
+
+def test_plain_progress_line_has_count_rate_postfix_and_eta(capsys):
+    bar = PlainProgress(total=10, desc="training", unit="step", every=0.0)
+    bar.update(4)
+    bar.set_postfix(loss="1.234", tok_s="5,000")
+    bar.update(1)
+    bar.close()  # nothing new since the last line: no repeat
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert lines[1].startswith("training: 5/10 step (50%)")
+    assert "loss=1.234 tok_s=5,000" in lines[1] and "ETA" in lines[1]
+
+
+def test_train_log_to_a_file_has_plain_lines(tmp_path):
+    data = make_datadir(tmp_path / "d", n_pieces=12)
+    log = tmp_path / "train.log"
+    env = {**os.environ, "TUNELAB_PROGRESS_SECONDS": "0", "PYTHONPATH": str(Path.cwd())}
+    cmd = [sys.executable, "-m", "tunelab.cli", "train", "tiny", f"data={data}"]
+    cmd += [f"out={tmp_path / 'run'}", "train.max_steps=6", "train.eval_every=3"]
+    cmd += ["train.tensorboard=false", "train.plots=false"]
+    with open(log, "wb") as f:
+        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=True, timeout=120)
+    text = log.read_bytes().decode()
+    assert "\r" not in text
+    steps = [ln for ln in text.splitlines() if re.match(r"\d+/6 step \(\d+%\)", ln)]
+    assert steps and "loss=" in steps[-1] and "ETA" in steps[-1]
+    assert re.search(r"step 3: valid loss \d", text)  # each validation gets its line
