@@ -94,3 +94,34 @@ def export_safetensors(model: nn.Module, path: str | Path, metadata: dict | None
 
     with atomic_path(path) as tmp:
         save_model(model, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+
+
+INDEX_NAME = "index.json"  # beside the checkpoints: what each one scored when it was saved
+
+
+def record_checkpoint(path: str | Path, step: int, valid_loss: float | None) -> None:
+    """Set ``path``'s entry in checkpoints/index.json to {"step", "valid_loss"} (atomically).
+
+    ``valid_loss``: the validation loss of exactly these weights (None when they were not
+    validated at this step, e.g. a milestone or an interrupted run's ``last``). Readers check
+    ``step`` against the checkpoint's own, so a stale entry is never taken for a fresh one.
+    """
+    import time
+
+    from tunelab.atomic import json_safe, write_json
+
+    path = Path(path)
+    index = read_index(path.parent)
+    index[path.stem] = {"step": int(step), "valid_loss": valid_loss, "saved_at": time.time()}
+    write_json(path.parent / INDEX_NAME, json_safe(index))
+
+
+def read_index(ckpt_dir: str | Path) -> dict:
+    """checkpoints/index.json as {name: {"step", "valid_loss", ...}}; {} when absent or torn."""
+    import json
+
+    try:
+        index = json.loads((Path(ckpt_dir) / INDEX_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}

@@ -343,13 +343,39 @@ def evaluate(
     baseline: bool = typer.Option(
         True, help="Add a baseline (n-gram for MIDI, class histogram for audio) to the file."
     ),
+    checkpoints: bool = typer.Option(
+        False,
+        "--checkpoints",
+        help="Generate a short batch from every kept checkpoint (best, last, milestones) with "
+        "fixed seeds and rank them by flags, distance to the training data, then validation "
+        "loss -> RUN_DIR/eval/checkpoints.json.",
+    ),
+    n: int = typer.Option(4, "--n", help="With --checkpoints: pieces per checkpoint."),
+    seconds: float = typer.Option(
+        None, help="With --checkpoints: seconds per piece (default 8 for MIDI, 2 for audio)."
+    ),
+    seed: int = typer.Option(0, help="With --checkpoints: the seed every checkpoint uses."),
 ) -> None:
-    """Score a split (RUN_DIR/eval/likelihood-SPLIT.json) or audit a folder of samples."""
+    """Score a split (RUN_DIR/eval/likelihood-SPLIT.json), audit a folder of samples, or rank
+    the checkpoints by what they generate."""
     from tunelab.checkpoint import CheckpointError
     from tunelab.data.store import DataDirError
 
     try:
-        if samples is not None:
+        if checkpoints:
+            from tunelab.ranking import rank_checkpoints
+
+            path, res = rank_checkpoints(run_dir, n, seconds, seed, _device(device))
+            for r in res["checkpoints"]:
+                loss = "n/a" if r["valid_loss"] is None else f"{r['valid_loss']:.4f}"
+                dist = "n/a" if r["distance"] is None else f"{r['distance']:.4g}"
+                typer.echo(
+                    f"{r['rank']}. {r['name']} (step {r['step']}): {r['flagged']}/{r['pieces']} "
+                    f"flagged, distance {dist}, valid loss {loss}"
+                )
+            if res.get("note"):
+                typer.secho(f"note: {res['note']}", fg="yellow")
+        elif samples is not None:
             from tunelab.evaluate import audit_samples
 
             path, result = audit_samples(run_dir, samples, data, checkpoint)

@@ -96,6 +96,7 @@ def audit_samples(
         else:
             ok.append(len(entries))
         entries.append(e)
+    music, summary = music_metrics(kind, pieces, index)
     for k, a in zip(ok, kind.audit(pieces, None, index) if pieces else [], strict=True):
         flags = a.pop("flags")
         side = files[k].with_name(files[k].name + ".json")
@@ -109,7 +110,7 @@ def audit_samples(
                 pass  # an unreadable or odd sidecar ({"flags": null}, a list, ...) adds nothing
         if "most_similar" in a:
             a["most_similar"] = entries[ok[a["most_similar"]]]["file"]
-        entries[k].update(metrics=a, flags=flags)
+        entries[k].update(metrics=a | music[ok.index(k)], flags=flags)
     result = {
         "run": str(run_dir),
         "samples": str(root),
@@ -119,7 +120,16 @@ def audit_samples(
             f: sum(f in e["flags"] for e in entries)
             for f in ("copied", "silent", "noise", "identical", "training_primer", "invalid")
         },
+        "set_metrics": summary,
         "files": entries,
     }
     result = json_safe(result)
     return write_json(Path(run_dir) / "eval" / "samples.json", result), result
+
+
+def music_metrics(kind, pieces, index) -> tuple[list[dict], dict]:
+    """The kind's music statistics per piece and for the set (``kind.music_metrics``: symbolic
+    metrics for MIDI, ``tunelab.audio_features`` for audio); empty for kinds without them."""
+    if not pieces or not hasattr(kind, "music_metrics"):
+        return [{} for _ in pieces], {}
+    return kind.music_metrics(pieces, index)

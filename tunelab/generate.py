@@ -95,6 +95,9 @@ def generate(
         partial=path_of,
     )
     audits = kind.audit(pieces, plan, index)
+    from tunelab.evaluate import music_metrics
+
+    music, _ = music_metrics(kind, pieces, index)
 
     written = []
     for i, (piece, a) in enumerate(zip(pieces, audits, strict=True)):
@@ -117,6 +120,7 @@ def generate(
             **kind.describe(piece),
             "audit_reference": reference,
             "audit": a,
+            "metrics": music[i],
             "flags": sorted(set(flags)),
         }
         written += kind.write(piece, path, json_safe(side), wav=wav)

@@ -35,7 +35,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tunelab.checkpoint import export_safetensors, load_checkpoint, save_checkpoint
+from tunelab.checkpoint import (
+    export_safetensors,
+    load_checkpoint,
+    record_checkpoint,
+    save_checkpoint,
+)
 from tunelab.config import ConfigError, RunConfig, dump, to_dict
 from tunelab.curves import RunLog, plot_run
 from tunelab.data.dataset import prefetch
@@ -235,6 +240,7 @@ class _Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and not bf16)
         first = 60 * t.milestone_minutes if t.milestone_minutes > 0 else None
         self.progress = Progress(next_milestone=first)
+        self.valid_step: int | None = None  # the step progress.last_valid was measured at
 
     def amp_ctx(self):
         if not self.use_amp:
@@ -278,6 +284,8 @@ class _Trainer:
                 "meta": self.meta,
             },
         )
+        p = self.progress  # the valid loss belongs to these weights only if measured now
+        record_checkpoint(path, p.step, p.last_valid if self.valid_step == p.step else None)
 
     def update(self, step: int) -> None:
         """Optimizer step and EMA, held together against Ctrl-C (see _defer_interrupt)."""
@@ -461,6 +469,7 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
                 if valid:  # an empty valid split: only `last` is kept
                     judge = model if tr.ema is None else tr.ema
                     pr.last_valid = evaluate_loss(judge, valid, kind.loss, d, tr.amp_ctx)
+                    tr.valid_step = step
                     improved = pr.best_valid is None or pr.last_valid < pr.best_valid
                     if improved:
                         pr.best_valid, pr.bad_evals = pr.last_valid, 0

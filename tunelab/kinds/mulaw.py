@@ -29,6 +29,7 @@ from tunelab.scoring import piece_nll
 NO_LABEL = "(none)"  # the label name of pieces without one (as in meta.json "labels")
 CHUNK = 4096  # samples per stream generated between progress updates / partial saves
 REFERENCE_MINUTES = 30.0  # at most this much training audio backs the copy audit
+FRECHET_REFERENCE_S = 300  # and this many seconds of it the Frechet distance
 PREVIEW_SECONDS = 1.0  # TensorBoard audio written at each validation
 BF16_BELOW_STREAMS = 16  # generate with bfloat16 weights for fewer streams than this
 
@@ -321,6 +322,21 @@ class Kind:
 
         streams = [mu_law_decode(c.classes, self.vocab_size) for c in clips]
         return audit_audio(streams, self.sample_rate, index)
+
+    def music_metrics(self, clips, index) -> tuple[list[dict], dict]:
+        """Per clip ``audio_features``; for the set, the Fréchet distance of its per-second
+        features to those of the training audio (at most FRECHET_REFERENCE_S seconds)."""
+        from tunelab.audio_features import audio_features, set_frechet
+
+        streams = [mu_law_decode(c.classes, self.vocab_size) for c in clips]
+        per = [audio_features(x, self.sample_rate) for x in streams]
+        if index is None:
+            return per, {}
+        ref, left = [], FRECHET_REFERENCE_S * self.sample_rate
+        for p in index.pieces:  # the first pieces of the reference, whole seconds
+            ref.append(p[: max(0, left)])
+            left -= len(ref[-1])
+        return per, {"frechet_distance": set_frechet(streams, ref, self.sample_rate)}
 
     def read(self, path: Path) -> Clip:
         """Any audio file, decoded at the run's rate and mu-law encoded (ValueError if not)."""

@@ -215,6 +215,21 @@ class Kind:
         problems = [check_tokens(p, self.meta) for p in pieces]
         return audit_rolls(rolls, problems, index, self.spq)
 
+    def music_metrics(self, pieces, index) -> tuple[list[dict], dict]:
+        """Per piece ``metrics.music_metrics`` (histogram distances to the training split when
+        ``index``); for the set, the mean of each histogram distance."""
+        from tunelab.metrics import music_metrics, reference_histograms
+        from tunelab.midi_audit import roll_from_tokens
+
+        ref = reference_histograms(index.roll) if index is not None else None
+        per = [music_metrics(roll_from_tokens(p, self.meta), self.spq, ref) for p in pieces]
+        summary = {}
+        for k in ("pitch_class_hist_distance", "interval_hist_distance"):
+            vals = [m[k] for m in per if m.get(k) is not None]
+            if vals:
+                summary[f"mean_{k}"] = float(np.mean(vals))
+        return per, summary
+
     def read(self, path: Path) -> np.ndarray:
         """A MIDI file encoded with the run's codec (ValueError naming the file and reason)."""
         import symusic
