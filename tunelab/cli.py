@@ -399,6 +399,22 @@ def evaluate(
 
 
 @app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory (trained, with samples)."),
+) -> None:
+    """Write RUN_DIR/report/index.html: run summary, data plots, learning curves, checkpoint
+    ranking, and every sample with a player, a piano roll or spectrogram and its audit. Opens
+    from disk; prints the page's path."""
+    from tunelab.report import build_report
+
+    try:
+        path = build_report(run_dir)
+    except FileNotFoundError as e:
+        _fail(str(e))
+    typer.echo(str(path))
+
+
+@app.command()
 def demo(
     out: Path = typer.Option(Path("demo"), help="Folder for the data, the run and the samples."),
     minutes: float = typer.Option(3.5, help="Training budget in minutes (midi-gru preset)."),
