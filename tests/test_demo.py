@@ -33,6 +33,9 @@ def test_demo_runs_every_stage(tmp_path, monkeypatch):
     (a_lik_path,) = (out / "audio-run" / "eval").glob("likelihood-*.json")
     a_lik = json.loads(a_lik_path.read_text())
     assert a_lik["bits_per_sample"] > 0 and a_lik["baseline_histogram_bits_per_sample"] > 0
+    page = out / "run" / "report" / "index.html"
+    assert res.output.strip().splitlines()[-1] == str(page.resolve())  # the demo's last line
+    assert (out / "audio-run" / "report" / "index.html").exists()
     # A second run reuses the prepared data and the finished training run.
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output

@@ -97,10 +97,14 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float | None:
     if len(a) < 2 or len(b) < 2:
         return None
     mu_a, mu_b = a.mean(0), b.mean(0)
-    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = linalg.sqrtm(sa @ sb)
-    root = np.real(root)  # rounding leaves tiny imaginary parts on singular products
-    d2 = float(np.sum((mu_a - mu_b) ** 2) + np.trace(sa + sb - 2 * root))
+    sa, sb = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    # tr (S_a S_b)^(1/2) = sum_i sqrt(lambda_i) of the symmetric PSD S_a^(1/2) S_b S_a^(1/2):
+    # stable where sqrtm of the product is not (few rows make both covariances singular).
+    w, v = linalg.eigh(sa)
+    half = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    lam = linalg.eigvalsh(half @ sb @ half)
+    tr_root = float(np.sqrt(np.clip(lam, 0, None)).sum())
+    d2 = float(np.sum((mu_a - mu_b) ** 2) + np.trace(sa) + np.trace(sb) - 2 * tr_root)
     return max(d2, 0.0)
 
 

@@ -4,7 +4,8 @@ MIDI: prepare (built-in chorales) -> info -> train midi-gru for a few minutes ->
 three 30-second pieces (MIDI + WAV) -> evaluate (likelihood + audits).
 Audio: render a few dozen chorales in four timbres -> train wavenet-tiny conditioned on
 the timbre -> generate a few seconds per timbre -> evaluate (bits per sample + audits).
-Then one summary table.
+Then one summary table, and a report page per run (``tunelab report``); the last line printed
+is the path of the MIDI run's ``report/index.html``.
 
 Each stage reuses what an earlier run of the demo left behind (a prepared data
 directory, a finished or resumable training run), so running it twice is cheap.
@@ -122,6 +123,13 @@ def run_demo(
         flags = ", ".join(side.get("flags", [])) or "none"
         table.add_row(w.name, f"{w}\ntimbre: {side.get('label')}\nflags: {flags}")
     console.print(table)
+    stage("report")
+    from tunelab.report import build_report
+
+    audio_page = build_report(out / "audio-run")
+    console.print(f"audio run report: {audio_page}")
+    page = build_report(run)
+    print(page.resolve())  # the last line: the page to open
     return 0
 
 
