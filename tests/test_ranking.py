@@ -12,6 +12,7 @@ from tests.test_train import cfg_for
 from tests.test_train import make_datadir as make_train_data
 from tunelab.checkpoint import load_checkpoint, read_index, record_checkpoint, save_checkpoint
 from tunelab.cli import app
+from tunelab.evaluate import audit_samples
 from tunelab.train import train
 
 
@@ -61,6 +62,9 @@ def test_ranking_prefers_music_over_a_lower_loss_silent_checkpoint(tmp_path):
     side = json.loads(next((run / "eval" / "checkpoints" / "last").glob("*.mid.json")).read_text())
     assert 0 < side["metrics"]["scale_consistency"] <= 1  # the music statistics ride along
     assert side["metrics"]["pitch_class_hist_distance"] is not None
+    _, audit = audit_samples(run, run / "eval" / "checkpoints" / "last")  # evaluate --samples
+    assert all("groove_consistency" in f["metrics"] for f in audit["files"])
+    assert 0 <= audit["set_metrics"]["mean_interval_hist_distance"] <= 1
 
 
 def test_training_records_each_checkpoints_step_and_loss(tmp_path):

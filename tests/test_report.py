@@ -65,7 +65,7 @@ def test_page_escapes_users_text_and_names_assets_itself(page):
 def test_page_in_headless_chromium(page, tmp_path):
     if find_chromium() is None:
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run tries)")
-    browser = Browser(tmp_path / "profile")
+    browser = Browser(tmp_path / "profile", width=1100, height=2400)
     try:
         browser.open(page.resolve().as_uri())
         state = browser.evaluate(CHECK)

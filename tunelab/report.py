@@ -34,7 +34,7 @@ CSP = (
     "style-src 'unsafe-inline'; script-src 'none'"
 )
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1.5em;color:#222}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 8px;
 text-align:left;vertical-align:top;font-size:.9em}th{background:#f4f4f4}
