@@ -1,13 +1,11 @@
 """Progress off a terminal: plain lines with the figures, no carriage-return redraws."""
 
-import os
 import re
-import subprocess
 import sys
-from pathlib import Path
 
-from tests.test_train import make_datadir
+from tests.test_train import cfg_for, make_datadir
 from tunelab.progress import PlainProgress
+from tunelab.train import train
 
 
 def test_plain_progress_line_has_count_rate_postfix_and_eta(capsys):
@@ -22,17 +20,20 @@ def test_plain_progress_line_has_count_rate_postfix_and_eta(capsys):
     assert "loss=1.234 tok_s=5,000" in lines[1] and "ETA" in lines[1]
 
 
-def test_train_log_to_a_file_has_plain_lines(tmp_path):
+def test_train_log_to_a_file_has_plain_lines(tmp_path, monkeypatch):
+    """``tunelab train ... > train.log 2>&1``: the streams are files, not terminals."""
     data = make_datadir(tmp_path / "d", n_pieces=12)
+    monkeypatch.setenv("TUNELAB_PROGRESS_SECONDS", "0")  # a line at every step
     log = tmp_path / "train.log"
-    env = {**os.environ, "TUNELAB_PROGRESS_SECONDS": "0", "PYTHONPATH": str(Path.cwd())}
-    cmd = [sys.executable, "-m", "tunelab.cli", "train", "tiny", f"data={data}"]
-    cmd += [f"out={tmp_path / 'run'}", "train.max_steps=6", "train.eval_every=3"]
-    cmd += ["train.tensorboard=false", "train.plots=false"]
-    with open(log, "wb") as f:
-        subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, check=True, timeout=120)
+    cfg = cfg_for(data, tmp_path / "run", "train.max_steps=6", "train.eval_every=3")
+    cfg.train.progress = True
+    with open(log, "w", encoding="utf-8") as f:
+        monkeypatch.setattr(sys, "stdout", f)
+        monkeypatch.setattr(sys, "stderr", f)
+        train(cfg)
+        monkeypatch.undo()
     text = log.read_bytes().decode()
     assert "\r" not in text
     steps = [ln for ln in text.splitlines() if re.match(r"\d+/6 step \(\d+%\)", ln)]
-    assert steps and "loss=" in steps[-1] and "ETA" in steps[-1]
+    assert len(steps) == 6 and "loss=" in steps[-1] and "ETA" in steps[-1]
     assert re.search(r"step 3: valid loss \d", text)  # each validation gets its line

@@ -109,3 +109,8 @@ CHECK = """(async () => {
     red: failed.length ? getComputedStyle(failed[0]).backgroundColor : null,
   };
 })()"""
+
+
+def test_report_of_a_folder_that_is_no_run_is_a_clear_error(tmp_path):
+    res = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "not a run directory" in res.output

@@ -59,6 +59,14 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _f(v, spec: str) -> str:
+    """``format(v, spec)``, or str(v) for a value that is not a number (odd log lines)."""
+    try:
+        return format(v, spec)
+    except (TypeError, ValueError):
+        return str(v)
+
+
 def _table(rows, head=None, cls=None) -> str:
     """rows: [(cell, ...)] of already-escaped HTML strings."""
     out = ["<table>"]
@@ -154,7 +162,7 @@ def _summary(run_dir: Path, config: dict, config_text: str, dd) -> str:
 
     recs = read_metrics(run_dir / "metrics.jsonl")
     train = [r for r in recs if "loss" in r]
-    valid = [r for r in recs if r.get("valid_loss") is not None]
+    valid = [r for r in recs if isinstance(r.get("valid_loss"), int | float)]
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     rows = [
         ("run", e(run_dir.resolve())),
@@ -166,12 +174,14 @@ def _summary(run_dir: Path, config: dict, config_text: str, dd) -> str:
     if train:
         last = train[-1]
         rows.append(("steps trained", e(last["step"])))
-        rows.append(("training time", e(f"{last.get('minutes', 0):.1f} minutes")))
+        rows.append(("training time", e(f"{_f(last.get('minutes', 0), '.1f')} minutes")))
         if "tokens_per_s" in last:
-            rows.append(("speed (last log)", e(f"{last['tokens_per_s']:,.0f} targets/s")))
+            rows.append(("speed (last log)", e(f"{_f(last['tokens_per_s'], ',.0f')} targets/s")))
     if valid:
         best = min(valid, key=lambda r: r["valid_loss"])
-        rows.append(("best valid loss", e(f"{best['valid_loss']:.4f} at step {best['step']}")))
+        rows.append(
+            ("best valid loss", e(f"{_f(best['valid_loss'], '.4f')} at step {best.get('step')}"))
+        )
     ck = run_dir / "checkpoints" / "last.pt"
     if ck.exists():
         rows.append(
