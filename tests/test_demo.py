@@ -36,6 +36,7 @@ def test_demo_runs_every_stage(tmp_path, monkeypatch):
     page = out / "run" / "report" / "index.html"
     assert res.output.strip().splitlines()[-1] == str(page.resolve())  # the demo's last line
     assert (out / "audio-run" / "report" / "index.html").exists()
+    assert "Checkpoints ranked" in page.read_text(encoding="utf-8")
     # A second run reuses the prepared data and the finished training run.
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output

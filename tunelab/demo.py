@@ -1,7 +1,7 @@
 """`tunelab demo`: the whole pipeline on the built-in Bach chorales, start to finish.
 
 MIDI: prepare (built-in chorales) -> info -> train midi-gru for a few minutes -> generate
-three 30-second pieces (MIDI + WAV) -> evaluate (likelihood + audits).
+three 30-second pieces (MIDI + WAV) -> evaluate (likelihood + audits, checkpoints ranked).
 Audio: render a few dozen chorales in four timbres -> train wavenet-tiny conditioned on
 the timbre -> generate a few seconds per timbre -> evaluate (bits per sample + audits).
 Then one summary table, and a report page per run (``tunelab report``); the last line printed
@@ -90,6 +90,10 @@ def run_demo(
     stage("evaluate")
     lik_path, lik = evaluate_split(run, "test")
     aud_path, _ = audit_samples(run, samples)
+    from tunelab.ranking import rank_checkpoints
+
+    _, ranking = rank_checkpoints(run, n=3)  # for the report's checkpoint table
+    console.print(f"best-ranked checkpoint: {ranking['best_ranked']}")
 
     audio = _audio_demo(out, audio_minutes, audio_chorales, seed, stage, console)
     if audio is None:
