@@ -53,6 +53,16 @@ class Browser:
         self._buf = b""
         self._id = 0
         self.events: list[dict] = []
+        try:
+            self._start(width, height)
+        except BaseException:  # a browser that does not answer must not outlive the test
+            self.proc.kill()
+            self.proc.wait()
+            os.close(self._r)
+            os.close(self._w)
+            raise
+
+    def _start(self, width: int, height: int) -> None:
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)[
             "sessionId"

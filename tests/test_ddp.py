@@ -68,4 +68,8 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert train_steps == [3, 6, 9, 12]  # written once, by rank 0 only
     assert len([r for r in recs if "valid_loss" in r]) == 2
     assert len(list((out / "tensorboard").iterdir())) == 1
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "best.pt",
+        "index.json",
+        "last.pt",
+    ]

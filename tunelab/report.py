@@ -386,10 +386,15 @@ def _audit_table(side: dict, extra: list) -> str:
     for k in ("label", "seed", "checkpoint_step", "duration_seconds"):
         if k in side:
             rows.append((e(k), e(_fmt(side[k]))))
+    out += _table(rows) if rows else ""
+    figures = []
     for group in ("audit", "metrics"):
         d = side.get(group)
         if isinstance(d, dict):
             for k, v in d.items():
                 if not isinstance(v, dict):
-                    rows.append((e(f"{group}: {k}"), e(_fmt(v))))
-    return out + (_table(rows) if rows else "")
+                    figures.append((e(f"{group}: {k}"), e(_fmt(v))))
+    if figures:  # long: folded, one click away
+        out += "<details><summary>audit figures and music metrics</summary>"
+        out += _table(figures) + "</details>"
+    return out
