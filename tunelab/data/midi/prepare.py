@@ -149,6 +149,7 @@ def prepare_midi(
     overwrite: bool = False,
     workers: int = 0,
     ratios: tuple[float, float, float] = (0.9, 0.05, 0.05),
+    dedup_splits: bool = False,
     encoding: str = "steps",
     steps_per_quarter: int = 24,
     off_piano: str = "reject",
@@ -249,8 +250,10 @@ def prepare_midi(
             "pitch_histogram": {str(p + midi.PITCH_LO): int(c) for p, c in enumerate(pitch_hist)},
             "polyphony_histogram": [int(c) for c in poly_hist],
         }
-        counts = writer.finish(meta, stats, ratios, refine=_training_tempo)
-    _summary(console, out, stats, counts, writer.rejection_report())
+        counts = writer.finish(
+            meta, stats, ratios, refine=_training_tempo, dedup_splits=dedup_splits
+        )
+    _summary(console, out, stats, counts, writer.rejection_report() + writer.duplicate_report())
     return 0
 
 
