@@ -252,6 +252,9 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (bf16 when supported, else fp16)
     augment_transpose: int = 0  # random transposition in [-n, n] semitones (MIDI)
     num_workers: int = 0  # batch-preparing threads (0: in the training loop)
+    # Carry the model's state (RNN hidden state, Transformer memory) across consecutive windows
+    # of a piece (truncated BPTT): each batch row walks through pieces window by window.
+    carry_state: bool = False
     tensorboard: bool = True
     plots: bool = True
     progress: bool = True
