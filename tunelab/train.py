@@ -338,11 +338,41 @@ def _check_resume(ck: dict, cfg: RunConfig, kind, run_dir: Path) -> None:
         )
 
 
+def tokens_per_bar(data) -> float | None:
+    """The data's tokens per bar: meta.json ``tokens_per_bar``, or for data prepared before it
+    was recorded, the training pieces' tokens over their bars (4/4 assumed)."""
+    if data.meta.get("tokens_per_bar"):
+        return float(data.meta["tokens_per_bar"])
+    spq = data.meta.get("steps_per_quarter")
+    pieces = data.split("train").pieces
+    steps = sum(p.get("steps", 0) for p in pieces)
+    if not spq or not steps:
+        return None
+    return sum(p["length"] for p in pieces) / (steps / spq / 4)
+
+
+def size_from_data(t, data, world: int = 1) -> None:
+    """Resolve ``train.seq_bars`` and ``train.batch_tokens`` against the data (in place):
+    seq_len = clamp(round(seq_bars * tokens per bar), 16, seq_len); batch_size =
+    batch_tokens / seq_len rounded to a multiple of ``world`` (at least ``world``)."""
+    if t.seq_bars is not None:
+        per_bar = tokens_per_bar(data)
+        if not per_bar:
+            raise ConfigError(
+                f"train.seq_bars: {data.path} does not say how many tokens a bar holds "
+                "(MIDI data with steps per piece is needed); set train.seq_len instead"
+            )
+        t.seq_len = int(min(t.seq_len, max(16, round(t.seq_bars * per_bar))))
+    if t.batch_tokens is not None:
+        t.batch_size = max(1, round(t.batch_tokens / t.seq_len / world)) * world
+
+
 def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     _check(cfg)
     t = cfg.train
     run_dir = Path(cfg.out)
     data = load_datadir(cfg.data)
+    size_from_data(t, data, d.world)
     try:
         kind = kind_for(cfg.model, data.meta, str(cfg.data))
     except ValueError as e:
