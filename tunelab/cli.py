@@ -30,6 +30,7 @@ class Encoding(StrEnum):
     steps = "steps"
     onsets = "onsets"
     remi = "remi"
+    remi_programs = "remi-programs"
 
 
 class OffPiano(StrEnum):

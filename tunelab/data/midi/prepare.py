@@ -86,7 +86,13 @@ def process_file(path: Path, opts: Options) -> dict:
             if "chunk length" in str(e) or "remaining bytes" in str(e):
                 raise midi.Rejected(f"truncated MIDI file ({e})", "truncated") from e
             raise midi.Rejected(f"unreadable MIDI ({e})", "unreadable") from e
-        grid = midi.quantize(score, opts.steps_per_quarter, opts.off_piano, opts.keep_drums)
+        grid = midi.quantize(
+            score,
+            opts.steps_per_quarter,
+            opts.off_piano,
+            opts.keep_drums,
+            by_program=opts.encoding == "remi-programs",  # instruments keep their own notes
+        )
         tokens = midi_codec.make_codec(opts.encoding, opts.steps_per_quarter).encode_grid(grid)
         poly = grid.polyphony()
         tempos = grid.tempos
