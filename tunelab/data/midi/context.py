@@ -23,7 +23,7 @@ import symusic
 
 CANDIDATE_SPQ = (1, 2, 3, 4, 6, 8, 12, 16, 24, 48)
 ON_GRID_TOLERANCE = 0.1  # of one grid step
-NEEDED_SHARE = 0.95
+NEEDED_SHARE = 0.9
 WINDOW_BARS = 4.0  # a training window should hold this many bars for the recommendation
 
 
