@@ -87,6 +87,10 @@ def sample_audits(run_dir: Path, out: Path, n: int, seconds: float, seed: int) -
     return [json.loads(f.with_name(f.name + ".json").read_text()) for f in files]
 
 
+def mean_of(sides: list[dict], key: str) -> float:
+    return float(np.mean([s["audit"].get(key) or 0.0 for s in sides]))
+
+
 def training_shares(run_dir: Path) -> dict:
     from tunelab.checkpoint import load_run
     from tunelab.kinds import kind_for
@@ -172,7 +176,6 @@ def main() -> None:
         nats_q, test_names = test_nats_per_quarter(run_dir, data)
         sides = sample_audits(run_dir, run_dir / "samples", args.samples, args.seconds, args.seed)
         ref = training_shares(run_dir)
-        audit = lambda k: float(np.mean([s["audit"].get(k) or 0.0 for s in sides]))  # noqa: E731
         flags = sorted({f for s in sides for f in s["flags"]})
         png = args.out / f"pianoroll-{name}.png"
         piano_roll_png(
@@ -188,9 +191,9 @@ def main() -> None:
                 "updates": res.step,
                 "test_nats_per_quarter": nats_q,
                 "test_pieces": test_names,
-                "density_ratio": audit("density_ratio"),
-                "polyphony_ratio": audit("polyphony_ratio"),
-                "on_beat_share": audit("on_beat_share"),
+                "density_ratio": mean_of(sides, "density_ratio"),
+                "polyphony_ratio": mean_of(sides, "polyphony_ratio"),
+                "on_beat_share": mean_of(sides, "on_beat_share"),
                 "data_on_beat_share": ref.get("on_beat_share"),
                 "flags": flags,
                 "pianoroll": str(png),
