@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.test_train import EOS, cfg_for, make_datadir, metrics
-from tunelab.carry import reset_rows
+from tunelab.carry import reset_rows, take_rows
 from tunelab.data.dataset import transpose_tables
 from tunelab.data.midi import make_codec
 from tunelab.data.store import load_datadir
@@ -162,3 +162,17 @@ def test_exact_resume_with_carried_state(datadir, tmp_path, family):
         torch.testing.assert_close(sa, sb, rtol=0, atol=0)
     curve = lambda run: [(r["step"], r.get("loss"), r.get("valid_loss")) for r in metrics(run)]  # noqa: E731
     assert curve(straight) == curve(resumed)
+
+
+def test_saved_global_rows_split_over_any_number_of_processes():
+    """A state saved as 4 global rows resumes on 1, 2 or 4 processes, each taking its rows;
+    a state that does not fit (another model or batch) is refused (None)."""
+    model = _models()["lstm"]
+    saved = [torch.arange(4 * 24, dtype=torch.float32).view(4, 24) + i for i in range(4)]
+    for world in (1, 2, 4):
+        for rank in range(world):
+            got = take_rows(saved, model.init_carry(4 // world), rank, world, "cpu")
+            rows = slice(rank * 4 // world, (rank + 1) * 4 // world)
+            assert torch.equal(got[1][0], saved[2][rows])  # layer 1's h, this rank's rows
+    assert take_rows(saved, model.init_carry(3), 0, 1, "cpu") is None
+    assert take_rows(saved[:2], model.init_carry(4), 0, 1, "cpu") is None
