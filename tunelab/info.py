@@ -100,7 +100,8 @@ def _midi_table(console, dd) -> None:
         console.print(
             f"recommended: tunelab prepare ... --steps-per-quarter {rec['steps_per_quarter']} "
             f"--encoding {rec['encoding']}  ({rec['why']}); a 4-bar window is about "
-            f"{rec['seq_len_for_4_bars']} tokens (train.seq_bars=4 sizes it from the data)"
+            f"{rec['seq_len_for_4_bars']} tokens (train.seq_bars=4 sizes it from the data); "
+            f"preset: {rec.get('preset', 'midi-gru')}"
         )
 
 

@@ -25,6 +25,7 @@ CANDIDATE_SPQ = (1, 2, 3, 4, 6, 8, 12, 16, 24, 48)
 ON_GRID_TOLERANCE = 0.1  # of one grid step
 NEEDED_SHARE = 0.9
 WINDOW_BARS = 4.0  # a training window should hold this many bars for the recommendation
+MAX_PLAIN_WINDOW = 256  # tokens: longer 4-bar windows call for carried state (midi-gru-carry)
 
 
 def timing(score: symusic.Score, grid, spq: int) -> dict:
@@ -134,7 +135,8 @@ def recommend(t: Timing, spq: int, encoding: str) -> dict:
     finer grid only spends tokens on jitter). The encoding: ``remi`` with programs when the
     collection has several instruments (the grid encodings are piano only); otherwise
     ``steps`` unless a bar costs more than twice the tokens of ``remi`` (a window then holds
-    too few bars).
+    too few bars). The preset: ``midi-gru`` when 4 bars fit in ``MAX_PLAIN_WINDOW`` tokens,
+    else ``midi-gru-carry`` (its state carries the piece beyond the window).
     """
     finest = t.finest_grid()
     rec_spq = finest if finest is not None else 12
@@ -156,10 +158,14 @@ def recommend(t: Timing, spq: int, encoding: str) -> dict:
         enc = "steps"
         why_enc = f"a bar costs {steps_bar:.0f} tokens with steps ({remi_bar:.0f} with remi)"
     bar = t.tokens_per_bar(enc.split("-")[0], rec_spq, programs=enc == "remi-programs") or 0.0
+    window = int(round(WINDOW_BARS * bar))
+    # A 128-256 token window that holds 4 bars needs no carried state; longer bars do.
+    preset = "midi-gru" if window <= MAX_PLAIN_WINDOW else "midi-gru-carry"
     return {
         "steps_per_quarter": rec_spq,
         "encoding": enc,
         "tokens_per_bar": _r(bar),
-        "seq_len_for_4_bars": int(round(WINDOW_BARS * bar)),
+        "seq_len_for_4_bars": window,
+        "preset": preset,
         "why": f"{why}; {why_enc}",
     }

@@ -299,7 +299,7 @@ def _summary(console, out: Path, stats: dict, counts: dict, rejection_report: li
     )
     console.print(
         f"recommended: --steps-per-quarter {rec['steps_per_quarter']} --encoding "
-        f"{rec['encoding']} ({escape(rec['why'])})"
+        f"{rec['encoding']}, then train {rec['preset']} ({escape(rec['why'])})"
     )
     hits = {k: v for k, v in stats["filters"].items() if v}
     if hits:
