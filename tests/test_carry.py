@@ -176,3 +176,11 @@ def test_saved_global_rows_split_over_any_number_of_processes():
             assert torch.equal(got[1][0], saved[2][rows])  # layer 1's h, this rank's rows
     assert take_rows(saved, model.init_carry(3), 0, 1, "cpu") is None
     assert take_rows(saved[:2], model.init_carry(4), 0, 1, "cpu") is None
+
+
+def test_carry_config_errors(datadir, tmp_path):
+    from tunelab.config import ConfigError
+
+    full = ["train.carry_state=true", "model.family=transformer", "model.window=null"]
+    with pytest.raises(ConfigError, match="window"):
+        train(cfg_for(datadir, tmp_path / "a", *full, "model.d_model=16", "model.heads=2"))

@@ -407,7 +407,10 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
         tr.restore(ck)
         pr = tr.progress
     if t.carry_state:  # the state after the last step taken (zeros at the start)
-        fresh = model.init_carry(t.batch_size // d.world, d.device)
+        try:
+            fresh = model.init_carry(t.batch_size // d.world, d.device)
+        except ValueError as e:
+            raise ConfigError(f"train.carry_state: {e}") from e
         saved = tr.saved_carry and carried.take_rows(
             tr.saved_carry, fresh, d.rank, d.world, d.device
         )
