@@ -152,3 +152,46 @@ def test_concat_rolls_keeps_pieces_apart():
     c = concat_rolls([r1, r2])
     assert c.n_steps == 3 and c.piece_of_step.tolist() == [0, 0, 1]
     assert len(M.window_hashes(M.step_hashes(c), c.piece_of_step, 2)) == 1
+
+
+def _notes_roll(rng, n_notes: int, voices: int, dur: int, grid: int | None) -> M.Roll:
+    """One piece at 24 steps per quarter: ``voices`` parallel lines of ``n_notes`` notes of
+    ``dur`` steps; onsets on a ``grid`` (None: at random steps, no metre)."""
+    pitch, onset, offset = [], [], []
+    for v in range(voices):
+        t = 0
+        for _ in range(n_notes):
+            gap = int(rng.integers(1, 12)) if grid is None else grid * int(rng.integers(1, 3))
+            pitch.append(48 + 7 * v + int(rng.integers(0, 7)))
+            onset.append(t)
+            offset.append(t + dur)
+            t += max(gap, dur) if grid is not None else dur + gap
+    return M.roll_from_notes(pitch, onset, offset)
+
+
+def test_sparse_thin_or_arrhythmic_piece_is_a_mismatch_training_piece_is_not():
+    spq, rng = 24, np.random.default_rng(11)
+    train = [_notes_roll(rng, 40, 3, 6, grid=6) for _ in range(8)]  # 3 voices on sixteenths
+    index = M.TrainingIndex(concat_rolls(train), spq)
+    assert index.stats["on_grid_share"] == 1.0
+    planted = [
+        _notes_roll(rng, 40, 3, 6, grid=6),  # like the training pieces
+        _notes_roll(rng, 10, 3, 48, grid=48),  # long held notes: a quarter of the density
+        _notes_roll(rng, 40, 1, 6, grid=6),  # one voice: a third of the polyphony
+        _notes_roll(rng, 40, 3, 3, grid=None),  # as dense, as polyphonic, no metre
+    ]
+    audits = audit_rolls([train[0], *planted], [[]] * 5, index, spq)
+    assert [("mismatch" in a["flags"]) for a in audits] == [False, False, True, True, True]
+    assert audits[1]["density_ratio"] > 0.5 and audits[1]["on_grid_ratio"] > 0.9
+    assert audits[2]["density_ratio"] < 0.5
+    assert audits[3]["polyphony_ratio"] < 0.5
+    arrhythmic = audits[4]
+    assert arrhythmic["density_ratio"] > 0.5 and arrhythmic["polyphony_ratio"] > 0.5
+    assert arrhythmic["on_grid_share"] < 0.5 * index.stats["on_grid_share"]
+    assert "noise" not in arrhythmic["flags"] and "silent" not in arrhythmic["flags"]
+
+
+def test_on_grid_share_ignores_the_phase_of_each_piece():
+    r = M.roll_from_notes([60] * 10, np.arange(10) * 6 + 5, np.arange(10) * 6 + 8)
+    assert M.on_grid_share(r, 6) == 1.0  # all onsets at 5 (mod 6): shifted, still on a grid
+    assert M.on_grid_share(r, 24) == 0.3  # on one beat phase: 3 of the 10 onsets

@@ -106,6 +106,37 @@ def test_split_is_deterministic_and_folders_fix_it(tmp_path):
         assert e["split"] == Path(e["path"]).parent.name
 
 
+def test_folder_splits_are_kept_and_duplicates_reported(tmp_path, capsys):
+    src = tmp_path / "src"
+    for i in range(4):
+        write_tune(src / "train" / f"train_{i}.mid", tune(i))
+    write_tune(src / "valid" / "valid_0.mid", tune(10))
+    write_tune(src / "valid" / "valid_3.mid", tune(2))  # = train_2 (a benchmark's own quirk)
+    write_tune(src / "test" / "test_0.mid", tune(11))
+    write_tune(src / "test" / "test_9.mid", tune(1), tpq=96)  # = train_1 at another resolution
+    assert run([src], tmp_path / "kept") == 0
+    err = capsys.readouterr().err
+    assert "cross-split duplicates 2" in err and "test_9.mid" in err and "valid_3.mid" in err
+    dd = load_datadir(tmp_path / "kept")
+    for source, split in split_of(dd).items():
+        assert Path(source).parent.name == split
+    dups = dd.stats["cross_split_duplicates"]
+    assert dups["count"] == 2 and dups["action"] == "kept"
+    assert {Path(k).name: [Path(v).name for v in vs] for k, vs in dups["pieces"].items()} == {
+        "test_9.mid": ["train_1.mid"],
+        "valid_3.mid": ["train_2.mid"],
+    }
+    man = {Path(e["path"]).name: e for e in dd.manifest()}
+    assert [Path(p).name for p in man["test_9.mid"]["duplicate_of"]] == ["train_1.mid"]
+    assert "duplicate_of" not in man["train_1.mid"] and "duplicate_of" not in man["test_0.mid"]
+
+    assert run([src], tmp_path / "moved", dedup_splits=True) == 0
+    moved = load_datadir(tmp_path / "moved")
+    splits = {Path(k).name: v for k, v in split_of(moved).items()}
+    assert splits["test_9.mid"] == splits["valid_3.mid"] == "train"
+    assert splits["test_0.mid"] == "test" and moved.stats["cross_split_duplicates"]["count"] == 2
+
+
 def test_identical_pieces_never_cross_splits(tmp_path):
     src = tmp_path / "src"
     for i in range(10):

@@ -8,7 +8,14 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tunelab.data.store import SPLITS, DataDirError, DataDirWriter, assign_splits, load_datadir
+from tunelab.data.store import (
+    SPLITS,
+    DataDirError,
+    DataDirWriter,
+    assign_splits,
+    cross_split_duplicates,
+    load_datadir,
+)
 
 
 def keys(n):
@@ -47,14 +54,17 @@ def test_groups_and_identical_content_share_a_split():
     assert set(out) == set(SPLITS)
 
 
-def test_fixed_splits_win_and_conflicts_go_to_train():
+def test_fixed_splits_are_kept_and_dedup_moves_conflicts_to_train():
     k = keys(6)
     fixed = ["train", "valid", "test", "test", None, None]
     hashes = ["a", "b", "c", "a", "b", "z"]  # piece 3 duplicates a train piece
     out = assign_splits(k, [None] * 6, hashes, fixed)
-    assert out[:3] == ["train", "valid", "test"]
-    assert out[3] == "train"  # never let a training piece leak into test
-    assert out[4] == "valid"  # follows its identical twin's fixed split
+    assert out[:4] == ["train", "valid", "test", "test"]  # the user's split, exactly
+    assert out[4] == "valid"  # an unfixed piece follows its identical twin's fixed split
+    assert cross_split_duplicates(k, hashes, fixed) == {k[3]: [k[0]]}
+    moved = assign_splits(k, [None] * 6, hashes, fixed, dedup_fixed=True)
+    assert moved[:3] == ["train", "valid", "test"]
+    assert moved[3] == "train"  # opted in: never let a training piece leak into test
 
 
 def _write(out, pieces, overwrite=False):

@@ -30,6 +30,7 @@ class Encoding(StrEnum):
     steps = "steps"
     onsets = "onsets"
     remi = "remi"
+    remi_programs = "remi-programs"
 
 
 class OffPiano(StrEnum):
@@ -67,6 +68,11 @@ def prepare(
     workers: int = typer.Option(0, help="Parallel worker processes (0: one per CPU core)."),
     split: str = typer.Option(
         "0.9,0.05,0.05", help="train,valid,test fractions when SRC has no train/valid/test folders."
+    ),
+    dedup_splits: bool = typer.Option(
+        False,
+        help="Move pieces of valid/ or test/ folders whose tokens equal an earlier split's piece "
+        "into that split (by default the folders' split is kept and duplicates only reported).",
     ),
     # MIDI
     encoding: Encoding = typer.Option(Encoding.steps, help="[midi] Token encoding."),
@@ -123,6 +129,7 @@ def prepare(
                 overwrite=overwrite,
                 workers=workers,
                 ratios=ratios,
+                dedup_splits=dedup_splits,
                 sample_rate=sample_rate,
                 clip_seconds=clip_seconds,
                 clip_offset=clip_offset,
@@ -141,6 +148,7 @@ def prepare(
                 overwrite=overwrite,
                 workers=workers,
                 ratios=ratios,
+                dedup_splits=dedup_splits,
                 encoding=encoding.value,
                 steps_per_quarter=steps_per_quarter,
                 off_piano=off_piano.value,

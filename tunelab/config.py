@@ -233,7 +233,14 @@ class TrainConfig:
     """The training loop. Budgets: stop at max_steps, after max_minutes, or early stop."""
 
     batch_size: int = 32
-    seq_len: int = 256  # tokens per training window
+    seq_len: int = 256  # tokens per training window (the most, with seq_bars)
+    # MIDI: a window of this many bars of the data (meta.json tokens_per_bar), at most seq_len
+    # tokens and at least 16; None: seq_len as given.
+    seq_bars: float | None = None
+    # The batch as tokens: batch_size = batch_tokens / seq_len, a multiple of the number of
+    # processes (None: batch_size as given). Keeps the tokens per update steady when seq_bars
+    # changes the window.
+    batch_tokens: int | None = None
     lr: float = 2e-3
     min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
     warmup: int = 200  # steps of linear warmup
@@ -252,6 +259,9 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA (bf16 when supported, else fp16)
     augment_transpose: int = 0  # random transposition in [-n, n] semitones (MIDI)
     num_workers: int = 0  # batch-preparing threads (0: in the training loop)
+    # Carry the model's state (RNN hidden state, Transformer memory) across consecutive windows
+    # of a piece (truncated BPTT): each batch row walks through pieces window by window.
+    carry_state: bool = False
     tensorboard: bool = True
     plots: bool = True
     progress: bool = True

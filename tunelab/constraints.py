@@ -164,7 +164,7 @@ class RemiState:
 class RemiConstraint:
     """Constraint for MidiTok REMI token streams (see module docstring)."""
 
-    START, BAR, POS, PITCH, VEL, NOTE = range(6)
+    START, BAR, POS, PITCH, VEL, NOTE, PROG = range(7)  # PROG: after a Program (remi-programs)
 
     def __init__(self, meta: dict):
         names = list(meta["token_names"])
@@ -174,28 +174,32 @@ class RemiConstraint:
         self.max_poly = int(np.clip(int(meta.get("max_polyphony") or 128), 1, 128))
         spq = int(meta.get("steps_per_quarter", 24))
         self.steps_per_bar = 4 * spq
-        typ = np.array([n.split("_", 1)[0] for n in names])
+        # A drum note (remi-programs with drums kept) is a PitchDrum token where a Pitch goes.
+        typ = np.array([n.split("_", 1)[0].replace("PitchDrum", "Pitch") for n in names])
         self.pos_of = np.full(V, -1, np.int64)
         for i, n in enumerate(names):
             if n.startswith("Position_"):
                 self.pos_of[i] = int(n.split("_", 1)[1])
         self.type_of = typ
-        is_ = {t: typ == t for t in ("Bar", "Position", "Pitch", "Velocity", "Duration")}
+        is_ = {t: typ == t for t in ("Bar", "Position", "Pitch", "Velocity", "Duration", "Program")}
+        # With programs each note is Program, Pitch, ...: a Program opens a note, a Pitch follows.
+        opens = is_["Program"] if is_["Program"].any() else is_["Pitch"]
         self.has_vel, self.has_dur = bool(is_["Velocity"].any()), bool(is_["Duration"].any())
         after_pitch = "Velocity" if self.has_vel else ("Duration" if self.has_dur else None)
         after_vel = "Duration" if self.has_dur else None
         eos = np.zeros(V, bool)
         eos[self.eos] = True
-        note_end = is_["Pitch"] | is_["Position"] | is_["Bar"]
+        note_end = opens | is_["Position"] | is_["Bar"]
         nexts = {
             self.START: is_["Bar"],
             self.BAR: is_["Bar"] | is_["Position"],
-            self.POS: is_["Pitch"],
+            self.POS: opens,
+            self.PROG: is_["Pitch"],
             self.PITCH: is_[after_pitch] if after_pitch else note_end,
             self.VEL: is_[after_vel] if after_vel else note_end,
             self.NOTE: note_end,
         }
-        allowed = np.zeros((6, 3, V), bool)
+        allowed = np.zeros((7, 3, V), bool)
         for s, row in nexts.items():
             can_end = s in (self.BAR, self.NOTE)
             allowed[s, FORBID] = row
@@ -209,8 +213,9 @@ class RemiConstraint:
         for p in range(n_pos):
             pos_ok[p] = ~((self.pos_of >= 0) & (self.pos_of <= p - 1))
         self.pos_bias = _bias(pos_ok)
-        self.poly_bias = _bias(np.stack([np.ones(V, bool), ~is_["Pitch"]]))
+        self.poly_bias = _bias(np.stack([np.ones(V, bool), ~opens]))
         self._kind_after = {"Bar": self.BAR, "Position": self.POS, "Pitch": self.PITCH}
+        self._kind_after["Program"] = self.PROG
         self._kind_after["Velocity"] = self.VEL if after_vel else self.NOTE
         self._kind_after["Duration"] = self.NOTE
         if not after_pitch:
@@ -275,7 +280,7 @@ def make_constraint(meta: dict) -> Constraint:
     enc = meta.get("encoding", "steps")
     if enc in ("steps", "onsets"):
         return GridConstraint(meta)
-    if enc == "remi":
+    if enc in ("remi", "remi-programs"):
         return RemiConstraint(meta)
     raise ValueError(f"no decoding constraint for encoding {enc!r}")
 

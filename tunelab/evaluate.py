@@ -118,7 +118,15 @@ def audit_samples(
         "thresholds": kind.thresholds(),
         "flag_counts": {
             f: sum(f in e["flags"] for e in entries)
-            for f in ("copied", "silent", "noise", "identical", "training_primer", "invalid")
+            for f in (
+                "copied",
+                "silent",
+                "noise",
+                "mismatch",
+                "identical",
+                "training_primer",
+                "invalid",
+            )
         },
         "set_metrics": summary,
         "files": entries,

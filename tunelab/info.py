@@ -93,7 +93,38 @@ def _midi_table(console, dd) -> None:
     labels = _labels(dd)
     for label, n in sorted(labels.items()):
         t.add_row(escape(f"  label: {label}"), f"{n:,}")  # labels are untrusted tag text
+    _context_rows(t, st.get("context"), meta)
     console.print(t)
+    rec = (st.get("context") or {}).get("recommended")
+    if rec:
+        console.print(
+            f"recommended: tunelab prepare ... --steps-per-quarter {rec['steps_per_quarter']} "
+            f"--encoding {rec['encoding']}  ({rec['why']}); a 4-bar window is about "
+            f"{rec['seq_len_for_4_bars']} tokens (train.seq_bars=4 sizes it from the data); "
+            f"preset: {rec.get('preset', 'midi-gru')}"
+        )
+
+
+def _context_rows(t, ctx: dict | None, meta: dict) -> None:
+    """Grid and tokens-per-bar rows (data prepared before these figures existed: none)."""
+    if not ctx:
+        return
+    finest = ctx.get("finest_grid_spq")
+    t.add_row("finest grid the notes need", f"{finest} steps per quarter" if finest else "> 48")
+    shares = ctx.get("onset_share_on_grid") or {}
+    t.add_row(
+        "  onsets on the grid",
+        ", ".join(f"{v:.0%} @{k}" for k, v in shares.items() if v is not None),
+    )
+    t.add_row("quarters per bar", str(ctx.get("quarters_per_bar")))
+    t.add_row(
+        f"tokens per bar ({meta.get('encoding')}, here)", str(ctx.get("measured_tokens_per_bar"))
+    )
+    for enc, v in (ctx.get("tokens_per_bar") or {}).items():
+        text = ", ".join(f"{n} @{s}" for s, n in v.items()) if isinstance(v, dict) else str(v)
+        t.add_row(f"  tokens per bar, {enc}", text)
+    if ctx.get("programs"):
+        t.add_row("instruments (GM programs)", ", ".join(map(str, ctx["programs"])))
 
 
 def _labels(dd) -> Counter:

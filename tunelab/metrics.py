@@ -18,8 +18,13 @@ shift in ``SHIFTS``, equals an L-step window of a training piece (binary search 
 property "a copied run of length L exists" is monotone in L). Collisions of 64-bit hashes are
 negligible at these sizes.
 
+Metrical regularity: ``on_grid_share`` is the share of note onsets that fall on the piece's
+best-aligned grid of ``max(1, spq // 4)`` steps (sixteenth notes when spq is a multiple of 4),
+``on_beat_share`` the same on the quarter-note grid; the alignment (phase) is chosen per piece,
+so a piece that starts after a primer of any length scores as it sounds.
+
 Flags (named thresholds below; see ``flags_for``): ``copied``, ``silent``, ``noise``,
-``identical``, ``invalid`` (and ``training_primer``, set by ``generate``).
+``mismatch``, ``identical``, ``invalid`` (and ``training_primer``, set by ``generate``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ NOISE_DENSITY_RATIO = 4.0  # noise: note onsets per quarter > this x the trainin
 NOISE_POLYPHONY_RATIO = 2.0  # ...or mean keys per sounding step > this x training (and +3 keys)
 NOISE_PC_DISTANCE = 0.6  # ...or pitch-class histogram total variation distance above this
 NOISE_RANGE_SEMITONES = 12  # ...or a 1st-99th percentile pitch range this far beyond training's
+MISMATCH_DENSITY_RATIO = 0.5  # mismatch: note onsets per quarter < this x the training's...
+MISMATCH_POLYPHONY_RATIO = 0.5  # ...or mean keys per sounding step < this x the training's...
+MISMATCH_GRID_RATIO = 0.5  # ...or on-grid onset share < this x the training's, when training
+MISMATCH_GRID_LIFT = 2.0  # has metre (its share >= this x chance, 1 / grid steps)...
+MISMATCH_MIN_ONSETS = 16  # ...and the piece has at least this many onsets to judge
 IDENTICAL_JACCARD = 0.9  # identical: 16-step window sets this similar to another piece's
 
 _R = np.random.default_rng(0x7E57AB).integers(
@@ -293,6 +303,38 @@ def piece_stats(roll: Roll, steps_per_quarter: int) -> dict:
             if len(pitches)
             else None
         ),
+        **metrical_stats(roll, steps_per_quarter),
+    }
+
+
+def grid_steps(steps_per_quarter: int) -> int:
+    """Steps of the metrical grid the regularity figures use: a sixteenth note when the
+    resolution has one (spq // 4), else one step."""
+    return max(1, steps_per_quarter // 4)
+
+
+def on_grid_share(roll: Roll, grid: int) -> float:
+    """Share of note onsets at steps = phase (mod ``grid``), phase chosen per piece to
+    maximise it (sum over pieces of their best phase's onsets / all onsets; 0 without onsets).
+    Chance level for evenly scattered onsets is about 1 / grid."""
+    if roll.onset is None or not roll.onset.any():
+        return 0.0
+    steps = roll.step_of[roll.onset]
+    piece = roll.piece_of_step[steps]
+    starts = np.searchsorted(roll.piece_of_step, np.arange(roll.piece_of_step.max() + 1))
+    phase = (steps - starts[piece]) % grid
+    hits = np.bincount(piece * grid + phase, minlength=(piece.max() + 1) * grid)
+    return float(hits.reshape(-1, grid).max(axis=1).sum() / len(steps))
+
+
+def metrical_stats(roll: Roll, steps_per_quarter: int) -> dict:
+    """``on_grid_share`` (sixteenth grid, see ``grid_steps``) and ``on_beat_share``
+    (quarter-note grid) of the roll's onsets, and ``onsets`` counted."""
+    n = int(roll.onset.sum()) if roll.onset is not None else 0
+    return {
+        "on_grid_share": on_grid_share(roll, grid_steps(steps_per_quarter)),
+        "on_beat_share": on_grid_share(roll, steps_per_quarter),
+        "onsets": n,
     }
 
 
@@ -312,6 +354,7 @@ def compare_stats(stats: dict, train: dict) -> dict:
         "polyphony_ratio": ratio("mean_polyphony"),
         "density_ratio": ratio("note_density"),
         "sounding_ratio": ratio("sounding_fraction"),
+        "on_grid_ratio": ratio("on_grid_share") if "on_grid_share" in stats else None,
     }
 
 
@@ -368,9 +411,24 @@ def flags_for(audit: dict, train: dict | None, spq: int) -> list[str]:
         )
         if noisy:
             flags.append("noise")
+    if train and audit["notes"] and _mismatch(audit, train, spq):
+        flags.append("mismatch")
     if audit.get("max_similarity", 0.0) >= IDENTICAL_JACCARD:
         flags.append("identical")
     return flags
+
+
+def _mismatch(audit: dict, train: dict, spq: int) -> bool:
+    """Far sparser, thinner or less metrical than the training data (see MISMATCH_*)."""
+    if audit["note_density"] < MISMATCH_DENSITY_RATIO * train["note_density"]:
+        return True
+    if audit["mean_polyphony"] < MISMATCH_POLYPHONY_RATIO * train["mean_polyphony"]:
+        return True
+    grid = grid_steps(spq)
+    ref, mine = train.get("on_grid_share"), audit.get("on_grid_share")
+    metrical = grid > 1 and ref is not None and ref >= MISMATCH_GRID_LIFT / grid
+    enough = audit.get("onsets", audit["notes"]) >= MISMATCH_MIN_ONSETS
+    return bool(metrical and enough and mine is not None and mine < MISMATCH_GRID_RATIO * ref)
 
 
 def _beyond_range(piece: list[int] | None, train: list[int] | None) -> int:
@@ -382,7 +440,11 @@ def _beyond_range(piece: list[int] | None, train: list[int] | None) -> int:
 
 def thresholds() -> dict:
     """The flag thresholds, recorded in every audit file."""
-    names = [k for k in globals() if k.isupper() and k.split("_")[0] in ("COPY", "SILENT", "NOISE")]
+    names = [
+        k
+        for k in globals()
+        if k.isupper() and k.split("_")[0] in ("COPY", "SILENT", "NOISE", "MISMATCH")
+    ]
     return {k: globals()[k] for k in names} | {"IDENTICAL_JACCARD": IDENTICAL_JACCARD}
 
 

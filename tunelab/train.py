@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from tunelab import carry as carried
 from tunelab.checkpoint import (
     export_safetensors,
     load_checkpoint,
@@ -135,9 +136,12 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": free, "weight_decay": 0.0}]
 
 
-def forward(net: nn.Module, x: torch.Tensor, y: torch.Tensor, label) -> torch.Tensor:
+def forward(net: nn.Module, x: torch.Tensor, y: torch.Tensor, label, state=None):
     """The model's outputs for the positions that have targets: y [B, N] holds the targets of
-    x's last N positions (N < T when a window's head is context only, as for WaveNet)."""
+    x's last N positions (N < T when a window's head is context only, as for WaveNet).
+    With a carried ``state`` (see tunelab/carry.py): ``(outputs, state after the window)``."""
+    if state is not None:
+        return net(x, label, state=state)
     if y.shape[1] == x.shape[1]:
         return net(x, label)
     return net(x, label, tail=y.shape[1])
@@ -145,14 +149,27 @@ def forward(net: nn.Module, x: torch.Tensor, y: torch.Tensor, label) -> torch.Te
 
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, batches: list, loss_fn, d: _Dist, amp_ctx) -> float:
-    """Mean loss per scored target over fixed ``batches`` [(x, y, label)], sharded over ranks."""
+    """Mean loss per scored target over fixed ``batches`` [(x, y, label)], sharded over ranks.
+
+    Batches [(x, y, label, reset)] are consecutive windows with carried state: every rank
+    runs them all in order, on its share of the rows (the global batch rule)."""
     was = model.training
     model.eval()
     total = torch.zeros(2, dtype=torch.float64, device=d.device)
-    for x, y, label in batches[d.rank :: d.world]:
+    carry = bool(batches) and len(batches[0]) == 4
+    state = None
+    for x, y, label, *reset in batches if carry else batches[d.rank :: d.world]:
+        if carry:
+            n = len(x) // d.world
+            mine = slice(d.rank * n, (d.rank + 1) * n)
+            x, y, reset = x[mine], y[mine], reset[0][mine].to(d.device)
+            state = model.init_carry(n, d.device) if state is None else state
+            state = carried.reset_rows(state, reset)
         x, y = x.to(d.device), y.to(d.device)
         with amp_ctx():
-            out = forward(model, x, y, None if label is None else label.to(d.device))
+            out = forward(model, x, y, None if label is None else label.to(d.device), state)
+        if carry:
+            out, state = out
         loss_sum, count = loss_fn(out, y)
         total += torch.stack([loss_sum.double(), count.double()])
     model.train(was)
@@ -241,6 +258,9 @@ class _Trainer:
         first = 60 * t.milestone_minutes if t.milestone_minutes > 0 else None
         self.progress = Progress(next_milestone=first)
         self.valid_step: int | None = None  # the step progress.last_valid was measured at
+        # Carried state (train.carry_state): this rank's rows, and the state the step being
+        # applied produced (it becomes ``carry`` together with the weights, in update()).
+        self.carry, self.next_carry, self.saved_carry = None, None, None
 
     def amp_ctx(self):
         if not self.use_amp:
@@ -262,6 +282,7 @@ class _Trainer:
             self.progress.next_milestone = self.progress.elapsed + 60 * t.milestone_minutes
         if len(ck["rng"]) == self.d.world:
             _set_rng_state(ck["rng"][self.d.rank])
+        self.saved_carry = ck.get("carry")
 
     def save(self, path: Path) -> None:
         """Every rank joins (RNG states are gathered); rank 0 writes, atomically."""
@@ -269,6 +290,7 @@ class _Trainer:
         if self.d.world > 1:
             rng = [None] * self.d.world
             dist.all_gather_object(rng, _rng_state())
+        carry = None if self.carry is None else carried.gather_rows(self.carry, self.d.world)
         if not self.d.main:
             return
         save_checkpoint(
@@ -280,6 +302,7 @@ class _Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 **asdict(self.progress),
                 "rng": rng,
+                "carry": carry,  # global rows of the carried state (None: not carrying)
                 "config": to_dict(self.cfg),
                 "meta": self.meta,
             },
@@ -293,6 +316,8 @@ class _Trainer:
         with _defer_interrupt():  # a Ctrl-C here would save new weights with the old step
             self.scaler.step(self.opt)
             self.scaler.update()
+            if self.next_carry is not None:
+                self.carry, self.next_carry = self.next_carry, None
             if self.ema is not None:
                 decay = min(t.ema, (1 + step) / (10 + step))  # short warmup of the average
                 with torch.no_grad():
@@ -321,11 +346,41 @@ def _check_resume(ck: dict, cfg: RunConfig, kind, run_dir: Path) -> None:
         )
 
 
+def tokens_per_bar(data) -> float | None:
+    """The data's tokens per bar: meta.json ``tokens_per_bar``, or for data prepared before it
+    was recorded, the training pieces' tokens over their bars (4/4 assumed)."""
+    if data.meta.get("tokens_per_bar"):
+        return float(data.meta["tokens_per_bar"])
+    spq = data.meta.get("steps_per_quarter")
+    pieces = data.split("train").pieces
+    steps = sum(p.get("steps", 0) for p in pieces)
+    if not spq or not steps:
+        return None
+    return sum(p["length"] for p in pieces) / (steps / spq / 4)
+
+
+def size_from_data(t, data, world: int = 1) -> None:
+    """Resolve ``train.seq_bars`` and ``train.batch_tokens`` against the data (in place):
+    seq_len = clamp(round(seq_bars * tokens per bar), 16, seq_len); batch_size =
+    batch_tokens / seq_len rounded to a multiple of ``world`` (at least ``world``)."""
+    if t.seq_bars is not None:
+        per_bar = tokens_per_bar(data)
+        if not per_bar:
+            raise ConfigError(
+                f"train.seq_bars: {data.path} does not say how many tokens a bar holds "
+                "(MIDI data with steps per piece is needed); set train.seq_len instead"
+            )
+        t.seq_len = int(min(t.seq_len, max(16, round(t.seq_bars * per_bar))))
+    if t.batch_tokens is not None:
+        t.batch_size = max(1, round(t.batch_tokens / t.seq_len / world)) * world
+
+
 def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     _check(cfg)
     t = cfg.train
     run_dir = Path(cfg.out)
     data = load_datadir(cfg.data)
+    size_from_data(t, data, d.world)
     try:
         kind = kind_for(cfg.model, data.meta, str(cfg.data))
     except ValueError as e:
@@ -338,6 +393,8 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     except ValueError as e:
         raise ConfigError(f"model: {e}") from e
     rf = getattr(model, "receptive_field", None)
+    if t.carry_state and not carried.supports_carry(model):
+        raise ConfigError(f"train.carry_state: model family {cfg.model.family!r} carries no state")
     try:
         batch_at = kind.train_batches(data.split("train"), t, cfg.seed, d.rank, d.world, rf)
     except ValueError as e:
@@ -357,6 +414,15 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
         _check_resume(ck, cfg, kind, run_dir)
         tr.restore(ck)
         pr = tr.progress
+    if t.carry_state:  # the state after the last step taken (zeros at the start)
+        try:
+            fresh = model.init_carry(t.batch_size // d.world, d.device)
+        except ValueError as e:
+            raise ConfigError(f"train.carry_state: {e}") from e
+        saved = tr.saved_carry and carried.take_rows(
+            tr.saved_carry, fresh, d.rank, d.world, d.device
+        )
+        tr.carry = saved or fresh
 
     files = None
     if d.main:
@@ -392,15 +458,21 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     model.train()
     try:
         while pr.step < t.max_steps:
-            x, y, label = next(batches)
+            x, y, label, *reset = next(batches)
             x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
             if label is not None:
                 label = label.to(d.device)
             lr = lr_at(cfg, pr.step, pr.elapsed)
             for g in tr.opt.param_groups:
                 g["lr"] = lr
+            state = None
+            if t.carry_state:  # rows that start a piece start from a fresh state
+                state = carried.reset_rows(tr.carry, reset[0].to(d.device))
             with tr.amp_ctx():
-                out = forward(net, x, y, label)
+                out = forward(net, x, y, label, state)
+            if state is not None:
+                out, new_state = out
+                tr.next_carry = carried.detach(new_state)  # gradients stop at the window edge
             loss_sum, count = kind.loss(out, y)
             loss = loss_sum / count.clamp(min=1)
             tr.opt.zero_grad(set_to_none=True)

@@ -59,14 +59,18 @@ def assign_splits(
     hashes: list[str],
     fixed: list[str | None],
     ratios: tuple[float, float, float] = (0.9, 0.05, 0.05),
+    dedup_fixed: bool = False,
 ) -> list[str]:
     """Assign each piece to a split, by piece, deterministically.
 
     Pieces are joined into components when they share a group or a content
     hash; a whole component goes to one split. A component holding a piece with
-    a ``fixed`` split (from train/valid/test subfolders) takes that split. The
-    others are ordered by a hash of their smallest key and cut by ``ratios``
-    (at least one component in valid and in test when there are three or more).
+    a ``fixed`` split (from train/valid/test subfolders) takes that split, except
+    that a fixed piece keeps its own split unless ``dedup_fixed``: a user's split is
+    a benchmark's split and must not change silently (see ``cross_split_duplicates``
+    for the report). The others are ordered by a hash of their smallest key and cut
+    by ``ratios`` (at least one component in valid and in test when there are three
+    or more).
     """
     n = len(keys)
     parent = list(range(n))
@@ -99,7 +103,7 @@ def assign_splits(
             # the first in SPLITS order so the test split never leaks training data.
             split = min(fixed_here, key=SPLITS.index)
             for i in members:
-                out[i] = split
+                out[i] = fixed[i] if fixed[i] and not dedup_fixed else split
         else:
             free.append((_unit_hash(min(keys[i] for i in members)), members))
     free.sort(key=lambda t: t[0])
@@ -116,6 +120,25 @@ def assign_splits(
         for i in members:
             out[i] = split
     return out
+
+
+def cross_split_duplicates(
+    keys: list[str], hashes: list[str], fixed: list[str | None]
+) -> dict[str, list[str]]:
+    """Pieces whose content equals a piece's in an earlier fixed split (train < valid < test):
+    ``{key: [keys of its twins in earlier splits]}``, sorted. These are what
+    ``dedup_fixed`` moves; without it they stay where the user put them."""
+    by_hash: dict[str, list[int]] = {}
+    for i, (h, f) in enumerate(zip(hashes, fixed, strict=True)):
+        if f:
+            by_hash.setdefault(h, []).append(i)
+    out: dict[str, list[str]] = {}
+    for members in by_hash.values():
+        for i in members:
+            earlier = [keys[j] for j in members if SPLITS.index(fixed[j]) < SPLITS.index(fixed[i])]
+            if earlier:
+                out[keys[i]] = sorted(earlier)
+    return dict(sorted(out.items()))
 
 
 def _recover(out: Path) -> None:
@@ -186,6 +209,8 @@ class DataDirWriter:
         # The first few "file: reason" lines, for the summary. Rich markup, escaped: file
         # names are untrusted and a "[/x]" in one would crash (or restyle) the console print.
         self.examples: list[str] = []
+        self.duplicates: dict[str, list[str]] = {}  # set by finish: cross_split_duplicates
+        self.dedup_splits = False
 
     def __enter__(self) -> DataDirWriter:
         return self
@@ -232,6 +257,24 @@ class DataDirWriter:
             escape(f"every file's status: {self.out / 'manifest.jsonl'}"),
         ]
 
+    def duplicate_report(self) -> list[str]:
+        """Lines for the summary: pieces of the user's valid/test folders equal to an earlier
+        split's piece (kept there unless --dedup-splits, which moved them)."""
+        if not self.duplicates:
+            return []
+        n = len(self.duplicates)
+        done = (
+            "moved to the earlier split (--dedup-splits)"
+            if self.dedup_splits
+            else ("kept in their folders' splits; --dedup-splits moves them")
+        )
+        lines = [
+            f"[yellow]cross-split duplicates {n}[/]: equal to an earlier split's piece, {done}"
+        ]
+        for name, twins in list(self.duplicates.items())[:10]:
+            lines.append(escape(f"  {name} = {', '.join(twins)}"))
+        return lines
+
     @property
     def n_pieces(self) -> int:
         return len(self._pieces)
@@ -242,6 +285,7 @@ class DataDirWriter:
         stats: dict,
         ratios=(0.9, 0.05, 0.05),
         refine: Callable[[DataDir], dict] | None = None,
+        dedup_splits: bool = False,
     ) -> dict:
         """Assign splits, write arrays, indexes, stats, manifest, then meta; publish.
 
@@ -249,6 +293,11 @@ class DataDirWriter:
         written and returns keys to add to meta (figures that need the training
         split, like its median tempo or feature statistics), so meta.json is
         still written once, last.
+
+        Pieces from the user's train/valid/test folders keep their folder's split; those
+        equal to an earlier split's piece are reported (``self.duplicates``, stats.json
+        ``cross_split_duplicates``, manifest ``duplicate_of``) and moved only with
+        ``dedup_splits``.
 
         Returns the per-split counts also stored in ``meta["splits"]``.
         """
@@ -261,6 +310,13 @@ class DataDirWriter:
             [p.digest for p in pieces],
             [p.fixed for p in pieces],
             ratios,
+            dedup_fixed=dedup_splits,
+        )
+        self.dedup_splits = dedup_splits
+        self.duplicates = cross_split_duplicates(
+            [p.info["source"] for p in pieces],
+            [p.digest for p in pieces],
+            [p.fixed for p in pieces],
         )
         spool = (
             np.memmap(self.stage / "spool.bin", dtype=self.dtype, mode="r") if self._items else None
@@ -291,8 +347,18 @@ class DataDirWriter:
             for e in sorted(self._manifest, key=lambda e: str(e["path"])):
                 if e.get("status") == "accepted" and e["split"] is None:
                     e["split"] = by_source.get(e.get("source", e["path"]))
+                twins = self.duplicates.get(e.get("source", e["path"]))
+                if e.get("status") == "accepted" and twins:
+                    e["duplicate_of"] = twins
                 f.write(json.dumps(e, ensure_ascii=False) + "\n")
-        write_json(self.stage / "stats.json", {**stats, "splits": counts})
+        dups = {
+            "count": len(self.duplicates),
+            "pieces": self.duplicates,
+            "action": "moved" if dedup_splits else "kept",
+        }
+        write_json(
+            self.stage / "stats.json", {**stats, "splits": counts, "cross_split_duplicates": dups}
+        )
         meta = {**meta, "format_version": FORMAT_VERSION, "dtype": self.dtype.str, "splits": counts}
         if refine is not None:
             meta.update(refine(DataDir(self.stage, meta, stats)))

@@ -19,6 +19,7 @@ import torch
 from tunelab.atomic import atomic_path, write_json
 from tunelab.data.dataset import WindowSampler, eval_windows, transpose_tables
 from tunelab.data.midi import Rejected, codec_from_meta
+from tunelab.data.streams import PieceStreams, stream_eval_batches
 from tunelab.kinds import categorical_loss
 from tunelab.metrics import token_nll_summary
 from tunelab.scoring import piece_nll
@@ -115,6 +116,16 @@ class Kind:
         tables = None
         if t.augment_transpose > 0:
             tables = transpose_tables(self.codec, t.augment_transpose)
+        if getattr(t, "carry_state", False):  # consecutive windows, with reset flags
+            streams = PieceStreams(
+                split.data, split.pieces, t.seq_len, t.batch_size, seed, rank, world, tables
+            )
+
+            def stream_batch(step: int):
+                x, y, reset = streams.batch(step)
+                return x, y, None, reset
+
+            return stream_batch
         sampler = WindowSampler(split.data, t.seq_len, t.batch_size, seed, rank, world, tables)
 
         def batch(step: int):
@@ -124,7 +135,14 @@ class Kind:
         return batch
 
     def valid_batches(self, split, t, receptive_field) -> list[tuple]:
-        """Fixed validation batches [(x, y, None)] at stride seq_len."""
+        """Fixed validation batches [(x, y, None)] at stride seq_len (with carried state:
+        [(x, y, None, reset)], every piece's windows in order)."""
+        if getattr(t, "carry_state", False):
+            pieces = [np.asarray(p) for p in split]
+            return [
+                (x, y, None, r)
+                for x, y, r in stream_eval_batches(pieces, t.seq_len, t.batch_size, t.eval_batches)
+            ]
         w = torch.from_numpy(eval_windows(split.data, t.seq_len, t.eval_batches * t.batch_size))
         return [(b[:, :-1], b[:, 1:], None) for b in w.split(t.batch_size)]
 

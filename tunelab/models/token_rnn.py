@@ -78,20 +78,31 @@ class TokenRNN(nn.Module):
     # -- training -----------------------------------------------------------------
     def forward(
         self, x: torch.Tensor, label: torch.Tensor | None = None, state: State | None = None
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | tuple[torch.Tensor, State]:
         """x: LongTensor[B, T] -> logits FloatTensor[B, T, V] (position t predicts token t+1).
-        ``label`` is ignored (token models are unconditioned)."""
+        ``label`` is ignored (token models are unconditioned).
+
+        With ``state`` (as from ``init_state``/``init_carry``: per layer h [B, H], or (h, c)),
+        the layers start from it and ``(logits, state after the last position)`` is returned,
+        so consecutive windows of a piece chain exactly into one long forward pass.
+        """
         h = self.drop(self.embed(x))
-        outs = []
+        outs, last = [], []
         for i, rnn in enumerate(self.rnns):
             h0 = None
             if state is not None:
                 s = state[i]
                 h0 = (s[0][None], s[1][None]) if self.cell == "lstm" else s[None]
-            h, _ = rnn(h, h0)
+            h, hn = rnn(h, h0)
+            last.append((hn[0][0], hn[1][0]) if self.cell == "lstm" else hn[0])
             h = self.drop(h)
             outs.append(h)
-        return self.head(torch.cat(outs, dim=-1) if self.skip else h)
+        logits = self.head(torch.cat(outs, dim=-1) if self.skip else h)
+        return logits if state is None else (logits, last)
+
+    def init_carry(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """State carried across training windows (train.carry_state): zeros, as init_state."""
+        return self.init_state(batch_size, device)
 
     # -- generation ---------------------------------------------------------------
     def init_state(

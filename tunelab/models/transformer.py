@@ -61,6 +61,25 @@ class Attention(nn.Module):
         )
         return self.drop(self.proj(y.transpose(1, 2).reshape(B, T, D)))
 
+    def forward_memory(self, x, cos, sin, mk, mv, mask):
+        """Attention over a recurrence memory and the window. x: [B, T, D]; mk/mv: [B, H, M, hd]
+        keys (not yet rotated) and values of the M tokens before x; cos/sin: [M + T, hd/2]
+        (memory first); mask: BoolTensor[B, 1, T, M + T] -> (y [B, T, D], k [B, H, T, hd]
+        not rotated, v [B, H, T, hd]): the window's keys and values for the next memory."""
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        M = mk.shape[2]
+        kk = apply_rotary(torch.cat((mk.to(k.dtype), k), 2), cos, sin)
+        vv = torch.cat((mv.to(v.dtype), v), 2)
+        y = F.scaled_dot_product_attention(
+            apply_rotary(q, cos[M:], sin[M:]),
+            kk,
+            vv,
+            attn_mask=mask,
+            dropout_p=self.p if self.training else 0,
+        )
+        return self.drop(self.proj(y.transpose(1, 2).reshape(B, T, D))), k, v
+
     def step(self, x, cos, sin, kbuf, vbuf, slot: int, n_valid: int):
         """x: [B, D]; writes this token's k/v at ``slot`` and attends over ``n_valid`` slots."""
         B, D = x.shape
@@ -157,9 +176,12 @@ class Transformer(nn.Module):
         j = torch.arange(T, device=device)[None, :]
         return (j <= i) & (j > i - self.window)
 
-    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None, state=None):
         """x: LongTensor[B, T] -> logits FloatTensor[B, T, V] (position t predicts token t+1).
-        ``label`` is ignored (token models are unconditioned)."""
+        ``label`` is ignored (token models are unconditioned). With ``state`` (a recurrence
+        memory, see ``init_carry``): ``(logits, memory after this window)``."""
+        if state is not None:
+            return self._forward_memory(x, state)
         T = x.shape[1]
         cos, sin = rotary_cos_sin(
             torch.arange(T, device=x.device), self.head_dim, self.rope_base, self.ln_f.weight.dtype
@@ -170,6 +192,52 @@ class Transformer(nn.Module):
             h = h + b.attn(b.ln1(h), cos, sin, mask)
             h = h + b.mlp(b.ln2(h))
         return self.head(self.ln_f(h))
+
+    # -- recurrence memory (train.carry_state) -------------------------------------
+    def init_carry(self, batch_size: int, device: torch.device | str | None = None) -> dict:
+        """An empty recurrence memory, Transformer-XL style: per layer the keys (before
+        rotation) and values of the last ``window`` tokens, k/v: [B, heads, W, head_dim], and
+        n: LongTensor[B], how many of them belong to the current piece (zeros: none)."""
+        if self.window is None:
+            raise ValueError("a recurrence memory needs model.window (the attention span)")
+        p = self.embed.weight
+        shape = (batch_size, self.blocks[0].attn.heads, self.window, self.head_dim)
+        dev = device or p.device
+        z = lambda: torch.zeros(shape, device=dev, dtype=p.dtype)  # noqa: E731
+        return {
+            "k": [z() for _ in self.blocks],
+            "v": [z() for _ in self.blocks],
+            "n": torch.zeros(batch_size, dtype=torch.long, device=dev),
+        }
+
+    def _forward_memory(self, x: torch.Tensor, mem: dict) -> tuple[torch.Tensor, dict]:
+        """The window x [B, T] after the memory's M = W tokens: each token attends to the W
+        tokens ending at itself (memory included, as far as it belongs to the piece), which
+        is exactly what forward() over the whole piece and step() compute. Positions: the
+        memory sits at 0..M-1 and the window at M..M+T-1 (rotary: only offsets matter)."""
+        B, T = x.shape
+        M = W = self.window
+        cos, sin = rotary_cos_sin(
+            torch.arange(M + T, device=x.device),
+            self.head_dim,
+            self.rope_base,
+            self.ln_f.weight.dtype,
+        )
+        i = torch.arange(T, device=x.device)[:, None] + M
+        j = torch.arange(M + T, device=x.device)[None, :]
+        in_span = (j <= i) & (j > i - W)  # [T, M + T]
+        in_piece = j[None] >= M - mem["n"][:, None, None]  # [B, 1, M + T]
+        mask = (in_span[None] & in_piece)[:, None]  # [B, 1, T, M + T]
+        h = self.drop(self.embed(x))
+        new_k, new_v = [], []
+        for b, mk, mv in zip(self.blocks, mem["k"], mem["v"], strict=True):
+            y, k, v = b.attn.forward_memory(b.ln1(h), cos, sin, mk, mv, mask)
+            h = h + y
+            h = h + b.mlp(b.ln2(h))
+            new_k.append(torch.cat((mk.to(k.dtype), k), 2)[:, :, -M:])
+            new_v.append(torch.cat((mv.to(v.dtype), v), 2)[:, :, -M:])
+        n = (mem["n"] + T).clamp(max=M)
+        return self.head(self.ln_f(h)), {"k": new_k, "v": new_v, "n": n}
 
     # -- generation ---------------------------------------------------------------
     def init_state(

@@ -175,6 +175,7 @@ def prepare_audio(
     overwrite: bool = False,
     workers: int = 0,
     ratios: tuple[float, float, float] = (0.9, 0.05, 0.05),
+    dedup_splits: bool = False,
     sample_rate: int = 16000,
     clip_seconds: float | None = None,
     clip_offset: float = 0.0,
@@ -270,8 +271,17 @@ def prepare_audio(
             "trimmed_seconds": round(tot["trimmed_seconds"], 3),
             "trimmed_fraction": round(trimmed_frac, 4),
         }
-        counts = writer.finish(meta, stats, ratios, refine=_frame_stats_meta)
-    _summary(console, out, stats, counts, writer.rejection_report(), trimmed_frac)
+        counts = writer.finish(
+            meta, stats, ratios, refine=_frame_stats_meta, dedup_splits=dedup_splits
+        )
+    _summary(
+        console,
+        out,
+        stats,
+        counts,
+        writer.rejection_report() + writer.duplicate_report(),
+        trimmed_frac,
+    )
     return 0
 
 

@@ -16,6 +16,7 @@ cannot tell a repeated note from a held one: a key sounding in consecutive steps
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
@@ -191,15 +192,17 @@ class OnsetsCodec(_GridCodec):
             active.setdefault(p, t)  # a hold with nothing sounding becomes an onset
 
 
-ENCODINGS = ("steps", "onsets", "remi")
+ENCODINGS = ("steps", "onsets", "remi", "remi-programs")
 # Every codec has the same interface; RemiCodec lives in tunelab.data.midi.remi (MidiTok).
 Codec = Union["StepsCodec", "OnsetsCodec", "RemiCodec"]  # noqa: UP007 (forward references)
 
 
 def _codec_class(encoding: str):
-    if encoding == "remi":
+    if encoding in ("remi", "remi-programs"):
         from tunelab.data.midi.remi import RemiCodec  # imports MidiTok only when asked for
 
+        if encoding == "remi-programs":
+            return functools.partial(RemiCodec, programs=True)
         return RemiCodec
     if encoding == "steps":
         return StepsCodec
@@ -217,6 +220,6 @@ def codec_from_meta(meta: dict) -> Codec:
     enc = meta.get("encoding", "steps")
     spq = int(meta.get("steps_per_quarter", 24))
     qpm = float(meta.get("tempo_qpm") or DEFAULT_QPM)
-    if enc == "remi":
+    if enc in ("remi", "remi-programs"):
         return _codec_class(enc)(spq, qpm, params=meta.get("remi"))
     return _codec_class(enc)(spq, qpm)

@@ -43,6 +43,8 @@ class Grid:
     velocity: np.ndarray
     tempos: list[list[float]] = field(default_factory=lambda: [[0, DEFAULT_QPM]])  # [[step, qpm]]
     counts: dict[str, int] = field(default_factory=dict)  # filter rule -> notes/events it hit
+    # GM program of each note (-1: drums), int64 [N]; filled by quantize(by_program=True)
+    program: np.ndarray | None = None
 
     @property
     def n_steps(self) -> int:
@@ -84,6 +86,7 @@ def quantize(
     off_piano: str = "reject",
     keep_drums: bool = False,
     max_steps: int = MAX_STEPS,
+    by_program: bool = False,
 ) -> Grid:
     """Filter and quantize a tick-based score onto the grid; raises ``Rejected`` with a reason.
 
@@ -93,7 +96,9 @@ def quantize(
     into range (``"fold"``). Onsets and offsets are rounded to the nearest step (a kept note
     lasts at least one step). Same-key notes that start on the same step are merged (the
     longest kept); a same-key note still sounding when the key is struck again is cut there,
-    so every later encoding sees non-overlapping notes.
+    so every later encoding sees non-overlapping notes. With ``by_program`` the same-key rules
+    apply per instrument (GM program, -1 for drums) and ``Grid.program`` is filled, so
+    instruments doubling a note keep their own notes.
     """
     if off_piano not in ("reject", "drop", "fold"):
         raise ValueError(f"off_piano must be reject, drop or fold, not {off_piano!r}")
@@ -118,6 +123,7 @@ def quantize(
             continue
         if track.note_num():
             parts.append(track.notes.numpy())
+            parts[-1]["program"] = np.full(track.note_num(), -1 if track.is_drum else track.program)
     if not parts:
         if counts["drum_notes_dropped"]:
             raise Rejected(f"only drum notes ({counts['drum_notes_dropped']} dropped)", "no_notes")
@@ -126,12 +132,13 @@ def quantize(
     dur = np.concatenate([p["duration"] for p in parts]).astype(np.int64)
     pitch = np.concatenate([p["pitch"] for p in parts]).astype(np.int64)
     vel = np.concatenate([p["velocity"] for p in parts]).astype(np.int64)
+    prog = np.concatenate([p["program"] for p in parts]).astype(np.int64)
     time = np.maximum(time, 0)
 
     short = dur * steps_per_quarter < tpq
     counts["short_notes_dropped"] = int(short.sum())
     keep = ~short
-    time, dur, pitch, vel = time[keep], dur[keep], pitch[keep], vel[keep]
+    time, dur, pitch, vel, prog = time[keep], dur[keep], pitch[keep], vel[keep], prog[keep]
 
     off = (pitch < PITCH_LO) | (pitch > PITCH_HI)
     if off.any():
@@ -144,7 +151,7 @@ def quantize(
             )
         if off_piano == "drop":
             counts["off_piano_notes_dropped"] = int(off.sum())
-            time, dur, pitch, vel = time[~off], dur[~off], pitch[~off], vel[~off]
+            time, dur, pitch, vel, prog = time[~off], dur[~off], pitch[~off], vel[~off], prog[~off]
         else:
             counts["off_piano_notes_folded"] = int(off.sum())
             up = -((pitch - PITCH_LO) // 12)  # octaves to add when below range
@@ -171,21 +178,23 @@ def quantize(
         )
 
     # Same key: merge notes struck on one step, cut a note where the key is struck again.
-    order = np.lexsort((-offs, on, pitch))
-    pitch, on, offs, vel = pitch[order], on[order], offs[order], vel[order]
+    key = pitch + 128 * (prog + 1) if by_program else pitch  # the same key of one instrument
+    order = np.lexsort((-offs, on, key))
+    pitch, on, offs, vel, prog, key = (a[order] for a in (pitch, on, offs, vel, prog, key))
     dup = np.zeros(len(pitch), bool)
-    dup[1:] = (pitch[1:] == pitch[:-1]) & (on[1:] == on[:-1])
+    dup[1:] = (key[1:] == key[:-1]) & (on[1:] == on[:-1])
     counts["duplicate_notes_merged"] = int(dup.sum())
-    pitch, on, offs, vel = pitch[~dup], on[~dup], offs[~dup], vel[~dup]
+    pitch, on, offs, vel, prog, key = (a[~dup] for a in (pitch, on, offs, vel, prog, key))
     nxt_same = np.zeros(len(pitch), bool)
-    nxt_same[:-1] = pitch[1:] == pitch[:-1]
+    nxt_same[:-1] = key[1:] == key[:-1]
     nxt_on = np.append(on[1:], 0)
     cut = nxt_same & (offs > nxt_on)
     counts["overlapping_notes_trimmed"] = int(cut.sum())
     offs = np.where(cut, nxt_on, offs)
 
-    order = np.lexsort((-pitch, on))
+    order = np.lexsort((prog, -pitch, on))
     grid = Grid(pitch[order], on[order], offs[order], np.clip(vel[order], 1, 127), counts=counts)
+    grid.program = prog[order] if by_program else None
     grid.tempos = _tempo_map(score, steps_per_quarter, tpq, counts)
     return grid
 

@@ -20,6 +20,7 @@ import symusic
 from rich.markup import escape
 
 from tunelab.data.midi import codec as midi_codec
+from tunelab.data.midi import context as midi_context
 from tunelab.data.midi import grid as midi
 from tunelab.data.pool import run_isolated
 from tunelab.data.scan import MIDI_EXTS, Found, require_sources, scan
@@ -85,7 +86,13 @@ def process_file(path: Path, opts: Options) -> dict:
             if "chunk length" in str(e) or "remaining bytes" in str(e):
                 raise midi.Rejected(f"truncated MIDI file ({e})", "truncated") from e
             raise midi.Rejected(f"unreadable MIDI ({e})", "unreadable") from e
-        grid = midi.quantize(score, opts.steps_per_quarter, opts.off_piano, opts.keep_drums)
+        grid = midi.quantize(
+            score,
+            opts.steps_per_quarter,
+            opts.off_piano,
+            opts.keep_drums,
+            by_program=opts.encoding == "remi-programs",  # instruments keep their own notes
+        )
         tokens = midi_codec.make_codec(opts.encoding, opts.steps_per_quarter).encode_grid(grid)
         poly = grid.polyphony()
         tempos = grid.tempos
@@ -103,6 +110,7 @@ def process_file(path: Path, opts: Options) -> dict:
             "counts": grid.counts,
             "pitch_hist": np.bincount(grid.pitch - midi.PITCH_LO, minlength=midi.N_KEYS),
             "poly_hist": np.bincount(poly),
+            "timing": midi_context.timing(score, grid, opts.steps_per_quarter),
         }
     except midi.Rejected as e:
         return {"status": "rejected", "reason": str(e), "key": e.key}
@@ -149,6 +157,7 @@ def prepare_midi(
     overwrite: bool = False,
     workers: int = 0,
     ratios: tuple[float, float, float] = (0.9, 0.05, 0.05),
+    dedup_splits: bool = False,
     encoding: str = "steps",
     steps_per_quarter: int = 24,
     off_piano: str = "reject",
@@ -179,6 +188,7 @@ def prepare_midi(
         poly_hist = np.zeros(1, np.int64)
         totals = Counter()
         qpms: list[float] = []
+        timing = midi_context.Timing()
         n = max(1, min(workers or os.cpu_count() or 1, len(found)))
         jobs = [(i, str(f.path), opts) for i, f in enumerate(found)]
         results = run_isolated(jobs, n, _work, chunk=8)  # a parser crash costs only its file
@@ -200,6 +210,7 @@ def prepare_midi(
                     }
                 )
                 qpms.append(r["info"]["qpm"])
+                timing.add(r["timing"])
                 filters.update(r["counts"])
                 pitch_hist += r["pitch_hist"]
                 if len(r["poly_hist"]) > len(poly_hist):
@@ -224,6 +235,8 @@ def prepare_midi(
             "tempo_qpm": float(statistics.median(qpms)),
             "filters": {"off_piano": off_piano, "keep_drums": keep_drums},
         }
+        context = timing.summary(steps_per_quarter, encoding, totals["tokens"])
+        meta["tokens_per_bar"] = context["measured_tokens_per_bar"]  # for train.seq_bars
         stats = {
             "kind": "midi",
             "files": len(found),
@@ -249,9 +262,12 @@ def prepare_midi(
             "notes": totals["notes"],
             "pitch_histogram": {str(p + midi.PITCH_LO): int(c) for p, c in enumerate(pitch_hist)},
             "polyphony_histogram": [int(c) for c in poly_hist],
+            "context": context,
         }
-        counts = writer.finish(meta, stats, ratios, refine=_training_tempo)
-    _summary(console, out, stats, counts, writer.rejection_report())
+        counts = writer.finish(
+            meta, stats, ratios, refine=_training_tempo, dedup_splits=dedup_splits
+        )
+    _summary(console, out, stats, counts, writer.rejection_report() + writer.duplicate_report())
     return 0
 
 
@@ -272,6 +288,20 @@ def _summary(console, out: Path, stats: dict, counts: dict, rejection_report: li
     console.print(f"splits: {split_text}")
     for line in rejection_report:
         console.print(line)
+    ctx = stats["context"]
+    rec = ctx["recommended"]
+    per_bar = ctx["tokens_per_bar"]
+    console.print(
+        f"grid: the notes need {ctx['finest_grid_spq'] or 'more than 48 (performed timing)'} "
+        f"steps per quarter; tokens per bar: {ctx['measured_tokens_per_bar']} here, "
+        + ", ".join(f"{k} {v}" for k, v in per_bar.items() if not isinstance(v, dict))
+        + ", steps "
+        + ", ".join(f"{v} @{s}" for s, v in per_bar["steps"].items())
+    )
+    console.print(
+        f"recommended: --steps-per-quarter {rec['steps_per_quarter']} --encoding "
+        f"{rec['encoding']}, then train {rec['preset']} ({escape(rec['why'])})"
+    )
     hits = {k: v for k, v in stats["filters"].items() if v}
     if hits:
         console.print("filters: " + ", ".join(f"{k} {v}" for k, v in hits.items()))

@@ -1,0 +1,171 @@
+"""How fine a grid a collection needs, and how many tokens a bar costs in each encoding.
+
+``prepare`` measures every file (``timing``), sums the figures over the collection
+(``Timing.add``) and writes ``summary()`` into stats.json (``context``) and the prepared
+encoding's tokens per bar into meta.json, where ``train.seq_bars`` and ``tunelab info``
+read them.
+
+* Finest grid: for each candidate resolution S in ``CANDIDATE_SPQ``, the share of note
+  onsets within ``ON_GRID_TOLERANCE`` of a step of S steps per quarter (|t*S - round(t*S)|,
+  t in quarter notes). The finest grid the notes need is the smallest S that holds
+  ``NEEDED_SHARE`` of the onsets; none does for performed (unquantized) timing.
+* Tokens per bar (a bar = quarters per bar of the first time signature, 4 by default):
+  ``steps`` and ``onsets`` spend one token per grid step plus one per sounding key per step,
+  so per bar S * (quarters per bar + sounding key-quarters per bar); ``remi`` spends a Bar
+  token, a Position token per distinct onset and Pitch, Velocity and Duration per note (and
+  a Program per note with programs), whatever the grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import symusic
+
+CANDIDATE_SPQ = (1, 2, 3, 4, 6, 8, 12, 16, 24, 48)
+ON_GRID_TOLERANCE = 0.1  # of one grid step
+NEEDED_SHARE = 0.9
+WINDOW_BARS = 4.0  # a training window should hold this many bars for the recommendation
+MAX_PLAIN_WINDOW = 256  # tokens: longer 4-bar windows call for carried state (midi-gru-carry)
+
+
+def timing(score: symusic.Score, grid, spq: int) -> dict:
+    """Figures of one file: onsets on each candidate grid (raw ticks, drums left out), the
+    quarters per bar, and from the quantized ``grid`` (at ``spq``): quarters, sounding
+    key-quarters, notes, distinct onset positions and the instruments (GM programs)."""
+    tpq = int(score.tpq)
+    times = [t.notes.numpy()["time"] for t in score.tracks if not t.is_drum and t.note_num()]
+    t = np.concatenate(times).astype(np.float64) / tpq if times else np.zeros(0)
+    on_grid = []
+    for s in CANDIDATE_SPQ:
+        x = t * s
+        on_grid.append(int(np.count_nonzero(np.abs(x - np.round(x)) <= ON_GRID_TOLERANCE)))
+    qpb = 4.0
+    if len(score.time_signatures):
+        ts = score.time_signatures[0]
+        if ts.numerator > 0 and ts.denominator > 0:
+            qpb = 4.0 * ts.numerator / ts.denominator
+    quarters = grid.n_steps / spq
+    return {
+        "onsets": len(t),
+        "on_grid": on_grid,
+        "quarters_per_bar": qpb,
+        "quarters": quarters,
+        "key_quarters": float((grid.offset - grid.onset).sum()) / spq,
+        "notes": len(grid.pitch),
+        "positions": len(np.unique(grid.onset)),
+        "bars": quarters / qpb,
+        "programs": sorted({int(tr.program) for tr in score.tracks if not tr.is_drum}),
+    }
+
+
+class Timing:
+    """The collection's sums of ``timing`` figures."""
+
+    def __init__(self):
+        self.onsets = 0
+        self.on_grid = np.zeros(len(CANDIDATE_SPQ), np.int64)
+        self.quarters = self.key_quarters = self.bars = 0.0
+        self.notes = self.positions = 0
+        self.programs: set[int] = set()
+
+    def add(self, t: dict) -> None:
+        self.onsets += t["onsets"]
+        self.on_grid += np.asarray(t["on_grid"], np.int64)
+        self.quarters += t["quarters"]
+        self.key_quarters += t["key_quarters"]
+        self.bars += t["bars"]
+        self.notes += t["notes"]
+        self.positions += t["positions"]
+        self.programs.update(t["programs"])
+
+    def finest_grid(self) -> int | None:
+        """The smallest candidate steps per quarter holding NEEDED_SHARE of the onsets."""
+        if not self.onsets:
+            return None
+        for s, n in zip(CANDIDATE_SPQ, self.on_grid, strict=True):
+            if n >= NEEDED_SHARE * self.onsets:
+                return s
+        return None
+
+    def tokens_per_bar(self, encoding: str, spq: int, programs: bool = False) -> float | None:
+        """Estimated tokens per bar of ``encoding`` at ``spq`` steps per quarter."""
+        if self.bars <= 0:
+            return None
+        if encoding in ("steps", "onsets"):
+            return spq * (self.quarters + self.key_quarters) / self.bars
+        per_note = 4 if programs else 3
+        return (self.bars + self.positions + per_note * self.notes) / self.bars
+
+    def summary(self, spq: int, encoding: str, tokens: int) -> dict:
+        """stats.json ``context``: grid shares, the finest grid, tokens per bar per encoding
+        (estimates; ``measured`` for the prepared one) and the recommendation."""
+        finest = self.finest_grid()
+        share = {
+            str(s): round(float(n) / self.onsets, 4) if self.onsets else None
+            for s, n in zip(CANDIDATE_SPQ, self.on_grid, strict=True)
+        }
+        grids = sorted({1, 4, spq, *([finest] if finest else [])})
+        per_bar = {
+            enc: {str(s): _r(self.tokens_per_bar(enc, s)) for s in grids}
+            for enc in ("steps", "onsets")
+        }
+        per_bar["remi"] = _r(self.tokens_per_bar("remi", spq))
+        per_bar["remi+programs"] = _r(self.tokens_per_bar("remi", spq, programs=True))
+        out = {
+            "onset_share_on_grid": share,
+            "finest_grid_spq": finest,
+            "quarters_per_bar": _r(self.quarters / self.bars) if self.bars else None,
+            "bars": _r(self.bars),
+            "programs": sorted(self.programs),
+            "tokens_per_bar": per_bar,
+            "measured_tokens_per_bar": _r(tokens / self.bars) if self.bars else None,
+        }
+        out["recommended"] = recommend(self, spq, encoding)
+        return out
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 2)
+
+
+def recommend(t: Timing, spq: int, encoding: str) -> dict:
+    """Steps per quarter and encoding for this collection, with the reason.
+
+    The grid: the finest one the onsets need (12 when none does: performed timing, where a
+    finer grid only spends tokens on jitter). The encoding: ``remi`` with programs when the
+    collection has several instruments (the grid encodings are piano only); otherwise
+    ``steps`` unless a bar costs more than twice the tokens of ``remi`` (a window then holds
+    too few bars). The preset: ``midi-gru`` when 4 bars fit in ``MAX_PLAIN_WINDOW`` tokens,
+    else ``midi-gru-carry`` (its state carries the piece beyond the window).
+    """
+    finest = t.finest_grid()
+    rec_spq = finest if finest is not None else 12
+    why = (
+        f"{NEEDED_SHARE:.0%} of the onsets lie on a grid of {rec_spq} steps per quarter"
+        if finest is not None
+        else f"no grid up to {CANDIDATE_SPQ[-1]} steps per quarter holds {NEEDED_SHARE:.0%} "
+        "of the onsets (performed timing); 12 keeps sixteenths and triplets"
+    )
+    steps_bar = t.tokens_per_bar("steps", rec_spq) or 0.0
+    remi_bar = t.tokens_per_bar("remi", rec_spq) or 0.0
+    if len(t.programs) > 1:
+        enc = "remi-programs"
+        why_enc = f"{len(t.programs)} instruments (GM programs): remi-programs keeps them"
+    elif remi_bar and steps_bar > 2 * remi_bar:
+        enc = "remi"
+        why_enc = f"a bar costs {steps_bar:.0f} tokens with steps but {remi_bar:.0f} with remi"
+    else:
+        enc = "steps"
+        why_enc = f"a bar costs {steps_bar:.0f} tokens with steps ({remi_bar:.0f} with remi)"
+    bar = t.tokens_per_bar(enc.split("-")[0], rec_spq, programs=enc == "remi-programs") or 0.0
+    window = int(round(WINDOW_BARS * bar))
+    # A 128-256 token window that holds 4 bars needs no carried state; longer bars do.
+    preset = "midi-gru" if window <= MAX_PLAIN_WINDOW else "midi-gru-carry"
+    return {
+        "steps_per_quarter": rec_spq,
+        "encoding": enc,
+        "tokens_per_bar": _r(bar),
+        "seq_len_for_4_bars": window,
+        "preset": preset,
+        "why": f"{why}; {why_enc}",
+    }
