@@ -9,11 +9,14 @@ from pathlib import Path
 SR = 16000
 
 
-def chorale_audio(root: Path) -> tuple[Path, Path]:
+def chorale_audio(root: Path, cache: Path | None = None) -> tuple[Path, Path]:
     """Two chorales rendered in four timbres, split by folder, labelled by timbre folder and
-    prepared at 16 kHz in clips of 8 s: returns (data directory, source folder)."""
+    prepared at 16 kHz in clips of 8 s: returns (data directory, source folder).
+
+    cache: where the renders are kept (default root/cache); give the session's base temp
+    folder so that test modules render them once."""
     old = os.environ.get("TUNELAB_CACHE")
-    os.environ["TUNELAB_CACHE"] = str(root / "cache")
+    os.environ["TUNELAB_CACHE"] = str(cache or root / "cache")
     try:
         from tunelab.data.audio.builtin import builtin_chorale_audio
 

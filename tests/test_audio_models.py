@@ -25,7 +25,7 @@ def audio_run(tmp_path_factory):
     """Two chorales rendered in four timbres, split by folder, labelled by timbre folder;
     wavenet-tiny trained on it for 60 steps."""
     root = tmp_path_factory.mktemp("audio")
-    data, src = chorale_audio(root)
+    data, src = chorale_audio(root, tmp_path_factory.getbasetemp() / "chorale-renders")
     run = root / "run"
     from tunelab.train import train
 

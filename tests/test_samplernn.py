@@ -143,7 +143,7 @@ def test_fused_input_checks():
 def srnn_run(tmp_path_factory):
     """samplernn-tiny trained for 60 steps on two chorales in four (labelled) timbres."""
     root = tmp_path_factory.mktemp("srnn")
-    data, src = chorale_audio(root)
+    data, src = chorale_audio(root, tmp_path_factory.getbasetemp() / "chorale-renders")
     run = root / "run"
     from tunelab.train import train
 
