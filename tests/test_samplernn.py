@@ -147,7 +147,8 @@ def srnn_run(tmp_path_factory):
     run = root / "run"
     from tunelab.train import train
 
-    cfg = load(RunConfig, "samplernn-tiny", [f"data={data}", f"out={run}", "train.progress=false"])
+    args = [f"data={data}", f"out={run}", "train.progress=false", "train.plots=false"]
+    cfg = load(RunConfig, "samplernn-tiny", args)
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # a 32-unit GRU's small ops: a second thread only waits
     try:
