@@ -243,7 +243,8 @@ class Kind:
         lead, rf = lead_in(model), getattr(model, "receptive_field", None)
         label = None if ids[0] is None else torch.tensor(ids)
         # Few streams are bound by memory bandwidth: bfloat16 weights (half the bytes) double
-        # their speed at no measured cost in likelihood (benchmarks/wavenet_precision.py);
+        # their speed at no measured cost in likelihood (benchmarks/wavenet_precision.py;
+        # SampleRNN: benchmarks/samplernn.py --precision);
         # many streams are bound by arithmetic, where float32 is as fast or faster.
         weights = "bfloat16" if n < BF16_BELOW_STREAMS else "float32"
         plan.settings["weights"] = weights
