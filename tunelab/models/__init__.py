@@ -7,7 +7,8 @@ output can see; None when unbounded). Families of kind ``mulaw`` also give
 ``generator(n, label, weights)``, their fast sampler (``prime``/``run``, see
 ``models/wavenet_gen.py``); unbounded ones may give ``warmup`` (unscored context at the
 head of training windows) and ``forward_chunk(x, state)`` (exact scoring in chunks).
-Each row names the kind of data the family takes (a module in ``tunelab.kinds``): ``tokens`` (MIDI), ``mulaw`` (8-bit audio samples).
+Each row names the kind of data the family takes (a module in ``tunelab.kinds``):
+``tokens`` (MIDI), ``mulaw`` (8-bit audio samples).
 """
 
 from __future__ import annotations
