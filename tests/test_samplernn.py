@@ -155,7 +155,7 @@ def srnn_run(tmp_path_factory):
         assert train(cfg).status == "done"
     finally:
         torch.set_num_threads(before)
-    return data, run
+    return data, run, src
 
 
 def _records(run):
@@ -163,7 +163,7 @@ def _records(run):
 
 
 def test_tiny_samplernn_trains_and_scores_a_split_whole_from_silence(srnn_run):
-    data, run = srnn_run
+    data, run, _ = srnn_run
     from tunelab.checkpoint import load_run
     from tunelab.data.audio.encode import from_int16, mu_law_encode
     from tunelab.data.store import load_datadir
@@ -188,7 +188,7 @@ def test_tiny_samplernn_trains_and_scores_a_split_whole_from_silence(srnn_run):
 
 
 def test_generate_writes_audited_labelled_wavs(srnn_run, tmp_path):
-    _, run = srnn_run
+    _, run, _ = srnn_run
     out = tmp_path / "gen"
     r = CliRunner().invoke(
         app, ["generate", str(run), "--n", "2", "--seconds", "0.5", "--label", "piano",
@@ -208,7 +208,7 @@ def test_generate_writes_audited_labelled_wavs(srnn_run, tmp_path):
 
 
 def test_generation_is_reproducible_and_conditioned(srnn_run, tmp_path):
-    _, run = srnn_run
+    _, run, _ = srnn_run
     from tunelab.generate import generate
 
     got = {}
@@ -220,9 +220,22 @@ def test_generation_is_reproducible_and_conditioned(srnn_run, tmp_path):
     assert not np.array_equal(got["organ"], got["piano"])
 
 
+def test_a_primer_is_fed_whole_and_a_training_primer_is_flagged(srnn_run, tmp_path):
+    _, run, src = srnn_run
+    from tunelab.generate import generate
+
+    primer = next((src / "train").rglob("*.flac"))
+    (w,) = generate(run, seconds=0.25, seed=3, primer=primer, out=tmp_path / "p")
+    (plain,) = generate(run, seconds=0.25, seed=3, out=tmp_path / "q", audit=False)
+    side = json.loads(w.with_name(w.name + ".json").read_text())
+    assert "training_primer" in side["flags"]
+    assert side["settings"]["primer"]["file"] == primer.name
+    assert not np.array_equal(sf.read(str(w))[0], sf.read(str(plain))[0])
+
+
 def test_samplernn_runs_resume_exactly(srnn_run, tmp_path):
     """2N steps straight == N, stop, resume to 2N: weights, EMA and the logged curve."""
-    data, _ = srnn_run
+    data, _, _ = srnn_run
     from tunelab.train import train
 
     def cfg(out, steps):
