@@ -152,6 +152,16 @@ def _steps(s0, s1, inputs, feed, uniforms, temperature, out, pos, w, hist, hidde
             out[s0 + j, t] = _sample(logits[j], temperature, uniforms[s0 + j, t])
 
 
+def _stack(ts: list[torch.Tensor], empty: tuple[int, ...]) -> torch.Tensor:
+    """torch.stack, or zeros of shape ``empty`` for no tensors (a kernel argument needs one)."""
+    return torch.stack([t.detach().cpu() for t in ts]) if ts else torch.zeros(empty)
+
+
+def _gru(gru: torch.nn.GRU, name: str, layers) -> list[torch.Tensor]:
+    """One weight or bias ("weight_ih", "bias_hh", ...) of each of the given GRU layers."""
+    return [getattr(gru, f"{name}_l{i}") for i in layers]
+
+
 class FusedSampleRNN:
     """Resumable fused generator for n streams of a SampleRNN (a float32 copy of its weights).
 
@@ -185,26 +195,20 @@ class FusedSampleRNN:
                 bih0 = bih0 + state.frame_label.float() @ w_ih0[:, Fs:].t()
             table = model.taps_embed.weight.detach().cpu().float()[: Fs * Q].view(Fs, Q, H)
             table = torch.cat([table, torch.zeros(Fs, 1, H)], dim=1)  # row Q: padding
-            layer = lambda k, i: getattr(gru, f"{k}_l{i}").detach().cpu()  # noqa: E731
-            rest = range(1, L)
-            stack = lambda ts, shape: torch.stack(ts) if ts else torch.zeros(shape)  # noqa: E731
-            fcw = stack([fc.weight for fc in model.fcs], (0, H, H))
-            fcb = stack([fc.bias for fc in model.fcs], (0, H))
+            rest, G3 = range(1, L), 3 * gru.hidden_size  # layers after the first; gate rows
             sbias = torch.zeros(n, H) if state.sample_label is None else state.sample_label
             self._weights = (
                 _np(table),
                 _np(w_ih0[:, :Fs], bf16),
-                _np(
-                    stack([layer("weight_ih", i) for i in rest], (0, 3 * gru.hidden_size, 1)), bf16
-                ),
-                _np(torch.stack([layer("weight_hh", i) for i in range(L)]), bf16),
+                _np(_stack(_gru(gru, "weight_ih", rest), (0, G3, 1)), bf16),
+                _np(_stack(_gru(gru, "weight_hh", range(L)), ()), bf16),
                 _np(bih0),
-                _np(stack([layer("bias_ih", i) for i in rest], (0, 3 * gru.hidden_size))),
-                _np(torch.stack([layer("bias_hh", i) for i in range(L)])),
+                _np(_stack(_gru(gru, "bias_ih", rest), (0, G3))),
+                _np(_stack(_gru(gru, "bias_hh", range(L)), ())),
                 _np(model.upsample.weight, bf16),
                 _np(model.upsample.bias),
-                _np(fcw, bf16),
-                _np(fcb),
+                _np(_stack([fc.weight for fc in model.fcs], (0, H, H)), bf16),
+                _np(_stack([fc.bias for fc in model.fcs], (0, H))),
                 _np(model.out.weight, bf16),
                 _np(model.out.bias),
                 _np(sbias),
