@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -13,48 +12,20 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
+from tests.helpers_audio import SR, chorale_audio
 from tunelab.cli import app
 from tunelab.config import RunConfig, load
 from tunelab.data.audio.encode import from_int16
 from tunelab.data.store import load_datadir
 from tunelab.synth import write_wav
 
-SR = 16000
-
 
 @pytest.fixture(scope="module")
 def audio_run(tmp_path_factory):
     """Two chorales rendered in four timbres, split by folder, labelled by timbre folder;
     wavenet-tiny trained on it for 60 steps."""
-    import os
-
     root = tmp_path_factory.mktemp("audio")
-    old = os.environ.get("TUNELAB_CACHE")
-    os.environ["TUNELAB_CACHE"] = str(root / "cache")
-    try:
-        from tunelab.data.audio.builtin import builtin_chorale_audio
-
-        items = builtin_chorale_audio(SR, limit=2, workers=1)
-    finally:
-        if old is None:
-            del os.environ["TUNELAB_CACHE"]
-        else:
-            os.environ["TUNELAB_CACHE"] = old
-    groups = sorted({g for _, _, g in items})
-    src = root / "src"
-    for path, timbre, group in items:
-        split = "train"
-        if group == groups[1] and timbre == "organ":
-            split = "valid"
-        elif group == groups[1] and timbre == "piano":
-            split = "test"
-        dst = src / split / timbre / path.name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, dst)
-    data = root / "data"
-    from tunelab.data.audio.prepare import prepare_audio
-
-    assert prepare_audio([src], data, label="folder", clip_seconds=8.0, workers=1) == 0
+    data, src = chorale_audio(root, tmp_path_factory.getbasetemp() / "chorale-renders")
     run = root / "run"
     from tunelab.train import train
 

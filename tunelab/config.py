@@ -226,6 +226,11 @@ class ModelConfig:
     kernel_size: int = 2
     bias: bool = True
     gc_channels: int = 32
+    # samplernn: the frame-tier GRU takes hidden and layers, the label embedding gc_channels.
+    srnn_frame_size: int = 16  # samples per frame-tier step (and taps of the sample tier)
+    srnn_sample_hidden: int = 512  # width of the sample-level MLP
+    srnn_sample_layers: int = 2  # hidden layers of that MLP between its input and output
+    srnn_warmup_frames: int = 16  # unscored frames at the head of each training window
 
 
 @dataclasses.dataclass

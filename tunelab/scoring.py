@@ -6,7 +6,9 @@ everything before it that the model can see. Models with a finite ``receptive_fi
 before it, which is exact because no output depends on anything further back. Models
 with unbounded context (RNNs, full attention) get one forward over the whole piece, or
 ``step()`` when the piece is longer than the model's ``max_forward_len`` (full attention:
-memory grows as T^2, the cache keeps it linear).
+memory grows as T^2, the cache keeps it linear), or, when the model has
+``forward_chunk(x, state)`` (SampleRNN), chunks that carry the state from one to the next,
+which is the same computation as one forward and keeps memory flat.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ def piece_nll(
         return model(inputs) if lab is None else model(inputs, lab)
 
     rf = getattr(model, "receptive_field", None)
+    if rf is None and hasattr(model, "forward_chunk"):
+        state = model.init_state(1, device, label=lab)
+        size, out = chunk or CHUNK_TARGETS, []
+        for s in range(0, T - 1, size):
+            end = min(s + size, T - 1)
+            logits, state = model.forward_chunk(x[None, s:end], state)
+            out.append(F.cross_entropy(logits[0].float(), x[s + 1 : end + 1], reduction="none"))
+        return torch.cat(out)
     if rf is None:
         limit = getattr(model, "max_forward_len", None)
         if limit is not None and T > limit:

@@ -395,11 +395,14 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     rf = getattr(model, "receptive_field", None)
     if t.carry_state and not carried.supports_carry(model):
         raise ConfigError(f"train.carry_state: model family {cfg.model.family!r} carries no state")
+    # Unscored context at the head of each window: the receptive field, or for an RNN
+    # (unbounded) the warm-up it asks for.
+    context = rf or getattr(model, "warmup", None)
     try:
-        batch_at = kind.train_batches(data.split("train"), t, cfg.seed, d.rank, d.world, rf)
+        batch_at = kind.train_batches(data.split("train"), t, cfg.seed, d.rank, d.world, context)
     except ValueError as e:
         raise ConfigError(f"{cfg.data} train split: {e}") from e
-    valid = kind.valid_batches(data.split("valid"), t, rf)
+    valid = kind.valid_batches(data.split("valid"), t, context)
 
     torch.manual_seed(cfg.seed + d.rank)
     random.seed(cfg.seed + d.rank)

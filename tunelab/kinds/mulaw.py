@@ -3,11 +3,13 @@
 Data: int16 pieces at ``meta.sample_rate`` (``tunelab prepare --kind audio``), encoded to
 256 mu-law classes as batches are made (``tunelab.data.audio.encode``: no decoders here).
 Training windows lie inside one piece and carry its label: receptive_field + seq_len
-samples, scored only where the whole receptive field is inside the piece. Likelihood
-scores every sample of a piece from silence, the way generation starts, in
+samples, scored only where the whole receptive field is inside the piece (an RNN, whose
+receptive field is unbounded, takes its ``warmup`` instead). Likelihood scores every
+sample of a piece from silence (``lead_in``), the way generation starts, in
 ``bits_per_sample``, beside the training split's class histogram as a baseline.
-Generation runs the fused kernel (``tunelab.models.wavenet_gen``) in chunks with a
-progress bar and optional partial WAVs; the audits are ``tunelab.audio_metrics``.
+Generation runs the family's fused kernel (``model.generator``: ``models/wavenet_gen.py``,
+``models/samplernn_gen.py``) in chunks with a progress bar and optional partial WAVs; the
+audits are ``tunelab.audio_metrics``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ REFERENCE_MINUTES = 30.0  # at most this much training audio backs the copy audi
 FRECHET_REFERENCE_S = 300  # and this many seconds of it the Frechet distance
 PREVIEW_SECONDS = 1.0  # TensorBoard audio written at each validation
 BF16_BELOW_STREAMS = 16  # generate with bfloat16 weights for fewer streams than this
+
+
+def lead_in(model) -> int:
+    """Samples of silence fed before a piece is scored or generated: the receptive field
+    (every scored sample sees a whole one), or an RNN's training warm-up, or one."""
+    return getattr(model, "receptive_field", None) or getattr(model, "warmup", None) or 1
 
 
 @dataclass
@@ -144,7 +152,7 @@ class Kind:
     # -- likelihood ------------------------------------------------------------------
     def likelihood(self, model, split, device="cpu", progress: bool = False) -> dict:
         """Every sample of every piece, scored from silence: nats and bits per sample."""
-        rf = getattr(model, "receptive_field", None) or 1
+        rf = lead_in(model)
         labels = self._labels(split)
         total, n = 0.0, 0
         pieces = list(split)
@@ -229,23 +237,24 @@ class Kind:
     ) -> list[Clip]:  # fmt: skip
         """n streams of plan.samples; stream i depends only on (seed, i). ``partial(i)``
         names stream i's file, rewritten every ``save_every`` seconds of audio."""
-        from tunelab.models.wavenet_gen import FusedWaveNet
         from tunelab.sampling import piece_seed
 
         temperature = 1.0 if sampling is None else sampling.temperature
         ids = self._stream_labels(plan, n)
-        rf = getattr(model, "receptive_field", None) or 1
+        lead, rf = lead_in(model), getattr(model, "receptive_field", None)
         label = None if ids[0] is None else torch.tensor(ids)
         # Few streams are bound by memory bandwidth: bfloat16 weights (half the bytes) double
-        # their speed at no measured cost in likelihood (benchmarks/wavenet_precision.py);
+        # their speed at no measured cost in likelihood (benchmarks/wavenet_precision.py;
+        # SampleRNN: benchmarks/samplernn.py --precision);
         # many streams are bound by arithmetic, where float32 is as fast or faster.
         weights = "bfloat16" if n < BF16_BELOW_STREAMS else "float32"
         plan.settings["weights"] = weights
-        gen = FusedWaveNet(model, n, label, weights=weights)
-        # The queues hold silence (what scoring assumes before a piece), then the primer.
-        ctx = np.full(rf, self.silence, np.int64)
+        gen = model.generator(n, label, weights=weights)
+        # Silence first (what scoring assumes before a piece), then the primer: its last
+        # receptive field, or all of it for an RNN.
+        ctx = np.full(lead, self.silence, np.int64)
         if plan.primer is not None:
-            ctx = np.concatenate([ctx, plan.primer])[-rf:]
+            ctx = np.concatenate([ctx, plan.primer])[-rf if rf else 0 :]
         gen.prime(np.tile(ctx[:-1], (n, 1)))
         first = np.full(n, ctx[-1], np.int64)
         rngs = [np.random.default_rng(piece_seed(seed, i)) for i in range(n)]

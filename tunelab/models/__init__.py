@@ -3,8 +3,12 @@
 Every model: ``forward(x, label=None)`` for training (causal: position t predicts x[t+1]),
 ``init_state(n, device, label=None) -> state`` and ``step(x, state) -> (out, state)`` for
 incremental generation, equal to forward step by step, and ``receptive_field`` (inputs an
-output can see; None when unbounded). Each row names the kind of data the family takes
-(a module in ``tunelab.kinds``): ``tokens`` (MIDI), ``mulaw`` (8-bit audio samples).
+output can see; None when unbounded). Families of kind ``mulaw`` also give
+``generator(n, label, weights)``, their fast sampler (``prime``/``run``, see
+``models/wavenet_gen.py``); unbounded ones may give ``warmup`` (unscored context at the
+head of training windows) and ``forward_chunk(x, state)`` (exact scoring in chunks).
+Each row names the kind of data the family takes (a module in ``tunelab.kinds``):
+``tokens`` (MIDI), ``mulaw`` (8-bit audio samples).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
+from tunelab.models.samplernn import SampleRNN
 from tunelab.models.token_rnn import TokenRNN
 from tunelab.models.transformer import Transformer
 from tunelab.models.wavenet import WaveNet
@@ -29,6 +34,7 @@ MODELS: dict[str, Family] = {
     "token_rnn": Family(TokenRNN, "tokens"),
     "transformer": Family(Transformer, "tokens"),
     "wavenet": Family(WaveNet, "mulaw"),
+    "samplernn": Family(SampleRNN, "mulaw"),
 }
 
 

@@ -226,3 +226,9 @@ class WaveNet(nn.Module):
                 h = (h + o[:, :R]) * _RES_SCALE
         state.pos = pos + 1
         return self.post2(F.relu(self.post1(F.relu(skip)))), state
+
+    def generator(self, n: int, label: torch.Tensor | None = None, weights: str = "float32"):
+        """The fused numba generator for n streams (``tunelab.models.wavenet_gen``)."""
+        from tunelab.models.wavenet_gen import FusedWaveNet
+
+        return FusedWaveNet(self, n, label, weights=weights)

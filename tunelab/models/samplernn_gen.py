@@ -1,0 +1,273 @@
+"""Sample mu-law streams from a SampleRNN: a PyTorch reference (model.step()) and a fused numba kernel.
+
+Both take the randomness as explicit uniforms u[B, N] and share WaveNet's sampling rule
+(``tunelab.models.wavenet_gen.sample_logits``), so for the same inputs they produce the
+same samples.
+
+``FusedSampleRNN`` runs the whole per-sample network for a block of streams in one
+``@njit`` kernel, reusing WaveNet's register-blocked matmuls (float32 or packed bfloat16
+weights), rational tanh and sampling: the sample tier's input layer is F table lookups
+(an embedding followed by a linear layer is a table, see ``tunelab.models.samplernn``),
+then the MLP; every F samples the GRU steps once and the upsampling layer writes the next
+frame's F conditioning vectors. The GRU's input weights for the label are folded into a
+per-stream bias. Streams are split into one block per thread, as for WaveNet.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+import torch
+
+from tunelab.models.samplernn import SampleRNN
+from tunelab.models.wavenet_gen import _mm, _np, _sample, _tanh, sample_logits
+
+
+@torch.inference_mode()
+def generate_reference(
+    model: SampleRNN,
+    first: torch.Tensor,
+    uniforms: torch.Tensor,
+    temperature: float,
+    label: torch.Tensor | None = None,
+    primer: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The plain PyTorch loop: primer LongTensor[B, P] (optional) fed with model.step(), then
+    from first LongTensor[B] one sample per column of uniforms FloatTensor[B, N] -> LongTensor[B, N]."""
+    state = model.init_state(first.shape[0], first.device, label)
+    if primer is not None:
+        for x in primer.unbind(1):  # an RNN: every primer sample can matter
+            _, state = model.step(x, state)
+    x = first
+    out = torch.empty(uniforms.shape, dtype=torch.long, device=first.device)
+    for i in range(uniforms.shape[1]):
+        logits, state = model.step(x, state)
+        x = sample_logits(logits, temperature, uniforms[:, i])
+        out[:, i] = x
+    return out
+
+
+def round_weights_bf16(model: SampleRNN) -> SampleRNN:
+    """A copy of model with the weights FusedSampleRNN(weights="bfloat16") rounds, rounded."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        mats = [model.upsample.weight, *(fc.weight for fc in model.fcs), model.out.weight]
+        mats += [getattr(model.gru, f"weight_{k}_l{i}") for i in range(model.frame_layers)
+                 for k in ("ih", "hh")]  # fmt: skip
+        for w in mats:
+            w.copy_(w.to(torch.bfloat16))
+    return model
+
+
+@numba.njit(cache=True, inline="always")
+def _sigmoid(x):
+    half = np.float32(0.5)
+    return half + half * _tanh(half * x)
+
+
+@numba.njit(cache=True, error_model="numpy", nogil=True)
+def _steps(s0, s1, inputs, feed, uniforms, temperature, out, pos, w, hist, hidden, cond):
+    """Advance streams s0..s1-1 by N samples (contract of wavenet_gen._steps).
+
+    hist int64[B, F]: the last F inputs (Q = padding); hidden float32[L, B, H_f];
+    cond float32[B, F*H]: the current frame's conditioning vectors. All updated in place.
+    """
+    table, wih0, wih, whh, bih0, bih, bhh, up_w, up_b, fc_w, fc_b, out_w, out_b, sbias = w
+    N = inputs.shape[1] if feed else uniforms.shape[1]
+    Fs, Q1, H = table.shape
+    Q = Q1 - 1
+    L, Hf = hidden.shape[0], hidden.shape[2]
+    m = s1 - s0
+    zero, scale = np.float32(0), np.float32(2.0 / (Q / 2.0))
+    X0 = np.empty((m, Fs), np.float32)
+    Hin = np.empty((m, Hf), np.float32)
+    Hold = np.empty((m, Hf), np.float32)
+    GI = np.empty((m, 3 * Hf), np.float32)
+    GH = np.empty((m, 3 * Hf), np.float32)
+    C = np.empty((m, Fs * H), np.float32)
+    A = np.empty((m, H), np.float32)
+    B = np.empty((m, H), np.float32)
+    logits = np.empty((m, out_w.shape[0]), np.float32)
+    for t in range(N):
+        p = pos + t
+        for j in range(m):
+            hj = hist[s0 + j]
+            for i in range(Fs - 1):
+                hj[i] = hj[i + 1]
+            hj[Fs - 1] = inputs[s0 + j, t] if feed or t == 0 else out[s0 + j, t - 1]
+        if (p + 1) % Fs == 0:  # a frame is complete: one GRU step, the next F vectors
+            for j in range(m):
+                for i in range(Fs):
+                    X0[j, i] = np.float32(hist[s0 + j, i]) * scale - np.float32(2)
+            for li in range(L):
+                for j in range(m):
+                    Hold[j] = hidden[li, s0 + j]
+                if li == 0:
+                    _mm(X0, wih0, GI)
+                else:
+                    _mm(Hin, wih[li - 1], GI)
+                _mm(Hold, whh[li], GH)
+                for j in range(m):
+                    bi = bih0[s0 + j] if li == 0 else bih[li - 1]
+                    bh = bhh[li]
+                    for g in range(Hf):  # torch's gate order: reset, update, new
+                        r = _sigmoid(GI[j, g] + bi[g] + GH[j, g] + bh[g])
+                        z = _sigmoid(GI[j, Hf + g] + bi[Hf + g] + GH[j, Hf + g] + bh[Hf + g])
+                        c = _tanh(
+                            GI[j, 2 * Hf + g]
+                            + bi[2 * Hf + g]
+                            + r * (GH[j, 2 * Hf + g] + bh[2 * Hf + g])
+                        )
+                        hn = (np.float32(1) - z) * c + z * Hold[j, g]
+                        hidden[li, s0 + j, g] = hn
+                        Hin[j, g] = hn
+            _mm(Hin, up_w, C)
+            for j in range(m):
+                for r in range(Fs * H):
+                    cond[s0 + j, r] = C[j, r] + up_b[r]
+        if feed:
+            continue  # priming: the sample tier's output is not needed
+        k = ((p + 1) % Fs) * H
+        for j in range(m):
+            for r in range(H):
+                A[j, r] = cond[s0 + j, k + r] + sbias[s0 + j, r]
+            for i in range(Fs):
+                row = table[i, hist[s0 + j, i]]
+                for r in range(H):
+                    A[j, r] += row[r]
+            for r in range(H):
+                A[j, r] = max(A[j, r], zero)
+        for li in range(fc_w.shape[0]):
+            _mm(A, fc_w[li], B)
+            for j in range(m):
+                for r in range(H):
+                    A[j, r] = max(B[j, r] + fc_b[li, r], zero)
+        _mm(A, out_w, logits)
+        for j in range(m):
+            logits[j] += out_b
+            out[s0 + j, t] = _sample(logits[j], temperature, uniforms[s0 + j, t])
+
+
+def _stack(ts: list[torch.Tensor], empty: tuple[int, ...]) -> torch.Tensor:
+    """torch.stack, or zeros of shape ``empty`` for no tensors (a kernel argument needs one)."""
+    return torch.stack([t.detach().cpu() for t in ts]) if ts else torch.zeros(empty)
+
+
+def _gru(gru: torch.nn.GRU, name: str, layers) -> list[torch.Tensor]:
+    """One weight or bias ("weight_ih", "bias_hh", ...) of each of the given GRU layers."""
+    return [getattr(gru, f"{name}_l{i}") for i in layers]
+
+
+class FusedSampleRNN:
+    """Resumable fused generator for n streams of a SampleRNN (a float32 copy of its weights).
+
+    weights="bfloat16" stores the GRU, upsampling and MLP matrices rounded to bfloat16 (math
+    stays float32); it then equals generate_reference on ``round_weights_bf16(model)``.
+    ``prime(x)`` feeds samples without sampling; ``run(first, uniforms, T)`` samples N more
+    per stream and can be called again with first=None to continue. ``prime(p[:, :-1])``
+    then ``run(p[:, -1], u, T)`` equals ``generate_reference(model, p[:, -1], u, T, label,
+    primer=p[:, :-1])``.
+    """
+
+    def __init__(
+        self,
+        model: SampleRNN,
+        n: int,
+        label: torch.Tensor | None = None,
+        weights: str = "float32",
+        threads: int | None = None,
+    ):
+        if weights not in ("float32", "bfloat16"):
+            raise ValueError(f"weights must be 'float32' or 'bfloat16', got {weights!r}")
+        bf16 = weights == "bfloat16"
+        Fs, Q, H, L = model.frame_size, model.classes, model.sample_hidden, model.frame_layers
+        gru = model.gru
+        rnd = (lambda t: t.to(torch.bfloat16).float()) if bf16 else (lambda t: t)  # noqa: E731
+        with torch.no_grad():
+            state = model.init_state(n, "cpu", None if label is None else label.cpu())
+            w_ih0 = rnd(gru.weight_ih_l0.detach().cpu().float())
+            bih0 = gru.bias_ih_l0.detach().cpu().float().expand(n, -1)
+            if state.frame_label is not None:  # the label's GRU input columns: a bias
+                bih0 = bih0 + state.frame_label.float() @ w_ih0[:, Fs:].t()
+            table = model.taps_embed.weight.detach().cpu().float()[: Fs * Q].view(Fs, Q, H)
+            table = torch.cat([table, torch.zeros(Fs, 1, H)], dim=1)  # row Q: padding
+            rest, G3 = range(1, L), 3 * gru.hidden_size  # layers after the first; gate rows
+            sbias = torch.zeros(n, H) if state.sample_label is None else state.sample_label
+            self._weights = (
+                _np(table),
+                _np(w_ih0[:, :Fs], bf16),
+                _np(_stack(_gru(gru, "weight_ih", rest), (0, G3, 1)), bf16),
+                _np(_stack(_gru(gru, "weight_hh", range(L)), ()), bf16),
+                _np(bih0),
+                _np(_stack(_gru(gru, "bias_ih", rest), (0, G3))),
+                _np(_stack(_gru(gru, "bias_hh", range(L)), ())),
+                _np(model.upsample.weight, bf16),
+                _np(model.upsample.bias),
+                _np(_stack([fc.weight for fc in model.fcs], (0, H, H)), bf16),
+                _np(_stack([fc.bias for fc in model.fcs], (0, H))),
+                _np(model.out.weight, bf16),
+                _np(model.out.bias),
+                _np(sbias),
+            )
+            self.hidden = _np(state.hidden).copy()  # [L, n, H_f]
+            # the vectors before the first frame (with the bf16 run's rounded upsampling)
+            up_w = rnd(model.upsample.weight.detach().cpu().float())
+            cond = torch.nn.functional.linear(state.hidden[-1], up_w, model.upsample.bias.cpu())
+            self.cond = _np(cond).copy()  # [n, F*H]
+        self.hist = np.full((n, Fs), Q, np.int64)
+        self.n, self.pos, self.classes = n, 0, Q
+        self.threads = max(1, min(n, threads or len(os.sched_getaffinity(0))))
+        self.last: np.ndarray | None = None
+
+    def _call(self, inputs: np.ndarray, feed: bool, uniforms: np.ndarray, temperature: float):
+        out = np.empty(uniforms.shape, np.int64)
+        args = (inputs, feed, uniforms, float(temperature), out, self.pos, self._weights)
+        state = (self.hist, self.hidden, self.cond)
+        n, k = self.n, self.threads
+        bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]
+        if k == 1:
+            _steps(0, n, *args, *state)
+        else:  # streams are independent: each block runs all N steps without synchronising
+            with ThreadPoolExecutor(k - 1) as pool:
+                jobs = [pool.submit(_steps, s0, s1, *args, *state) for s0, s1 in bounds[1:]]
+                _steps(*bounds[0], *args, *state)
+                for job in jobs:
+                    job.result()
+        self.pos += inputs.shape[1] if feed else uniforms.shape[1]
+        return out
+
+    def _ids(self, x, ndim: int) -> np.ndarray:
+        x = np.ascontiguousarray(x.cpu().numpy() if isinstance(x, torch.Tensor) else x, np.int64)
+        if x.ndim != ndim or x.shape[0] != self.n:
+            raise ValueError(f"expected {ndim}-d samples with {self.n} rows, got {x.shape}")
+        if x.size and (x.min() < 0 or x.max() >= self.classes):
+            raise ValueError("sample ids out of range")
+        return x
+
+    def prime(self, x: np.ndarray) -> None:
+        """Feed samples int[n, P] unsampled (all of them: an RNN's memory is unbounded)."""
+        x = self._ids(x, 2)
+        if x.shape[1]:
+            self._call(x, True, np.empty((self.n, 0)), 0.0)
+        self.last = None
+
+    def run(self, first: np.ndarray | None, uniforms: np.ndarray, temperature: float) -> np.ndarray:
+        """Sample N per stream -> int64[n, N]. first: int[n], or None to continue after the
+        previous run(); uniforms: float[n, N] in [0, 1)."""
+        if first is None:
+            if self.last is None:
+                raise ValueError("first=None continues a previous run(); nothing to continue")
+            first = self.last
+        first = self._ids(first, 1)[:, None]
+        u = np.ascontiguousarray(uniforms, np.float64)
+        if u.ndim != 2 or u.shape[0] != self.n:
+            raise ValueError(f"uniforms must be [{self.n}, N], got {u.shape}")
+        if u.shape[1] == 0:
+            return np.empty((self.n, 0), np.int64)
+        out = self._call(first, False, u, temperature)
+        self.last = out[:, -1].copy()
+        return out
