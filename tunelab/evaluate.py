@@ -118,6 +118,7 @@ def audit_samples(
         "flag_counts": {
             f: sum(f in e["flags"] for e in entries)
             for f in ("copied", "silent", "noise", "identical", "training_primer", "invalid")
+            + ("mean_frame",) * (kind.name == "frames")
         },
         "files": entries,
     }

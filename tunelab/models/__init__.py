@@ -4,7 +4,7 @@ Every model: ``forward(x, label=None)`` for training (causal: position t predict
 ``init_state(n, device, label=None) -> state`` and ``step(x, state) -> (out, state)`` for
 incremental generation, equal to forward step by step, and ``receptive_field`` (inputs an
 output can see; None when unbounded). Each row names the kind of data the family takes
-(a module in ``tunelab.kinds``): ``tokens`` (MIDI), ``mulaw`` (8-bit audio samples).
+(a module in ``tunelab.kinds``): ``tokens`` (MIDI), ``mulaw`` (8-bit audio samples), ``frames`` (float audio frames).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
+from tunelab.models.frame_rnn import FrameRNN
 from tunelab.models.token_rnn import TokenRNN
 from tunelab.models.transformer import Transformer
 from tunelab.models.wavenet import WaveNet
@@ -29,6 +30,7 @@ MODELS: dict[str, Family] = {
     "token_rnn": Family(TokenRNN, "tokens"),
     "transformer": Family(Transformer, "tokens"),
     "wavenet": Family(WaveNet, "mulaw"),
+    "frame_rnn": Family(FrameRNN, "frames"),
 }
 
 
