@@ -181,7 +181,5 @@ def test_short_inputs(train):
 def test_thresholds():
     th = A.thresholds()
     assert th["COPY_NCC"] == A.COPY_NCC and th["SILENCE_DB"] == -50.0
-    assert {"NOISE_FLATNESS", "TAIL_S", "COPY_MIN_SECONDS", "IDENTICAL_SIMILARITY"} <= set(
-        th
-    )
+    assert {"NOISE_FLATNESS", "TAIL_S", "COPY_MIN_SECONDS", "IDENTICAL_SIMILARITY"} <= set(th)
     json.dumps(th)
