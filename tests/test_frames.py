@@ -161,6 +161,16 @@ def test_an_untrained_model_is_reported_as_not_learned(frame_run, tmp_path):
     train(_cfg(data, run, "train.max_steps=1", "train.lr=1e-9", "train.warmup=0"))
     _, res = evaluate_split(run, "valid", progress=False)
     assert res["learned"] is False
+    # an unconditioned run refuses --label; its TensorBoard preview is a second of audio
+    from tunelab.checkpoint import load_run
+    from tunelab.generate import generate
+    from tunelab.kinds import kind_for
+
+    with pytest.raises(ValueError, match="not conditioned"):
+        generate(run, label="high", out=tmp_path / "g", progress=False)
+    loaded = load_run(run)
+    audio, sr = kind_for(loaded.config["model"], loaded.meta).preview(loaded.model, "cpu")
+    assert sr == SR and len(audio) == SR and np.isfinite(audio).all()
 
 
 def test_frame_runs_resume_exactly(frame_data, tmp_path):

@@ -61,6 +61,7 @@ def with_settings(meta: dict, model_cfg) -> dict:
     same = all(have.get(k) == v for k, v in key.items())
     loss = {"loss": cfg.get("frame_loss", "mse"), "stft_sizes": list(cfg.get("stft_sizes", []))}
     loss["wave_l1"] = float(cfg.get("wave_l1", 1.0))
+    loss["conditioned"] = bool(cfg.get("frame_labels", False))
     return {**meta, "frames": {**key, **loss, "stats": have.get("stats") if same else None}}
 
 
@@ -104,7 +105,8 @@ class Kind:
         self.label_names: list[str] = list(
             sorted(meta.get("labels") or {}) if names is None else names
         )
-        self.n_labels = len(self.label_names)
+        # an unconditioned model sees no labels (and --label is refused)
+        self.n_labels = len(self.label_names) if fr.get("conditioned") else 0
 
     @property
     def sample_suffixes(self) -> tuple[str, ...]:

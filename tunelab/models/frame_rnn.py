@@ -59,7 +59,8 @@ class FrameRNN(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: Mapping, vocab_size: int, n_labels: int = 0) -> FrameRNN:
-        """``vocab_size`` is the kind's features per frame; labels only with frame_labels."""
+        """``vocab_size``: the kind's features per frame; ``n_labels``: 0 unless the kind
+        conditions on labels (``frame_labels``)."""
         return cls(
             vocab_size,
             cell=cfg.get("cell", "gru"),
@@ -68,7 +69,7 @@ class FrameRNN(nn.Module):
             layers=cfg.get("layers", 2),
             dropout=cfg.get("dropout", 0.0),
             skip=cfg.get("skip", True),
-            n_labels=n_labels if cfg.get("frame_labels", False) else 0,
+            n_labels=n_labels,
         )
 
     def _input(self, x: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
