@@ -229,6 +229,14 @@ def test_generate_writes_wavs_whose_silent_flag_matches_a_plain_measurement(fram
     assert cat.exit_code == 0, cat.output
     side = json.loads(next((tmp_path / "cat").glob("*.wav.json")).read_text())
     assert side["settings"]["join"] == "concat"
+    # the folder audit reads the WAVs back and agrees on silence
+    r = CliRunner().invoke(app, ["evaluate", str(run), "--samples", str(out)])
+    assert r.exit_code == 0, r.output
+    res = json.loads((run / "eval" / "samples.json").read_text())
+    assert "mean_frame" in res["flag_counts"] and len(res["files"]) == 3
+    for e in res["files"]:
+        side = json.loads((out / (e["file"] + ".json")).read_text())
+        assert ("silent" in e["flags"]) == ("silent" in side["flags"])
     bad = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "x"), "--temperature", "0.5"])
     assert bad.exit_code != 0 and "temperature" in bad.output
 
