@@ -88,7 +88,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--presets", nargs="+", default=["frame-gru", "frame-gru-stft"])
     ap.add_argument("--set", nargs="*", default=[], help="key=value overrides for every preset")
-    ap.add_argument("--tag", default="", help="suffix of the run folders (for --set variants)")
+    ap.add_argument("--tag", default="", help="run folders PRESET-TAG (for --set variants)")
     ap.add_argument("--minutes", type=float, default=30.0, help="training minutes per preset")
     ap.add_argument("--steps", type=int, default=0, help="a step budget instead (0: none)")
     ap.add_argument("--samples", type=int, default=5)
@@ -104,7 +104,8 @@ def main() -> None:
     data = ensure_data(args.out, args.limit, args.clip_seconds)
     rows = []
     for preset in args.presets:
-        run = args.out / (preset + args.tag)
+        name = f"{preset}-{args.tag}" if args.tag else preset
+        run = args.out / name
         t = train_run(preset, data, run, args, args.set)
         _, ev = evaluate_split(run, "valid", progress=False)
         diag = {
@@ -112,8 +113,8 @@ def main() -> None:
             "silence, concat": diagnostics(run, args, join="concat"),
             "training clip, ola": diagnostics(run, args, from_training=True),
         }
-        rows.append((preset + args.tag, t, ev, diag))
-        print(f"{preset}{args.tag}: {t['steps']} steps, learned={ev['learned']}", flush=True)
+        rows.append((name, t, ev, diag))
+        print(f"{name}: {t['steps']} steps, learned={ev['learned']}", flush=True)
 
     print("\n| run | steps | valid loss | mean-frame baseline | repeat-last baseline | learned |")
     print("|---|---:|---:|---:|---:|---|")

@@ -38,7 +38,7 @@ import torch
 
 from tunelab import frame_ops as ops
 from tunelab.atomic import write_json
-from tunelab.data.audio.encode import from_int16
+from tunelab.data.audio.encode import frame_dim, from_int16
 from tunelab.data.dataset import PieceWindows, piece_windows
 
 NO_LABEL = "(none)"
@@ -100,7 +100,7 @@ class Kind:
         self.form, self.size, self.hop = fr["form"], int(fr["size"]), int(fr["hop"])
         self.loss_name, self.stft_sizes, self.wave_l1 = fr["loss"], fr["stft_sizes"], fr["wave_l1"]
         self.sample_rate = int(meta["sample_rate"])
-        self.vocab_size = len(ops.cut(torch.zeros(self.size), self.size, self.hop, self.form)[0])
+        self.vocab_size = frame_dim(self.size, self.form)  # features per frame
         names = meta.get("label_names")
         self.label_names: list[str] = list(
             sorted(meta.get("labels") or {}) if names is None else names
