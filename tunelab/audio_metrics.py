@@ -328,8 +328,8 @@ def audit_audio(
     """One dict per stream: ``seconds``, ``rms_dbfs`` (whole stream), ``last_second_dbfs``,
     ``silence_fraction``, ``silent_from_seconds``, ``spectral_flatness``; with an index the
     ``copy_audit`` keys; with n > 1 streams ``max_similarity``, ``most_similar`` (index of the
-    most similar other stream) and ``min_distance``; and ``flags``: sorted subset of silent / noise / copied / identical /
-    training_primer (thresholds at the top of the module)."""
+    most similar other stream) and ``min_distance``; and ``flags``: sorted subset of silent /
+    noise / copied / identical / training_primer (thresholds at the top of the module)."""
     xs = [_f64(s) for s in streams]
     sim = sameness(xs, sr) if len(xs) > 1 else None
     dist = distances(xs) if len(xs) > 1 else None

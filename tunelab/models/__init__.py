@@ -4,7 +4,8 @@ Every model: ``forward(x, label=None)`` for training (causal: position t predict
 ``init_state(n, device, label=None) -> state`` and ``step(x, state) -> (out, state)`` for
 incremental generation, equal to forward step by step, and ``receptive_field`` (inputs an
 output can see; None when unbounded). Each row names the kind of data the family takes
-(a module in ``tunelab.kinds``): ``tokens`` (MIDI), ``mulaw`` (8-bit audio samples), ``frames`` (float audio frames).
+(a module in ``tunelab.kinds``): ``tokens`` (MIDI), ``mulaw`` (8-bit audio samples),
+``frames`` (float audio frames).
 """
 
 from __future__ import annotations

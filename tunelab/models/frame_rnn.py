@@ -109,7 +109,8 @@ class FrameRNN(nn.Module):
         """Zero recurrent state for ``batch_size`` streams (what forward() starts from), with
         the streams' labels (LongTensor[B]) when the model is conditioned."""
         p = self.out.weight
-        z = lambda: torch.zeros(batch_size, self.hidden, device=device or p.device, dtype=p.dtype)  # noqa: E731
+        shape, dev = (batch_size, self.hidden), device or p.device
+        z = lambda: torch.zeros(shape, device=dev, dtype=p.dtype)  # noqa: E731
         rnn = [(z(), z()) if self.cell == "lstm" else z() for _ in self.rnns]
         return {"rnn": rnn, "label": label}
 
