@@ -245,10 +245,16 @@ def test_start_from_a_training_clip_is_flagged_and_a_file_primer_recorded(frame_
     from tunelab.generate import generate
 
     data, run = frame_run
-    (w,) = generate(run, seconds=0.5, from_training=True, out=tmp_path / "t", progress=False)
-    side = json.loads(w.with_name(w.name + ".json").read_text())
-    assert side["settings"]["primer"]["source"] == "training"
-    assert "training_primer" in side["flags"]
+    ws = generate(run, n=2, seconds=0.5, from_training=True, out=tmp_path / "t", progress=False)
+    sides = [json.loads(w.with_name(w.name + ".json").read_text()) for w in ws]
+    for side in sides:
+        assert side["settings"]["primer"]["source"] == "training"
+        assert "training_primer" in side["flags"]
+    # each stream draws its own clip from its seed: recorded, and the same on a rerun
+    assert sides[0]["training_start"] != sides[1]["training_start"]
+    again = generate(run, seconds=0.5, from_training=True, out=tmp_path / "u", progress=False)
+    side = json.loads(again[0].with_name(again[0].name + ".json").read_text())
+    assert side["training_start"] == sides[0]["training_start"]
     fresh = tmp_path / "fresh.wav"
     write_wav(fresh, _tune(np.random.default_rng(9), 1, 330.0), SR)
     (w,) = generate(run, seconds=0.5, primer=fresh, out=tmp_path / "f", progress=False)

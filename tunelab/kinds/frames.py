@@ -75,6 +75,7 @@ class Plan:
     labels: list[int | None]
     settings: dict
     primer_info: dict
+    training: object = None  # --from-training: the split each stream draws its start clip from
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Clip:
     audio: np.ndarray  # float32 [N]
     label: str | None
     frames: np.ndarray | None = None  # float32 [K, frame_size], before the join
+    start: dict | None = None  # the training clip this stream started from
 
 
 class Kind:
@@ -321,7 +323,7 @@ class Kind:
                 )
         samples = max(1, round((seconds or 4.0) * self.sample_rate))
         k = 1 if samples <= self.size else -(-(samples - self.size) // self.hop) + 1
-        audio, info = None, {"source": "silence", "noise_rms": NOISE_RMS}
+        audio, info, split = None, {"source": "silence", "noise_rms": NOISE_RMS}, None
         if primer:
             from tunelab.data.audio.decode import normalize_loudness, remove_dc
 
@@ -330,7 +332,12 @@ class Kind:
             audio, _ = normalize_loudness(remove_dc(self._read_float(primer)), target)
             info = {"source": "file", "file": Path(primer).name, "from_training": None}
         elif training_clip:
-            audio, info = self._training_clip(training_clip)
+            from tunelab.data.store import load_datadir
+
+            split = load_datadir(training_clip).reference_splits()[0]
+            if not any(p["length"] >= TRAINING_CLIP_S * self.sample_rate for p in split.pieces):
+                raise ValueError(f"{training_clip}: no training piece of {TRAINING_CLIP_S} s")
+            info = {"source": "training", "seconds": TRAINING_CLIP_S, "from_training": True}
         if audio is not None:
             info["seconds"] = len(audio) / self.sample_rate
             if len(audio) < self.size:
@@ -338,19 +345,20 @@ class Kind:
         settings = {"seconds": samples / self.sample_rate, "samples": samples, "join": join}
         settings |= {"sample_rate": self.sample_rate, "frames": k}
         labels = [] if label is None else [self.label_id(label)]
-        return Plan(samples, k, audio, labels, settings, info)
+        return Plan(samples, k, audio, labels, settings, info, split)
 
-    def _training_clip(self, data_dir) -> tuple[np.ndarray, dict]:
-        """The first TRAINING_CLIP_S seconds of the longest training piece, and its record."""
-        from tunelab.data.store import load_datadir
-
-        split = load_datadir(data_dir).reference_splits()[0]
-        if not len(split):
-            raise ValueError(f"{data_dir}: no training audio to start from")
-        i = int(np.argmax([p["length"] for p in split.pieces]))
-        clip = from_int16(np.asarray(split.piece(i)[: int(TRAINING_CLIP_S * self.sample_rate)]))
-        source = split.pieces[i].get("source")
-        return clip, {"source": "training", "piece": i, "from": source, "from_training": True}
+    def _training_clip(self, split, seed: int) -> tuple[np.ndarray, dict]:
+        """TRAINING_CLIP_S seconds from a training piece, drawn by ``seed`` uniformly over
+        every start that fits, and where it came from."""
+        n = int(TRAINING_CLIP_S * self.sample_rate)
+        fits = np.array([max(0, p["length"] - n + 1) for p in split.pieces], np.float64)
+        rng = np.random.default_rng([seed, 0x57A7])
+        i = int(rng.choice(len(fits), p=fits / fits.sum()))
+        at = int(rng.integers(0, fits[i]))
+        clip = from_int16(np.asarray(split.piece(i)[at : at + n]))
+        where = {"piece": i, "from": split.pieces[i].get("source")}
+        where["offset_seconds"] = at / self.sample_rate
+        return clip, where
 
     def sample(
         self, model, plan: Plan, n, seed, sampling, device, progress, timing,
@@ -364,10 +372,15 @@ class Kind:
         ]  # fmt: skip
         label = None if ids[0] is None else torch.tensor(ids, device=device)
         start = np.zeros(self.size, np.float32) if plan.primer is None else plan.primer
-        # every stream starts from its own noise (on the silence or on the primer)
-        noise = [np.random.default_rng(piece_seed(seed, i)).normal(0, NOISE_RMS, len(start))
-                 for i in range(n)]  # fmt: skip
-        ctx = self.features(np.stack([start + z for z in noise]).astype(np.float32)).to(device)
+        starts, where = [start] * n, [None] * n
+        if plan.training is not None:  # each stream its own training clip
+            drawn = [self._training_clip(plan.training, piece_seed(seed, i)) for i in range(n)]
+            starts, where = [c for c, _ in drawn], [w for _, w in drawn]
+        # every stream starts from its own noise (on the silence, the primer or the clip)
+        rngs = [np.random.default_rng(piece_seed(seed, i)) for i in range(n)]
+        noise = [r.normal(0, NOISE_RMS, len(x)) for r, x in zip(rngs, starts, strict=True)]
+        ctx = np.stack([x + z for x, z in zip(starts, noise, strict=True)]).astype(np.float32)
+        ctx = self.features(ctx).to(device)
         t0 = time.perf_counter()
         out = torch.zeros(n, plan.frames, self.vocab_size, device=device)
         bar = None
@@ -399,13 +412,14 @@ class Kind:
             bar.close()
         if timing is not None:
             timing.update(prefix_s=0.0, sample_s=time.perf_counter() - t0, tokens=plan.samples)
-        return self._clips(out, plan, ids)
+        return self._clips(out, plan, ids, where)
 
-    def _clips(self, f: torch.Tensor, plan: Plan, ids) -> list[Clip]:
+    def _clips(self, f: torch.Tensor, plan: Plan, ids, where=None) -> list[Clip]:
         frames = self.time_frames(f.float().cpu())
         audio = ops.join(frames, self.hop, plan.settings["join"])[:, : plan.samples].numpy()
         names = [None if i is None else self.label_names[i] for i in ids]
-        return [Clip(audio[i], names[i], frames[i].numpy()) for i in range(len(f))]
+        where = where or [None] * len(f)
+        return [Clip(audio[i], names[i], frames[i].numpy(), where[i]) for i in range(len(f))]
 
     def reference(self, data_dir):
         """The training audio's copy index (at most REFERENCE_MINUTES), or (None, reason)."""
@@ -477,7 +491,8 @@ class Kind:
 
     def describe(self, clip: Clip) -> dict:
         n = len(clip.audio)
-        return {"duration_seconds": n / self.sample_rate, "samples": n, "label": clip.label}
+        out = {"duration_seconds": n / self.sample_rate, "samples": n, "label": clip.label}
+        return out | ({"training_start": clip.start} if clip.start else {})
 
     def _write_wav(self, audio: np.ndarray, path: Path) -> None:
         from tunelab.synth import write_wav  # atomic
