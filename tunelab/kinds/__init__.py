@@ -19,11 +19,8 @@ import torch
 from torch.nn import functional as F
 
 IGNORE = -100  # target value that is not scored (cross_entropy's ignore_index)
-DATA_KIND = {
-    "tokens": "midi",
-    "mulaw": "audio",
-    "frames": "audio",
-}  # kind -> meta.json "kind" it reads
+# kind -> the meta.json "kind" it reads
+DATA_KIND = {"tokens": "midi", "mulaw": "audio", "frames": "audio"}
 
 
 def kind_for(model_cfg: Any, meta: dict, where: str = "the data"):

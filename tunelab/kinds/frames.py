@@ -15,14 +15,15 @@ absolute waveform error, on the overlap-added waveforms of prediction and target
 
 ``evaluate --split``: a frame model is not a likelihood model, so the file holds its loss on
 every piece of the split, whole (frames 1.. predicted from the true frames before them), as
-``loss`` (per feature for mse, per frame for stft) and ``mse``, next to two trivial
+``loss`` (per feature for mse; for stft each piece's loss, weighted by its frames) and
+``mse``, next to two trivial
 baselines on the same targets: the mean frame (0 in normalised units) and the last frame
 repeated. ``learned`` is true only when the model's loss beats both. ``nll_per_token`` is
 null; ``tokens`` counts the predicted frames.
 
 Generation: the model runs on its own output frame after frame, from silence plus a little
 noise (NOISE_RMS, from the stream's seed), a user's file (``--primer``) or a training clip
-(``--from-training``, flagged ``training_primer``); frames are joined by Hann overlap-add
+(``--from-training``: each stream its own, drawn by its seed; flagged ``training_primer``); frames are joined by Hann overlap-add
 (``--join concat``: end to end). Audits: ``tunelab.audio_metrics``, plus the mean-frame test.
 """
 
