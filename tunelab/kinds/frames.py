@@ -23,8 +23,8 @@ null; ``tokens`` counts the predicted frames.
 
 Generation: the model runs on its own output frame after frame, from silence plus a little
 noise (NOISE_RMS, from the stream's seed), a user's file (``--primer``) or a training clip
-(``--from-training``: each stream its own, drawn by its seed; flagged ``training_primer``); frames are joined by Hann overlap-add
-(``--join concat``: end to end). Audits: ``tunelab.audio_metrics``, plus the mean-frame test.
+(``--from-training``: each stream its own, drawn by its seed; flagged ``training_primer``);
+frames are joined by Hann overlap-add (``--join concat``: end to end). Audits: ``tunelab.audio_metrics``, plus the mean-frame test.
 """
 
 from __future__ import annotations
