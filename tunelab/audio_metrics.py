@@ -19,8 +19,17 @@ no file decoding), so audits stay cheap.
                  (global norms: 1 for the same audio, 1/sqrt(1 + N/S) for the same plus noise at
                  noise-to-signal N/S, about the shared fraction of energy for partial overlaps).
 
-Flags (named thresholds below; see ``audit_audio``): ``silent``, ``noise``, ``copied``,
-``identical`` (and ``training_primer``, passed in by the caller).
+* Tail level     t = 20 log10(rms(last TAIL_S seconds of x as written to 16-bit PCM)) dBFS: the
+                 plain measurement a listener (or a check) makes of a WAV that died out.
+* Distance       d(a, b) = ||a - b|| / sqrt((||a||^2 + ||b||^2) / 2) over the common length
+                 (0 for the same audio, sqrt(2) for unrelated signals of equal level).
+* Mean frame     (frame models) the median over generated time frames f_k of the cosine
+                 <f_k, m> / (||f_k|| ||m||) with the training split's mean frame m, and the
+                 output's RMS level relative to the training audio's (dB).
+
+Flags (named thresholds below; see ``audit_audio``): ``silent`` (exactly: the tail level is
+below SILENCE_DB), ``noise``, ``copied``, ``identical`` (and ``training_primer``, passed in by
+the caller); ``mean_frame`` from ``mean_frame_dominance`` for frame models.
 """
 
 from __future__ import annotations
@@ -39,12 +48,13 @@ COARSE_SR = 4000  # coarse copy search rate (Hz)
 COPY_CANDIDATES = 3  # training blocks refined at full rate per window
 
 # Flag thresholds.
-SILENT_FRACTION = 0.9  # silent: this share of frames below SILENCE_DB, or silent for good
-#                        from the first half on
 NOISE_FLATNESS = 0.3  # noise: mean spectral flatness at least this (white noise ~0.56)
 COPY_NCC = 0.9  # a window is copied when its best ncc with training reaches this...
 COPY_MIN_SECONDS = 1.0  # ...and copied: the copied windows cover at least this many seconds
 IDENTICAL_SIMILARITY = 0.9  # identical: sameness with another stream at least this
+TAIL_S = 1.0  # silent: the RMS of the last TAIL_S seconds of the written WAV below SILENCE_DB
+MEAN_FRAME_COSINE = 0.9  # mean_frame: median cosine of generated frames with the mean frame
+ENVELOPE_S = 0.5  # the RMS envelope recorded in frame models' audits (seconds per value)
 
 
 def _f64(x) -> np.ndarray:
@@ -242,6 +252,52 @@ class TrainingAudio:
         return float(ncc[k]), p, a + k
 
 
+def as_written(x) -> np.ndarray:
+    """float64: x as a 16-bit PCM WAV of ``tunelab.synth.write_wav`` reads back: float32,
+    clipped to [-1, 1]; libsndfile stores floor(32768 x) (measured; the tests compare with a
+    written file), reading divides by 32768."""
+    x32 = np.clip(np.asarray(x, np.float32).ravel(), -1.0, 1.0).astype(np.float64)
+    return np.clip(np.floor(x32 * 32768.0), -32768, 32767) / 32768.0
+
+
+def tail_dbfs(x, sr: int, seconds: float = TAIL_S) -> float:
+    """dBFS of the RMS of the last ``seconds`` of x as written (all of x when shorter; -200
+    for empty audio)."""
+    x = as_written(x)[-max(1, int(round(seconds * sr))) :]
+    return float(_db(np.sqrt(np.mean(x * x)) if len(x) else 0.0))
+
+
+def distances(streams) -> np.ndarray:
+    """float64[n, n]: d(a, b) of the module docstring for every pair (0 on the diagonal)."""
+    xs = [_f64(s) for s in streams]
+    n = len(xs)
+    d = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            m = min(len(xs[i]), len(xs[j]))
+            a, b = xs[i][:m], xs[j][:m]
+            scale = np.sqrt(max((a @ a + b @ b) / 2, 1e-20))
+            d[i, j] = d[j, i] = float(np.sqrt(np.sum((a - b) ** 2)) / scale) if m else 0.0
+    return d
+
+
+def mean_frame_dominance(frames, mean_frame, x, data_rms: float) -> dict:
+    """``mean_frame_cosine``: median over the time frames [K, S] (all-zero frames skipped, 0.0
+    when none is left) of their cosine with ``mean_frame`` [S]; ``energy_vs_data_db``: the RMS
+    level of the audio x relative to ``data_rms`` (the training audio's RMS)."""
+    fr = np.asarray(frames, np.float64).reshape(-1, len(mean_frame))
+    m = np.asarray(mean_frame, np.float64)
+    norms = np.linalg.norm(fr, axis=1) * max(np.linalg.norm(m), 1e-20)
+    live = norms > 0
+    cos = float(np.median(fr[live] @ m / norms[live])) if live.any() else 0.0
+    x = _f64(x)
+    level = np.sqrt(np.mean(x * x)) if len(x) else 0.0
+    return {
+        "mean_frame_cosine": cos,
+        "energy_vs_data_db": float(_db(level) - _db(max(data_rms, 1e-10))),
+    }
+
+
 def sameness(streams, sr: int) -> np.ndarray:
     """float64[n, n]: s(a, b) of the module docstring for every pair (1 on the diagonal).
     Streams with no frame above SILENCE_DB match only each other (s = 1) and nothing else."""
@@ -269,18 +325,20 @@ def sameness(streams, sr: int) -> np.ndarray:
 def audit_audio(
     streams, sr: int, index: TrainingAudio | None = None, primer_from_training: bool = False
 ) -> list[dict]:
-    """One dict per stream: ``seconds``, ``rms_dbfs`` (whole stream), ``silence_fraction``,
-    ``silent_from_seconds``, ``spectral_flatness``; with an index the ``copy_audit`` keys; with
-    n > 1 streams ``max_similarity`` and ``most_similar`` (index of the most similar other
-    stream); and ``flags``: sorted subset of silent / noise / copied / identical /
-    training_primer (thresholds at the top of the module)."""
+    """One dict per stream: ``seconds``, ``rms_dbfs`` (whole stream), ``last_second_dbfs``,
+    ``silence_fraction``, ``silent_from_seconds``, ``spectral_flatness``; with an index the
+    ``copy_audit`` keys; with n > 1 streams ``max_similarity``, ``most_similar`` (index of the
+    most similar other stream) and ``min_distance``; and ``flags``: sorted subset of silent /
+    noise / copied / identical / training_primer (thresholds at the top of the module)."""
     xs = [_f64(s) for s in streams]
     sim = sameness(xs, sr) if len(xs) > 1 else None
+    dist = distances(xs) if len(xs) > 1 else None
     audits = []
     for i, x in enumerate(xs):
         a = {
             "seconds": len(x) / sr,
             "rms_dbfs": float(_db(np.sqrt(np.mean(x * x)) if len(x) else 0.0)),
+            "last_second_dbfs": tail_dbfs(x, sr),
         }
         a |= silence(x, sr)
         a["spectral_flatness"] = spectral_flatness(x, sr)
@@ -290,11 +348,10 @@ def audit_audio(
             others = np.where(np.arange(len(xs)) == i, -np.inf, sim[i])
             j = int(np.argmax(others))
             a["max_similarity"], a["most_similar"] = float(sim[i, j]), j
+            a["min_distance"] = float(np.min(np.where(np.arange(len(xs)) == i, np.inf, dist[i])))
         flags = set()
-        half = a["seconds"] / 2
-        if a["silence_fraction"] >= SILENT_FRACTION or (
-            a["silent_from_seconds"] is not None and a["silent_from_seconds"] <= half
-        ):
+        # exactly what a plain measurement of the written WAV finds: it ends in silence
+        if a["last_second_dbfs"] < SILENCE_DB:
             flags.add("silent")
         if a["spectral_flatness"] >= NOISE_FLATNESS:
             flags.add("noise")
@@ -311,6 +368,7 @@ def audit_audio(
 
 def thresholds() -> dict:
     """The flag thresholds (and the settings they depend on), recorded in every audit file."""
-    names = ("SILENCE_DB", "SILENT_TAIL_S", "SILENT_FRACTION", "NOISE_FLATNESS", "COPY_NCC")
+    names = ("SILENCE_DB", "SILENT_TAIL_S", "NOISE_FLATNESS", "COPY_NCC")
     names += ("COPY_MIN_SECONDS", "COPY_WINDOW_S", "COPY_HOP_S", "IDENTICAL_SIMILARITY")
+    names += ("TAIL_S", "MEAN_FRAME_COSINE")
     return {k: globals()[k] for k in names}

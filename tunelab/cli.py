@@ -282,6 +282,12 @@ def generate(
     save_every: float = typer.Option(
         None, help="Audio runs: rewrite each WAV every this many seconds of generated audio."
     ),
+    join: str = typer.Option(
+        None, help="Frame runs: ola (Hann overlap-add, the default) or concat (frames end to end)."
+    ),
+    from_training: bool = typer.Option(
+        False, help="Frame runs: start from a training clip (flagged training_primer)."
+    ),
     checkpoint: str = typer.Option("best", help="best, last, or a milestone name / .pt path."),
     device: str = typer.Option("cpu", help="cpu, cuda, or auto."),
     wav: bool = typer.Option(True, help="Also render a WAV preview with the SoundFont synth."),
@@ -319,6 +325,8 @@ def generate(
             timing=timing,
             label=label,
             save_every=save_every,
+            join=join,
+            from_training=from_training,
         )
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
@@ -400,7 +408,17 @@ def evaluate(
                 extra = f", {r['bits_per_sample']:.4f} bits/sample"
                 base = r.get("baseline_histogram_bits_per_sample")
                 extra += f" (histogram baseline {base:.4f})" if base else ""
-            typer.echo(f"{split}: {r['nll_per_token']:.4f} nats/token{extra}")
+            if "learned" in r:  # a frame run: loss beside its trivial baselines
+                typer.echo(
+                    f"{split}: {r['loss_name']} loss {r['loss']:.4f} per "
+                    f"{'feature' if r['loss_name'] == 'mse' else 'frame'}; baselines: mean "
+                    f"frame {r['baseline_mean_frame_loss']:.4f}, repeat last frame "
+                    f"{r['baseline_repeat_last_frame_loss']:.4f}"
+                )
+                if not r["learned"]:
+                    typer.echo("NOT LEARNED: the model does not beat both trivial baselines")
+            else:
+                typer.echo(f"{split}: {r['nll_per_token']:.4f} nats/token{extra}")
     except (CheckpointError, DataDirError, ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
     typer.echo(str(path))

@@ -231,6 +231,15 @@ class ModelConfig:
     srnn_sample_hidden: int = 512  # width of the sample-level MLP
     srnn_sample_layers: int = 2  # hidden layers of that MLP between its input and output
     srnn_warmup_frames: int = 16  # unscored frames at the head of each training window
+    # frame_rnn (GRUV): dense (embed_dim) -> `layers` GRU/LSTM layers (cell, hidden, dropout,
+    # skip: every layer feeds the output dense) -> dense, over frames of normalised audio
+    frame_size: int = 1024  # samples per frame
+    frame_hop: int = 0  # samples between frame starts (0: frame_size // 2, 50% overlap)
+    frame_form: typing.Literal["time", "fft"] = "time"  # raw samples or rfft real/imag
+    frame_loss: typing.Literal["mse", "stft"] = "mse"  # stft: multi-resolution STFT + L1 wave
+    stft_sizes: list[int] = dataclasses.field(default_factory=lambda: [256, 512, 1024])
+    wave_l1: float = 1.0  # weight of the L1 waveform term of the stft loss
+    frame_labels: bool = False  # condition on the data's labels (an embedding added to input)
 
 
 @dataclasses.dataclass

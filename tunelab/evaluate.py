@@ -8,7 +8,10 @@ generated (``tunelab.scoring.piece_nll``), with the accounting of the run's kind
   included; BOS is never predicted); ``nll_per_step`` = the same sum over targets that are
   neither BOS nor EOS, divided by ``steps``, the number of quantized grid steps;
 * mu-law audio: ``nll_per_token`` and ``bits_per_sample`` = nats / ln 2 over every sample of
-  every piece (the first predicted from silence, as generation starts), and ``samples``.
+  every piece (the first predicted from silence, as generation starts), and ``samples``;
+* audio frames (not a likelihood model): the run's ``loss`` and ``mse`` over every frame of
+  every piece after its first, beside the mean-frame and repeat-last-frame baselines and
+  ``learned`` (beats both); ``nll_per_token`` is null (``tunelab.kinds.frames``).
 
 The same file holds a baseline with the same accounting under names containing ``baseline``
 (an interpolated Kneser-Ney n-gram for tokens, the training split's class histogram for audio).
@@ -127,6 +130,7 @@ def audit_samples(
                 "training_primer",
                 "invalid",
             )
+            + ("mean_frame",) * (kind.name == "frames")
         },
         "set_metrics": summary,
         "files": entries,

@@ -44,10 +44,13 @@ def generate(
     timing: dict | None = None,
     label: str | None = None,
     save_every: float | None = None,
+    join: str | None = None,
+    from_training: bool = False,
 ) -> list[Path]:
     """Generate ``n`` pieces; write them with sidecars. Returns the main files' paths
     (MIDI for token runs, WAV for audio runs). ``seconds`` None: the kind's default length. ``timing`` (optional) receives the sampling
-    loop's figures; ``save_every`` (audio) writes a partial WAV every that many seconds."""
+    loop's figures; ``save_every`` (audio) writes a partial WAV every that many seconds.
+    Frame runs: ``join`` (ola or concat) and ``from_training`` (start from a training clip)."""
     from tunelab.checkpoint import load_run
     from tunelab.kinds import kind_for
 
@@ -63,7 +66,12 @@ def generate(
         raise ValueError("--save-every must be a positive number of seconds")
     run = load_run(run_dir, which, device=device)
     kind = kind_for(run.config["model"], run.meta, str(run_dir))
-    plan = kind.plan(seconds, steps, primer, label, sampling)
+    extra = {"join": join} if join else {}
+    if from_training:
+        extra["training_clip"] = run.config.get("data")
+    if extra and kind.name != "frames":
+        raise ValueError("--join and --from-training apply to frame runs only")
+    plan = kind.plan(seconds, steps, primer, label, sampling, **extra)
     out_dir = Path(out) if out else Path(run_dir) / "samples"
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file, not a folder")

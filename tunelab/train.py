@@ -407,7 +407,7 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     torch.manual_seed(cfg.seed + d.rank)
     random.seed(cfg.seed + d.rank)
     np.random.seed((cfg.seed + d.rank) % 2**32)
-    tr = _Trainer(cfg, d, model, data.meta)
+    tr = _Trainer(cfg, d, model, kind.meta)  # the data's meta, plus what the kind derived
     pr = tr.progress
 
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"

@@ -7,6 +7,7 @@ accounting and its baseline, and how a finished piece is sampled, written and au
 
 - ``tokens``: MIDI tokens (``tunelab.kinds.tokens``)
 - ``mulaw``: 8-bit mu-law audio samples (``tunelab.kinds.mulaw``)
+- ``frames``: float audio frames, time or FFT form (``tunelab.kinds.frames``)
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import torch
 from torch.nn import functional as F
 
 IGNORE = -100  # target value that is not scored (cross_entropy's ignore_index)
-DATA_KIND = {"tokens": "midi", "mulaw": "audio"}  # kind -> meta.json "kind" it reads
+# kind -> the meta.json "kind" it reads
+DATA_KIND = {"tokens": "midi", "mulaw": "audio", "frames": "audio"}
 
 
 def kind_for(model_cfg: Any, meta: dict, where: str = "the data"):
@@ -34,6 +36,8 @@ def kind_for(model_cfg: Any, meta: dict, where: str = "the data"):
             f"prepare {want} data or choose a {have} preset"
         )
     module = importlib.import_module(f"tunelab.kinds.{name}")
+    if hasattr(module, "with_settings"):  # the model config chooses the data's form (frames)
+        meta = module.with_settings(meta, model_cfg)
     return module.Kind(meta)
 
 

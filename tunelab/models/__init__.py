@@ -8,7 +8,7 @@ output can see; None when unbounded). Families of kind ``mulaw`` also give
 ``models/wavenet_gen.py``); unbounded ones may give ``warmup`` (unscored context at the
 head of training windows) and ``forward_chunk(x, state)`` (exact scoring in chunks).
 Each row names the kind of data the family takes (a module in ``tunelab.kinds``):
-``tokens`` (MIDI), ``mulaw`` (8-bit audio samples).
+``tokens`` (MIDI), ``mulaw`` (8-bit audio samples), ``frames`` (float audio frames).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from torch import nn
 
+from tunelab.models.frame_rnn import FrameRNN
 from tunelab.models.samplernn import SampleRNN
 from tunelab.models.token_rnn import TokenRNN
 from tunelab.models.transformer import Transformer
@@ -35,6 +36,7 @@ MODELS: dict[str, Family] = {
     "transformer": Family(Transformer, "tokens"),
     "wavenet": Family(WaveNet, "mulaw"),
     "samplernn": Family(SampleRNN, "mulaw"),
+    "frame_rnn": Family(FrameRNN, "frames"),
 }
 
 

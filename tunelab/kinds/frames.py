@@ -1,0 +1,506 @@
+"""Float audio frames (the GRUV lineage): what the loop, the evaluator and ``generate`` need.
+
+Data: the int16 pieces of an audio data directory (as for ``mulaw``), cut into frames of
+``frame_size`` samples every ``frame_hop`` (default half a frame), in time or FFT form
+(``tunelab.frame_ops``). The model config chooses the form (``with_settings`` puts it in the
+kind's meta). Each feature is normalised by the mean and standard deviation of the training
+split's frames of that form, size and hop, computed once, cached beside the data
+(``frame-stats-FORM-SIZE-HOP.json``, written atomically) and kept in ``meta["frames"]
+["stats"]``, which the loop saves in every checkpoint: ``generate`` needs the run alone.
+
+Training windows: seq_len + 1 consecutive frames inside one piece, with its label; x holds
+frames 0..T-1 and y frames 1..T. Losses (``frame_loss``): ``mse`` per normalised feature (the
+original), or ``stft``: the multi-resolution STFT loss plus ``wave_l1`` times the mean
+absolute waveform error, on the overlap-added waveforms of prediction and target, per window.
+
+``evaluate --split``: a frame model is not a likelihood model, so the file holds its loss on
+every piece of the split, whole (frames 1.. predicted from the true frames before them), as
+``loss`` (per feature for mse; for stft each piece's loss, weighted by its frames) and
+``mse``, next to two trivial
+baselines on the same targets: the mean frame (0 in normalised units) and the last frame
+repeated. ``learned`` is true only when the model's loss beats both. ``nll_per_token`` is
+null; ``tokens`` counts the predicted frames.
+
+Generation: the model runs on its own output frame after frame, from silence plus a little
+noise (NOISE_RMS, from the stream's seed), a user's file (``--primer``) or a training clip
+(``--from-training``: each stream its own, drawn by its seed; flagged ``training_primer``);
+frames are joined by Hann overlap-add (``--join concat``: end to end). Audits: ``tunelab.audio_metrics``, plus the mean-frame test.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tunelab import frame_ops as ops
+from tunelab.atomic import write_json
+from tunelab.data.audio.encode import frame_dim, from_int16
+from tunelab.data.dataset import PieceWindows, piece_windows
+
+NO_LABEL = "(none)"
+NOISE_RMS = 1e-3  # the start: silence plus noise of this RMS (-60 dBFS)
+TRAINING_CLIP_S = 2.0  # --from-training: seconds of training audio that prime the model
+REFERENCE_MINUTES = 30.0  # at most this much training audio backs the copy audit
+PREVIEW_SECONDS = 1.0
+
+
+def with_settings(meta: dict, model_cfg) -> dict:
+    """A copy of the data's meta with ``frames``: the frame settings of the model config (and
+    the statistics already there when they were made for the same form, size and hop)."""
+    cfg = dict(model_cfg) if isinstance(model_cfg, dict) else vars(model_cfg)
+    size = int(cfg.get("frame_size", 1024))
+    hop = int(cfg.get("frame_hop", 0)) or size // 2
+    if not 0 < hop <= size:
+        raise ValueError(f"frame_hop must be in 1..frame_size ({size}), got {hop}")
+    have = meta.get("frames") or {}
+    key = {"form": cfg.get("frame_form", "time"), "size": size, "hop": hop}
+    same = all(have.get(k) == v for k, v in key.items())
+    loss = {"loss": cfg.get("frame_loss", "mse"), "stft_sizes": list(cfg.get("stft_sizes", []))}
+    loss["wave_l1"] = float(cfg.get("wave_l1", 1.0))
+    loss["conditioned"] = bool(cfg.get("frame_labels", False))
+    return {**meta, "frames": {**key, **loss, "stats": have.get("stats") if same else None}}
+
+
+@dataclass
+class Plan:
+    """One generate call, resolved."""
+
+    samples: int
+    frames: int  # frames to generate per stream
+    primer: np.ndarray | None  # float32 [P] audio the model reads first (None: silence)
+    labels: list[int | None]
+    settings: dict
+    primer_info: dict
+    training: object = None  # --from-training: the split each stream draws its start clip from
+
+
+@dataclass
+class Clip:
+    """A generated (or read) piece: float audio, its label and its time frames (if known)."""
+
+    audio: np.ndarray  # float32 [N]
+    label: str | None
+    frames: np.ndarray | None = None  # float32 [K, frame_size], before the join
+    start: dict | None = None  # the training clip this stream started from
+
+
+class Kind:
+    """Frames of one audio data directory, in the form ``meta["frames"]`` describes."""
+
+    name = "frames"
+    suffix = ".wav"
+
+    def __init__(self, meta: dict):
+        if not isinstance(meta.get("frames"), dict):
+            raise ValueError("meta has no frame settings (use tunelab.kinds.kind_for)")
+        self.meta = meta
+        fr = meta["frames"]
+        self.form, self.size, self.hop = fr["form"], int(fr["size"]), int(fr["hop"])
+        self.loss_name, self.stft_sizes, self.wave_l1 = fr["loss"], fr["stft_sizes"], fr["wave_l1"]
+        self.sample_rate = int(meta["sample_rate"])
+        self.vocab_size = frame_dim(self.size, self.form)  # features per frame
+        names = meta.get("label_names")
+        self.label_names: list[str] = list(
+            sorted(meta.get("labels") or {}) if names is None else names
+        )
+        # an unconditioned model sees no labels (and --label is refused)
+        self.n_labels = len(self.label_names) if fr.get("conditioned") else 0
+
+    @property
+    def sample_suffixes(self) -> tuple[str, ...]:
+        from tunelab.data.scan import AUDIO_EXTS
+
+        return tuple(AUDIO_EXTS)
+
+    def signature(self) -> dict:
+        frames = {k: self.meta["frames"][k] for k in ("form", "size", "hop")}
+        return {"sample_rate": self.sample_rate, "labels": self.label_names, "frames": frames}
+
+    def label_id(self, name: str | None) -> int | None:
+        if not self.n_labels:
+            return None
+        return self.label_names.index(NO_LABEL if name is None else name)
+
+    def _labels(self, split) -> np.ndarray | None:
+        if not self.n_labels:
+            return None
+        return np.array([self.label_id(p.get("label")) for p in split.pieces], np.int64)
+
+    # -- statistics ------------------------------------------------------------------
+    @property
+    def stats(self) -> dict:
+        s = self.meta["frames"]["stats"]
+        if s is None:
+            raise ValueError("frame statistics are missing (the run was never trained?)")
+        return s
+
+    def fit(self, split) -> None:
+        """Per-feature mean and std of the split's frames: from the cache beside the data,
+        else computed (float64, piece by piece) and cached."""
+        if self.meta["frames"]["stats"] is not None:
+            return
+        name = f"frame-stats-{self.form}-{self.size}-{self.hop}.json"
+        where = getattr(split.data, "filename", None)  # the split's .bin, in the data dir
+        cache = Path(where).parent / name if where else None
+        if cache is not None and cache.exists():
+            self.meta["frames"]["stats"] = json.loads(cache.read_text(encoding="utf-8"))
+            return
+        s1 = s2 = 0.0
+        n, energy, samples = 0, 0.0, 0
+        for piece in split:
+            x = torch.from_numpy(from_int16(np.asarray(piece))).double()
+            energy, samples = energy + float(x.square().sum()), samples + len(x)
+            for a in range(0, max(0, len(x) - self.size) + 1, 4096 * self.hop):  # bounded memory
+                f = ops.cut(x[a : a + 4095 * self.hop + self.size], self.size, self.hop, self.form)
+                s1, s2, n = s1 + f.sum(0), s2 + f.square().sum(0), n + len(f)
+        if n == 0:
+            raise ValueError(f"no piece holds a whole frame of {self.size} samples")
+        mean = s1 / n
+        std = (s2 / n - mean.square()).clamp(min=0).sqrt().clamp(min=1e-6)
+        stats = {"mean": mean.tolist(), "std": std.tolist(), "frames": n}
+        stats["rms"] = (energy / max(samples, 1)) ** 0.5
+        if cache is not None:
+            write_json(cache, stats)
+        self.meta["frames"]["stats"] = stats
+
+    def _norm(self, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        s = self.stats
+        return (
+            torch.tensor(s["mean"], dtype=torch.float32, device=device),
+            torch.tensor(s["std"], dtype=torch.float32, device=device),
+        )
+
+    def features(self, x) -> torch.Tensor:
+        """float audio [..., N] -> normalised features FloatTensor[..., K, D]."""
+        mean, std = self._norm()
+        return (
+            ops.cut(torch.as_tensor(x, dtype=torch.float32), self.size, self.hop, self.form) - mean
+        ) / std
+
+    def time_frames(self, f: torch.Tensor) -> torch.Tensor:
+        """Normalised features [..., K, D] -> time frames [..., K, frame_size]."""
+        mean, std = self._norm(f.device)
+        return ops.to_time(f * std + mean, self.size, self.form)
+
+    def waveform(self, f: torch.Tensor, join: str = "ola") -> torch.Tensor:
+        """Normalised features [B, K, D] -> audio [B, (K - 1) * hop + frame_size]."""
+        return ops.join(self.time_frames(f), self.hop, join)
+
+    # -- training -------------------------------------------------------------------
+    def train_batches(self, split, t, seed: int, rank: int, world: int, receptive_field):
+        self.fit(split)
+        length = ops.n_samples(t.seq_len + 1, self.size, self.hop)
+        sampler = PieceWindows(
+            split.data, split.pieces, length, t.batch_size, seed, rank, world, self._labels(split)
+        )
+
+        def batch(step: int):
+            w, labels = sampler.batch(step)
+            f = self.features(from_int16(w))
+            return f[:, :-1], f[:, 1:], None if labels is None else torch.from_numpy(labels)
+
+        return batch
+
+    def valid_batches(self, split, t, receptive_field) -> list[tuple]:
+        length = ops.n_samples(t.seq_len + 1, self.size, self.hop)
+        labels = self._labels(split)
+        wins = piece_windows(list(split), length, t.eval_batches * t.batch_size)
+        out = []
+        for a in range(0, len(wins), t.batch_size):
+            chunk = wins[a : a + t.batch_size]
+            f = self.features(from_int16(np.stack([w for _, w in chunk])))
+            lab = None if labels is None else torch.from_numpy(labels[[i for i, _ in chunk]])
+            out.append((f[:, :-1], f[:, 1:], lab))
+        return out
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum, count): squared error over features (mse), or the STFT + L1 loss per window."""
+        out, y = out.float(), y.float()
+        if self.loss_name == "mse":
+            return (out - y).square().sum(), torch.tensor(out.numel(), device=out.device)
+        a, b = self.waveform(out), self.waveform(y)
+        per = ops.stft_loss(a, b, self.stft_sizes) + self.wave_l1 * (a - b).abs().mean(dim=1)
+        return per.sum(), torch.tensor(len(per), device=out.device)
+
+    def valid_figures(self, loss: float) -> dict:
+        return {}
+
+    def preview(self, model, device) -> tuple[np.ndarray, int] | None:
+        """A second of audio from silence (label 0) for TensorBoard."""
+        plan = self.plan(PREVIEW_SECONDS, None, None, None, None)
+        plan.labels = [0] if self.n_labels else []
+        return self.sample(model, plan, 1, 0, None, device, False, None)[0].audio, self.sample_rate
+
+    # -- evaluation --------------------------------------------------------------------
+    def _scores(self, pred: torch.Tensor, y: torch.Tensor) -> tuple[float, float, int]:
+        """(loss sum, squared error sum, frames) of one piece's predictions [1, K, D]."""
+        if self.loss_name == "mse":
+            total = float((pred - y).square().sum())
+        else:  # per frame: the piece is one window
+            total = float(self.loss(pred, y)[0]) * y.shape[1]
+        return total, float((pred - y).square().sum()), y.shape[1]
+
+    @torch.no_grad()
+    def likelihood(self, model, split, device="cpu", progress: bool = False) -> dict:
+        """The model's loss on every piece whole, beside the mean-frame and last-frame
+        baselines on the same targets (module docstring)."""
+        labels = self._labels(split)
+        names = ("model", "baseline_mean_frame", "baseline_repeat_last_frame")
+        tot = {k: np.zeros(2) for k in names}
+        frames, pieces = 0, 0
+        it = range(len(split))
+        if progress:
+            from tqdm import tqdm
+
+            it = tqdm(it, desc="scoring", unit="piece")
+        for i in it:
+            f = self.features(from_int16(np.asarray(split.piece(i))))[None].to(device)
+            if f.shape[1] < 2:
+                continue
+            lab = None if labels is None else torch.tensor([int(labels[i])], device=device)
+            x, y = f[:, :-1], f[:, 1:]
+            for k, pred in zip(names, (model(x, lab).float(), torch.zeros_like(y), x), strict=True):
+                loss, se, n = self._scores(pred, y)
+                tot[k] += (loss, se)
+            frames, pieces = frames + n, pieces + 1
+        if not frames:
+            raise ValueError(f"no piece of the split holds two frames of {self.size} samples")
+        per = self.vocab_size if self.loss_name == "mse" else 1
+        out = {"loss_name": self.loss_name, "nll_per_token": None, "tokens": frames}
+        out |= {"frames": frames, "pieces": pieces}
+        for k in names:
+            pre = "" if k == "model" else k + "_"
+            out[pre + "loss"] = tot[k][0] / (frames * per)
+            out[pre + "mse"] = tot[k][1] / (frames * self.vocab_size)
+        out["learned"] = bool(
+            out["loss"] < out["baseline_mean_frame_loss"]
+            and out["loss"] < out["baseline_repeat_last_frame_loss"]
+        )
+        return out
+
+    def baseline(self, datadir, split: str) -> dict:
+        return {}  # the trivial baselines come with the model's figures (``likelihood``)
+
+    def check_data(self, data_meta: dict, where) -> None:
+        names = data_meta.get("label_names")
+        names = list(sorted(data_meta.get("labels") or {}) if names is None else names)
+        other = {"sample_rate": data_meta.get("sample_rate"), "labels": names}
+        mine = {"sample_rate": self.sample_rate, "labels": self.label_names}
+        if data_meta.get("kind") != "audio" or other != mine:
+            raise ValueError(f"{where}: data {other} differs from the run's {mine}")
+
+    # -- generation ------------------------------------------------------------------
+    def plan(
+        self, seconds, steps, primer, label, sampling, join: str = "ola", training_clip=None
+    ) -> Plan:
+        """``training_clip``: the run's data directory, to start from a training clip."""
+        if steps is not None:
+            raise ValueError("--steps counts MIDI grid steps; give audio lengths in --seconds")
+        if sampling is not None and (
+            sampling.top_k
+            or sampling.top_p < 1
+            or sampling.argmax_prob
+            or sampling.temperature != 1
+        ):
+            raise ValueError(
+                "frame models predict each frame outright: --temperature, --top-k, --top-p "
+                "and --argmax-prob do not apply"
+            )
+        if join not in ops.JOINS:
+            raise ValueError(f"--join must be one of {', '.join(ops.JOINS)}, not {join!r}")
+        if primer and training_clip:
+            raise ValueError("give either --primer or --from-training, not both")
+        if label is not None:
+            if not self.n_labels:
+                raise ValueError("--label: this run is not conditioned on labels")
+            if label not in self.label_names:
+                raise ValueError(
+                    f"--label {label!r} is unknown; known labels: {', '.join(self.label_names)}"
+                )
+        samples = max(1, round((seconds or 4.0) * self.sample_rate))
+        k = 1 if samples <= self.size else -(-(samples - self.size) // self.hop) + 1
+        audio, info, split = None, {"source": "silence", "noise_rms": NOISE_RMS}, None
+        if primer:
+            from tunelab.data.audio.decode import normalize_loudness, remove_dc
+
+            # conditioned like the training audio: DC removed, loudness at the data's target
+            target = float(self.meta.get("loudness_target_db") or -20.0)
+            audio, _ = normalize_loudness(remove_dc(self._read_float(primer)), target)
+            info = {"source": "file", "file": Path(primer).name, "from_training": None}
+        elif training_clip:
+            from tunelab.data.store import load_datadir
+
+            split = load_datadir(training_clip).reference_splits()[0]
+            if not any(p["length"] >= TRAINING_CLIP_S * self.sample_rate for p in split.pieces):
+                raise ValueError(f"{training_clip}: no training piece of {TRAINING_CLIP_S} s")
+            info = {"source": "training", "seconds": TRAINING_CLIP_S, "from_training": True}
+        if audio is not None:
+            info["seconds"] = len(audio) / self.sample_rate
+            if len(audio) < self.size:
+                raise ValueError(f"the primer is shorter than one frame ({self.size} samples)")
+        settings = {"seconds": samples / self.sample_rate, "samples": samples, "join": join}
+        settings |= {"sample_rate": self.sample_rate, "frames": k}
+        labels = [] if label is None else [self.label_id(label)]
+        return Plan(samples, k, audio, labels, settings, info, split)
+
+    def _training_clip(self, split, seed: int) -> tuple[np.ndarray, dict]:
+        """TRAINING_CLIP_S seconds from a training piece, drawn by ``seed`` uniformly over
+        every start that fits, and where it came from."""
+        n = int(TRAINING_CLIP_S * self.sample_rate)
+        fits = np.array([max(0, p["length"] - n + 1) for p in split.pieces], np.float64)
+        rng = np.random.default_rng([seed, 0x57A7])
+        i = int(rng.choice(len(fits), p=fits / fits.sum()))
+        at = int(rng.integers(0, fits[i]))
+        clip = from_int16(np.asarray(split.piece(i)[at : at + n]))
+        where = {"piece": i, "from": split.pieces[i].get("source")}
+        where["offset_seconds"] = at / self.sample_rate
+        return clip, where
+
+    def sample(
+        self, model, plan: Plan, n, seed, sampling, device, progress, timing,
+        save_every=None, partial=None,
+    ) -> list[Clip]:  # fmt: skip
+        """n streams of plan.frames frames; stream i depends only on (seed, i)."""
+        from tunelab.sampling import piece_seed
+
+        ids = plan.labels * n if plan.labels else [
+            i % self.n_labels if self.n_labels else None for i in range(n)
+        ]  # fmt: skip
+        label = None if ids[0] is None else torch.tensor(ids, device=device)
+        start = np.zeros(self.size, np.float32) if plan.primer is None else plan.primer
+        starts, where = [start] * n, [None] * n
+        if plan.training is not None:  # each stream its own training clip
+            drawn = [self._training_clip(plan.training, piece_seed(seed, i)) for i in range(n)]
+            starts, where = [c for c, _ in drawn], [w for _, w in drawn]
+        # every stream starts from its own noise (on the silence, the primer or the clip)
+        rngs = [np.random.default_rng(piece_seed(seed, i)) for i in range(n)]
+        noise = [r.normal(0, NOISE_RMS, len(x)) for r, x in zip(rngs, starts, strict=True)]
+        ctx = np.stack([x + z for x, z in zip(starts, noise, strict=True)]).astype(np.float32)
+        ctx = self.features(ctx).to(device)
+        t0 = time.perf_counter()
+        out = torch.zeros(n, plan.frames, self.vocab_size, device=device)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=plan.frames, unit="frame", desc="generating")
+        next_save = save_every
+        with torch.no_grad():
+            state = model.init_state(n, device, label)
+            for j in range(ctx.shape[1]):
+                y, state = model.step(ctx[:, j], state)
+            for j in range(plan.frames):
+                out[:, j] = y
+                y, state = model.step(y, state)
+                if bar is not None:
+                    bar.update(1)
+                done = ops.n_samples(j + 1, self.size, self.hop)
+                if (
+                    partial
+                    and save_every
+                    and j + 1 < plan.frames
+                    and done >= next_save * self.sample_rate
+                ):
+                    for i, c in enumerate(self._clips(out[:, : j + 1], plan, ids)):
+                        self._write_wav(c.audio, partial(i))
+                    next_save += save_every
+        if bar is not None:
+            bar.close()
+        if timing is not None:
+            timing.update(prefix_s=0.0, sample_s=time.perf_counter() - t0, tokens=plan.samples)
+        return self._clips(out, plan, ids, where)
+
+    def _clips(self, f: torch.Tensor, plan: Plan, ids, where=None) -> list[Clip]:
+        frames = self.time_frames(f.float().cpu())
+        audio = ops.join(frames, self.hop, plan.settings["join"])[:, : plan.samples].numpy()
+        names = [None if i is None else self.label_names[i] for i in ids]
+        where = where or [None] * len(f)
+        return [Clip(audio[i], names[i], frames[i].numpy(), where[i]) for i in range(len(f))]
+
+    def reference(self, data_dir):
+        """The training audio's copy index (at most REFERENCE_MINUTES), or (None, reason)."""
+        from tunelab.audio_metrics import TrainingAudio
+        from tunelab.data.store import DataDirError, load_datadir
+
+        if not data_dir:
+            return None, "no data directory recorded in the run"
+        try:
+            dd = load_datadir(data_dir)
+            self.check_data(dd.meta, dd.path)
+            splits = dd.reference_splits()
+        except (DataDirError, ValueError, OSError) as e:
+            return None, str(e)
+        budget = int(REFERENCE_MINUTES * 60 * self.sample_rate)
+        pieces = []
+        for sp in splits:
+            for p in sp:
+                take = np.asarray(p[: max(0, budget)])
+                budget -= len(take)
+                if len(take):
+                    pieces.append(from_int16(take))
+        if not pieces:
+            return None, f"{dd.path}: no training audio"
+        return TrainingAudio(pieces, self.sample_rate), f"training split of {dd.path}"
+
+    def primer_from_training(self, plan: Plan, index) -> dict | None:
+        from tunelab.audio_metrics import COPY_NCC
+
+        if plan.primer_info["source"] != "file" or index is None:
+            return None
+        a = index.copy_audit(plan.primer)
+        return {"from_training": bool(a["max_xcorr"] >= COPY_NCC), "audit": a}
+
+    def audit(self, clips, plan, index) -> list[dict]:
+        """The audio audits, the RMS envelope, and the mean-frame test on each clip's frames
+        (on frames cut from the audio for files read from disk)."""
+        from tunelab import audio_metrics as am
+
+        audits = am.audit_audio([c.audio for c in clips], self.sample_rate, index)
+        mean = self.time_frames(torch.zeros(1, self.vocab_size))[0].numpy()
+        for c, a in zip(clips, audits, strict=True):
+            fr = c.frames
+            if fr is None:
+                fr = ops.cut(torch.as_tensor(c.audio), self.size, self.hop).numpy()
+            a |= am.mean_frame_dominance(fr, mean, c.audio, self.stats["rms"])
+            env = am.rms_envelope(c.audio, self.sample_rate, am.ENVELOPE_S)
+            a["rms_envelope_dbfs"] = [round(float(v), 1) for v in env]
+            if a["mean_frame_cosine"] >= am.MEAN_FRAME_COSINE:
+                a["flags"] = sorted({*a["flags"], "mean_frame"})
+        return audits
+
+    def read(self, path: Path) -> Clip:
+        """Any audio file, decoded at the run's rate (ValueError if it cannot be read)."""
+        return Clip(self._read_float(path), None)
+
+    def _read_float(self, path) -> np.ndarray:
+        from tunelab.data.audio.decode import AudioError, decode
+
+        try:
+            return decode(path, self.sample_rate).audio
+        except (AudioError, ValueError) as e:
+            raise ValueError(f"{path}: cannot read audio ({e})") from e
+
+    def thresholds(self) -> dict:
+        from tunelab.audio_metrics import thresholds
+
+        return thresholds()
+
+    def describe(self, clip: Clip) -> dict:
+        n = len(clip.audio)
+        out = {"duration_seconds": n / self.sample_rate, "samples": n, "label": clip.label}
+        return out | ({"training_start": clip.start} if clip.start else {})
+
+    def _write_wav(self, audio: np.ndarray, path: Path) -> None:
+        from tunelab.synth import write_wav  # atomic
+
+        write_wav(path, audio, self.sample_rate)
+
+    def write(self, clip: Clip, path: Path, side: dict, wav: bool = True) -> list[Path]:
+        self._write_wav(clip.audio, path)
+        write_json(path.with_name(path.name + ".json"), side)
+        return [path]

@@ -1,0 +1,122 @@
+"""Frame RNN (the GRUV lineage): dense -> stacked GRU/LSTM -> dense over frames of audio.
+
+Each position sees one frame of F normalised features (time samples, or rfft real/imaginary
+parts; see ``tunelab.kinds.frames``) and predicts the next frame as F real numbers. One
+``nn.GRU``/``nn.LSTM`` module per layer, so every layer's output can reach the output dense
+(``skip``), as in the token RNN. Optional label conditioning: an embedding of the label added
+to the input dense's output at every position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+
+class FrameRNN(nn.Module):
+    """Next-frame regression.
+
+    Args:
+        n_features: features per frame F.
+        cell: "gru" or "lstm".
+        dense: width of the input dense layer D.
+        hidden: units per recurrent layer H.
+        layers: recurrent layers L.
+        dropout: dropout after the input dense and between layers (training only).
+        skip: the output dense reads every layer's output ([B, T, L*H]), else the last.
+        n_labels: number of labels to condition on (0: unconditioned).
+    """
+
+    receptive_field = None  # recurrent: every earlier frame can matter
+
+    def __init__(
+        self,
+        n_features: int,
+        cell: str = "gru",
+        dense: int = 256,
+        hidden: int = 256,
+        layers: int = 2,
+        dropout: float = 0.0,
+        skip: bool = True,
+        n_labels: int = 0,
+    ):
+        super().__init__()
+        if cell not in ("gru", "lstm"):
+            raise ValueError(f"cell must be 'gru' or 'lstm', got {cell!r}")
+        if layers < 1 or hidden < 1 or dense < 1:
+            raise ValueError("layers, hidden and embed_dim must be >= 1")
+        self.n_features, self.cell, self.hidden, self.skip = n_features, cell, hidden, skip
+        rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
+        self.inp = nn.Linear(n_features, dense)
+        self.label_embed = nn.Embedding(n_labels, dense) if n_labels else None
+        self.rnns = nn.ModuleList(
+            rnn_cls(dense if i == 0 else hidden, hidden, batch_first=True) for i in range(layers)
+        )
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden * layers if skip else hidden, n_features)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping, vocab_size: int, n_labels: int = 0) -> FrameRNN:
+        """``vocab_size``: the kind's features per frame; ``n_labels``: 0 unless the kind
+        conditions on labels (``frame_labels``)."""
+        return cls(
+            vocab_size,
+            cell=cfg.get("cell", "gru"),
+            dense=cfg.get("embed_dim", 256),
+            hidden=cfg.get("hidden", 256),
+            layers=cfg.get("layers", 2),
+            dropout=cfg.get("dropout", 0.0),
+            skip=cfg.get("skip", True),
+            n_labels=n_labels,
+        )
+
+    def _input(self, x: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
+        """x: [B, T, F] -> [B, T, D] (dense, tanh, plus the label embedding)."""
+        h = torch.tanh(self.inp(x))
+        if self.label_embed is not None:
+            if label is None:
+                raise ValueError("this model is conditioned on labels; pass label [B]")
+            h = h + self.label_embed(label)[:, None, :]
+        return self.drop(h)
+
+    def forward(
+        self, x: torch.Tensor, label: torch.Tensor | None = None, state: list | None = None
+    ) -> torch.Tensor:
+        """x: FloatTensor[B, T, F] -> FloatTensor[B, T, F]; position t predicts frame t+1.
+        ``state``: per layer h [B, H] (GRU) or (h, c) (LSTM) to start from (default zeros)."""
+        y, _ = self._run(self._input(x, label), state)
+        return y
+
+    def _run(self, h: torch.Tensor, state: list | None) -> tuple[torch.Tensor, list]:
+        outs, new = [], []
+        for i, rnn in enumerate(self.rnns):
+            h0 = None
+            if state is not None:
+                s = state[i]
+                h0 = (s[0][None], s[1][None]) if self.cell == "lstm" else s[None]
+            h, hn = rnn(h, h0)
+            new.append((hn[0][0], hn[1][0]) if self.cell == "lstm" else hn[0])
+            h = self.drop(h)
+            outs.append(h)
+        return self.out(torch.cat(outs, dim=-1) if self.skip else h), new
+
+    # -- generation ---------------------------------------------------------------
+    def init_state(
+        self, batch_size: int, device: torch.device | str | None = None, label=None
+    ) -> dict:
+        """Zero recurrent state for ``batch_size`` streams (what forward() starts from), with
+        the streams' labels (LongTensor[B]) when the model is conditioned."""
+        p = self.out.weight
+        shape, dev = (batch_size, self.hidden), device or p.device
+        z = lambda: torch.zeros(shape, device=dev, dtype=p.dtype)  # noqa: E731
+        rnn = [(z(), z()) if self.cell == "lstm" else z() for _ in self.rnns]
+        return {"rnn": rnn, "label": label}
+
+    def step(self, x: torch.Tensor, state: dict) -> tuple[torch.Tensor, dict]:
+        """One frame per stream. x: FloatTensor[B, F] -> (next frame FloatTensor[B, F], state).
+        Equal to forward() run frame by frame (call in eval mode: no dropout)."""
+        h = self._input(x[:, None, :], state["label"])
+        y, rnn = self._run(h, state["rnn"])
+        return y[:, 0], {"rnn": rnn, "label": state["label"]}
