@@ -43,6 +43,12 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _os_error(e: OSError, intact: str, out) -> str:
+    """One line for a failed write: the path, the system's reason, what was kept."""
+    where = e.filename or f"into {out}"
+    return f"cannot write {where}: {e.strerror or e}; {intact}"
+
+
 def _ratios(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in text.split(","))
@@ -148,6 +154,8 @@ def prepare(
             )
     except (DataDirError, FileNotFoundError) as e:
         _fail(str(e))
+    except OSError as e:  # disk full, read-only folder: the earlier data set is untouched
+        _fail(_os_error(e, "the earlier data directory, if any, is intact", out))
     raise typer.Exit(result)
 
 
@@ -213,6 +221,8 @@ def train(
         result = run_training(cfg)
     except (ConfigError, DataDirError, CheckpointError, FileNotFoundError) as e:
         _fail(str(e))
+    except OSError as e:  # disk full, read-only folder while writing logs or config
+        _fail(_os_error(e, "the checkpoints already written are intact", cfg.out))
     if result.status in ("nan", "interrupted"):
         _fail(result.message, 1)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports

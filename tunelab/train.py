@@ -25,6 +25,7 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
@@ -35,7 +36,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tunelab.checkpoint import export_safetensors, load_checkpoint, save_checkpoint
+from tunelab.checkpoint import (
+    CheckpointError,
+    export_safetensors,
+    load_checkpoint,
+    newest_readable,
+    remove_stale_temps,
+    save_checkpoint,
+)
 from tunelab.config import ConfigError, RunConfig, dump, to_dict
 from tunelab.curves import RunLog, plot_run
 from tunelab.data.dataset import prefetch
@@ -343,9 +351,22 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     pr = tr.progress
 
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
-    resumed = saved_last = last_path.exists()
+    # on CPU: RNG states must stay CPU tensors. A damaged last.pt falls back to the newest
+    # readable milestone or best; checkpoints that exist but are all damaged stop the run.
+    if d.main:
+        remove_stale_temps(run_dir / "checkpoints")
+    found = newest_readable(run_dir / "checkpoints")
+    resumed = found is not None
+    saved_last = resumed and found[0] == last_path
     if resumed:
-        ck = load_checkpoint(last_path)  # on CPU: RNG states must stay CPU tensors
+        from_path, ck, problems = found
+        if d.main and problems:
+            print(
+                "warning: " + "; ".join(problems) + f"\nresuming from {from_path} "
+                f"(step {ck.get('step')}) instead; the damaged file is replaced at the next save",
+                file=sys.stderr,
+                flush=True,
+            )
         _check_resume(ck, cfg, kind, run_dir)
         tr.restore(ck)
         pr = tr.progress
@@ -519,8 +540,12 @@ def _finish(cfg, files, run_dir, status, pr: Progress, msg) -> TrainResult:
     """Rank 0: plots, safetensors export of the best weights, close the logs."""
     if files is not None:
         best_path = run_dir / "checkpoints" / "best.pt"
-        if best_path.exists() and status != "nan":
-            ck = load_checkpoint(best_path)
+        try:
+            ck = load_checkpoint(best_path) if best_path.exists() and status != "nan" else None
+        except CheckpointError as e:  # the run itself is fine; only the export is skipped
+            print(f"warning: model.safetensors not written: {e}", file=sys.stderr, flush=True)
+            ck = None
+        if ck is not None:
             kind = kind_for(ck["config"]["model"], ck["meta"])
             export = build_model(ck["config"]["model"], kind.vocab_size, kind.n_labels)
             export.load_state_dict(ck.get("ema") or ck["model"])
