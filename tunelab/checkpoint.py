@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from tunelab.atomic import atomic_path
+from tunelab.bundle import BundleError, export_bundle, is_bundle, load_weights, read_bundle
 from tunelab.kinds import kind_for
 from tunelab.models import build_model
 
@@ -178,7 +179,10 @@ def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
 def load_run(
     run_dir: str | Path, which: str = "best", device: str | torch.device | None = None
 ) -> LoadedRun:
-    """Rebuild the model of a run from its checkpoint (EMA weights when the run kept them)."""
+    """Rebuild the model of a run from its checkpoint (EMA weights when the run kept them).
+    ``run_dir`` may also be a bundle file from ``tunelab export`` (``which`` is then moot)."""
+    if is_bundle(run_dir):
+        return _load_bundle(Path(run_dir), device)
     path = checkpoint_path(run_dir, which)
     ckpt = load_checkpoint(path)
     try:
@@ -191,6 +195,34 @@ def load_run(
     # Inference only: no autograd bookkeeping, and RNN step() keeps its cached fast weights.
     model.to(device or "cpu").eval().requires_grad_(False)
     return LoadedRun(model, config, meta, int(ckpt["step"]), path)
+
+
+def _load_bundle(path: Path, device) -> LoadedRun:
+    try:
+        header, blob = read_bundle(path)
+        config, meta = header["config"], header["meta"]
+        kind = kind_for(config["model"], meta, str(path))
+        model = build_model(config["model"], kind.vocab_size, kind.n_labels)
+        load_weights(model, blob, path)
+    except BundleError as e:
+        raise CheckpointError(str(e)) from e
+    except (KeyError, TypeError, ValueError) as e:
+        msg = f"{path}: not a usable tunelab bundle ({type(e).__name__}: {e})"
+        raise CheckpointError(msg) from e
+    model.to(device or "cpu").eval().requires_grad_(False)
+    return LoadedRun(model, config, meta, int(header.get("step", 0)), path)
+
+
+def export_run(run_dir: str | Path, out: str | Path, which: str = "best") -> dict:
+    """``tunelab export``: the run's model as one shareable bundle file (see bundle.py)."""
+    out = Path(out)
+    if out.is_dir():
+        raise CheckpointError(f"--out {out} is a folder; give a file name, e.g. {out}/model.tlb")
+    run = load_run(run_dir, which)
+    try:
+        return export_bundle(run.config, run.meta, run.step, run.model, out)
+    except OSError as e:
+        raise CheckpointError(f"cannot write {out}: {e.strerror or e}") from e
 
 
 def export_safetensors(model: nn.Module, path: str | Path, metadata: dict | None = None) -> None:

@@ -254,7 +254,7 @@ def _device(name: str) -> str:
 
 @app.command()
 def generate(
-    run_dir: Path = typer.Argument(..., help="A trained run directory."),
+    run_dir: Path = typer.Argument(..., help="A trained run directory or an exported bundle."),
     n: int = typer.Option(1, "--n", help="Number of pieces (sampled together as one batch)."),
     seconds: float = typer.Option(
         None,
@@ -263,7 +263,9 @@ def generate(
     ),
     steps: int = typer.Option(None, help="Length in grid steps instead of --seconds."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same pieces."),
-    out: Path = typer.Option(None, help="Output folder (default: RUN_DIR/samples)."),
+    out: Path = typer.Option(
+        None, help="Output folder (default: RUN_DIR/samples, or NAME-output/samples by a bundle)."
+    ),
     temperature: float = typer.Option(1.0, help="Softmax temperature (0: greedy)."),
     top_k: int = typer.Option(0, help="Sample among the k most likely tokens (0: off)."),
     top_p: float = typer.Option(
@@ -340,7 +342,7 @@ def generate(
 
 @app.command()
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="A trained run directory."),
+    run_dir: Path = typer.Argument(..., help="A trained run directory or an exported bundle."),
     split: str = typer.Option("test", help="Split to score: train, valid or test."),
     samples: Path = typer.Option(
         None,
@@ -380,6 +382,28 @@ def evaluate(
     except (CheckpointError, DataDirError, ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
     typer.echo(str(path))
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A trained run directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="The bundle file to write, e.g. model.tlb."),
+    checkpoint: str = typer.Option("best", help="best, last, or a milestone name / .pt path."),
+) -> None:
+    """Write the run's model as one file to share: safetensors weights, config, data meta
+    (labels, statistics) and a fingerprint of the training data; no pickled code.
+    `generate` and `evaluate --samples` accept it in place of a run directory."""
+    from tunelab.checkpoint import CheckpointError, export_run
+
+    try:
+        header = export_run(run_dir, out, checkpoint)
+    except CheckpointError as e:
+        _fail(str(e))
+    fp = (
+        header["data_fingerprint"]
+        or "unknown (prepared by an older tunelab and the data directory is gone)"
+    )
+    typer.echo(f"{out}: step {header['step']}, training data {fp}")
 
 
 @app.command()

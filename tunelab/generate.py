@@ -48,6 +48,7 @@ def generate(
     """Generate ``n`` pieces; write them with sidecars. Returns the main files' paths
     (MIDI for token runs, WAV for audio runs). ``seconds`` None: the kind's default length. ``timing`` (optional) receives the sampling
     loop's figures; ``save_every`` (audio) writes a partial WAV every that many seconds."""
+    from tunelab.bundle import output_home
     from tunelab.checkpoint import load_run
     from tunelab.kinds import kind_for
 
@@ -64,7 +65,7 @@ def generate(
     run = load_run(run_dir, which, device=device)
     kind = kind_for(run.config["model"], run.meta, str(run_dir))
     plan = kind.plan(seconds, steps, primer, label, sampling)
-    out_dir = Path(out) if out else Path(run_dir) / "samples"
+    out_dir = Path(out) if out else output_home(run_dir) / "samples"
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file, not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
