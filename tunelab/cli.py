@@ -92,7 +92,12 @@ def prepare(
         -50.0, help="[audio] Trim leading/trailing audio quieter than this RMS level (dBFS)."
     ),
     tempo: float = typer.Option(
-        None, help="[audio] Time-stretch every clip to this tempo (BPM), pitch kept."
+        None,
+        help="[audio] Time-stretch every clip to this tempo (BPM), pitch kept; a clip without "
+        "a beat (too short or too steady) is kept at its own tempo and counted.",
+    ),
+    tempo_strict: bool = typer.Option(
+        False, "--tempo-strict", help="[audio] With --tempo: reject clips without a beat instead."
     ),
     label: str = typer.Option(
         "auto",
@@ -134,6 +139,7 @@ def prepare(
                 clip_offset=clip_offset,
                 trim_db=trim_db,
                 tempo=tempo,
+                tempo_strict=tempo_strict,
                 label=label,
                 min_label_count=min_label_count,
             )
