@@ -232,7 +232,7 @@ class ModelConfig:
 class TrainConfig:
     """The training loop. Budgets: stop at max_steps, after max_minutes, or early stop."""
 
-    batch_size: int = 32
+    batch_size: int = 32  # the GLOBAL batch: split evenly over torchrun's processes
     seq_len: int = 256  # tokens per training window
     lr: float = 2e-3
     min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio

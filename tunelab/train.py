@@ -262,8 +262,21 @@ class _Trainer:
             self.progress.next_milestone = None
         elif self.progress.next_milestone is None:
             self.progress.next_milestone = self.progress.elapsed + 60 * t.milestone_minutes
-        if len(ck["rng"]) == self.d.world:
+        # Data order is a function of the step alone; only per-process streams (dropout)
+        # live here. Rank r takes saved state r; a rank that did not exist before keeps its
+        # fresh seed, moved on by the step so it does not replay the first session's masks.
+        if self.d.main and len(ck["rng"]) != self.d.world:
+            print(
+                f"note: saved by {len(ck['rng'])} processes, resuming on {self.d.world}: the "
+                "same batches (the global batch is split by rank); per-process random streams "
+                "(dropout) of new ranks start afresh",
+                file=sys.stderr,
+                flush=True,
+            )
+        if self.d.rank < len(ck["rng"]):
             _set_rng_state(ck["rng"][self.d.rank])
+        else:
+            torch.manual_seed(hash((self.cfg.seed, self.d.rank, self.progress.step)) % 2**63)
 
     def save(self, path: Path) -> None:
         """Every rank joins (RNG states are gathered); rank 0 writes, atomically."""
@@ -324,6 +337,11 @@ def _check_resume(ck: dict, cfg: RunConfig, kind, run_dir: Path) -> None:
 def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     _check(cfg)
     t = cfg.train
+    if t.batch_size % d.world:
+        raise ConfigError(
+            f"train.batch_size={t.batch_size} is the global batch; it must be divisible by the "
+            f"number of processes ({d.world}), e.g. train.batch_size={t.batch_size * d.world}"
+        )
     run_dir = Path(cfg.out)
     data = load_datadir(cfg.data)
     try:
