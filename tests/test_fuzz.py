@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +163,21 @@ def test_fuzzed_audio_files_are_accepted_or_rejected(seeds, files, noise):
         check_every_file_reported(src, root / "out", run_prepare(src, root / "out", "audio"))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _stuck_on_one(job):
+    i, path = job
+    if path == "hang":
+        time.sleep(120)  # in C, like a decoder looping on a hostile header
+    return i, {"status": "accepted"}
+
+
+def test_a_reader_stuck_on_one_file_costs_only_that_file():
+    from tunelab.data.pool import run_isolated
+
+    jobs = [(0, "a"), (1, "hang"), (2, "b"), (3, "c")]
+    t0 = time.monotonic()
+    got = dict(run_isolated(jobs, 2, _stuck_on_one, timeout_s=1))
+    assert time.monotonic() - t0 < 60
+    assert [got[i]["status"] for i in (0, 2, 3)] == ["accepted"] * 3
+    assert got[1]["key"] == "crashed" and "ran past 1 s" in got[1]["reason"]
