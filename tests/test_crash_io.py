@@ -156,3 +156,39 @@ def test_read_only_output(tmp_path):
     assert proc.returncode == 2, err
     assert "Traceback" not in err and "Read-only file system" in err and str(run) in err
     assert snapshot(box) == good
+
+
+def test_a_really_full_disk_during_training(tmp_path):
+    """A real ENOSPC: the run lives on a tmpfs (private namespace) with room for the run as
+    it is plus a little, not for another checkpoint."""
+    if not shutil.which("unshare"):
+        pytest.skip("unshare is not installed")
+    if subprocess.run(["unshare", "-r", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("user/mount namespaces are not available here")
+    data = make_datadir(tmp_path / "data")
+    run = tmp_path / "run"
+    args = [
+        "train", "tiny", f"data={data}", f"out={run}", "train.eval_every=10",
+        "train.progress=false", "train.tensorboard=false", "train.plots=false",
+    ]  # fmt: skip
+    assert CliRunner().invoke(app, [*args, "train.max_steps=10"]).exit_code == 0
+    size = sum(p.stat().st_size for p in run.rglob("*") if p.is_file())
+    after = tmp_path / "after"
+    # mount a tmpfs over the run folder, put the run back into it, train, copy it out
+    script = (
+        'cp -a "$0" "$0.src" && mount -t tmpfs -o size=$1 tmpfs "$0" && cp -a "$0.src/." "$0/" '
+        '&& shift 2 && "$@"; rc=$?; cp -a "$RUN/." "$AFTER/"; exit $rc'
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1]),
+           "RUN": str(run), "AFTER": str(after)}  # fmt: skip
+    after.mkdir()
+    cmd = [sys.executable, "-m", "tunelab", *args, "train.max_steps=20"]
+    proc = subprocess.run(
+        ["unshare", "-r", "-m", "sh", "-c", script, str(run), str(size + 48 * 1024), "x", *cmd],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "No space left on device" in proc.stderr and str(run) in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert load_checkpoint(after / "checkpoints" / "last.pt")["step"] == 10  # intact
+    assert not list((after / "checkpoints").glob(".*tmp*"))
