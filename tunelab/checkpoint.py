@@ -45,6 +45,8 @@ def save_checkpoint(path: str | Path, obj: dict) -> None:
     """Write ``obj`` to ``path`` atomically, with its SHA-256 footer: a crash leaves the
     previous checkpoint intact. A failed write (disk full, read-only folder) raises
     CheckpointError naming the path, and the previous file is untouched."""
+    # Serialised in memory first: torch's file writer turns a failed write (disk full)
+    # into a bare RuntimeError, while a Python write raises OSError with the reason.
     buf = io.BytesIO()
     torch.save(obj, buf)
     body = buf.getbuffer()

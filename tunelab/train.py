@@ -186,11 +186,17 @@ def train(cfg: RunConfig) -> TrainResult:
     if not cfg.out:
         raise ConfigError("out=RUN_DIR is required (where checkpoints and logs go)")
     d = _setup_dist(cfg.device)
+    failed = True
     try:
-        return _train(cfg, d)
+        result = _train(cfg, d)
+        failed = False
+        return result
     finally:
         if d.world > 1 and dist.is_initialized():
-            dist.barrier()
+            # After an error (rank 0 could not write a checkpoint, say) the other ranks wait
+            # in another collective: a barrier here would hang; leaving lets torchrun end them.
+            if not failed:
+                dist.barrier()
             dist.destroy_process_group()
 
 
