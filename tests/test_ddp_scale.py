@@ -256,3 +256,40 @@ def test_nccl_two_gpus(tmp_path):
     args = (2, _free_port(), str(data), str(tmp_path / "run"))
     mp.spawn(_nccl_worker, args=args, nprocs=2, join=True)
     assert torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["step"] == 10
+
+
+def test_torchrun_trains_and_a_failed_write_ends_every_rank(tmp_path):
+    """The README's command, for real: `torchrun --standalone --nproc_per_node 2 -m tunelab
+    train ...` trains; then, with writes capped below a checkpoint's size, rank 0's failed
+    save ends the run with the path named (no rank left waiting in a collective), and the
+    last checkpoint stays intact."""
+    import resource
+    import subprocess
+    import sys
+
+    data = make_datadir(tmp_path / "d")
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "tunelab", "train", "tiny", f"data={data}", f"out={run}", "train.eval_every=10",
+        "train.progress=false", "train.tensorboard=false", "train.plots=false",
+    ]  # fmt: skip
+    ok = subprocess.run([*cmd, "train.max_steps=10"], env=env, capture_output=True, text=True,
+                        timeout=180)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    last = run / "checkpoints" / "last.pt"
+    ck = torch.load(last, weights_only=True)
+    assert ck["step"] == 10 and len(ck["rng"]) == 2
+    cap = last.stat().st_size // 2
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
+
+    bad = subprocess.run([*cmd, "train.max_steps=20"], env=env, capture_output=True, text=True,
+                         timeout=180, preexec_fn=limit)  # fmt: skip
+    assert bad.returncode != 0
+    assert f"cannot write checkpoint {run / 'checkpoints'}" in bad.stderr
+    assert torch.load(last, weights_only=True)["step"] == 10
