@@ -396,9 +396,10 @@ def export(
     out: Path = typer.Option(..., "--out", "-o", help="The bundle file to write, e.g. model.tlb."),
     checkpoint: str = typer.Option("best", help="best, last, or a milestone name / .pt path."),
 ) -> None:
-    """Write the run's model as one file to share: safetensors weights, config, data meta
-    (labels, statistics) and a fingerprint of the training data; no pickled code.
-    `generate` and `evaluate --samples` accept it in place of a run directory."""
+    """Write the run's model as one shareable file (generate and evaluate accept it).
+
+    The bundle holds safetensors weights, the config, the data meta (labels, statistics) and
+    a fingerprint of the training data; no pickled code."""
     from tunelab.checkpoint import CheckpointError, export_run
 
     try:
