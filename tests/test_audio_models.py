@@ -198,3 +198,26 @@ def test_audio_runs_resume_exactly(audio_run, tmp_path):
         return [(r["step"], r.get("loss"), r.get("valid_loss")) for r in _records(run)]
 
     assert curve(straight) == curve(resumed)
+
+
+def test_an_exported_bundle_generates_what_the_run_does(audio_run, tmp_path):
+    """The bundle carries the label vocabulary and statistics the audio model needs."""
+    data, run, _ = audio_run
+    bundle = tmp_path / "wn.tlb"
+    r = CliRunner().invoke(app, ["export", str(run), "--out", str(bundle)])
+    assert r.exit_code == 0, r.output
+    outs = {}
+    for name, src in (("run", run), ("bundle", bundle)):
+        args = ["generate", str(src), "--seconds", "0.1", "--label", "organ", "--seed", "4",
+                "--no-audit", "--out", str(tmp_path / name)]  # fmt: skip
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0, r.output
+        outs[name] = sorted((tmp_path / name).glob("*.wav"))
+    assert [p.read_bytes() for p in outs["run"]] == [p.read_bytes() for p in outs["bundle"]]
+    meta = json.loads((data / "meta.json").read_text())
+    from tunelab.bundle import read_bundle
+
+    header, _ = read_bundle(bundle)
+    assert header["meta"]["label_names"] == meta["label_names"]
+    assert header["meta"]["frame_stats"] == meta["frame_stats"]
+    assert header["data_fingerprint"] == meta["data_fingerprint"]

@@ -73,9 +73,9 @@ def test_windows_and_batches_sized_in_bars(tmp_path):
     per_bar = dd.meta["tokens_per_bar"]  # 16 steps + 48 keys per bar
     assert per_bar == pytest.approx(64, rel=0.05)
     t = TrainConfig(seq_bars=2, seq_len=1000, batch_tokens=1024)
-    size_from_data(t, dd, world=2)
-    assert t.seq_len == round(2 * per_bar) and t.batch_size % 2 == 0
-    assert t.batch_size == 2 * round(1024 / t.seq_len / 2)
+    size_from_data(t, dd)
+    assert t.seq_len == round(2 * per_bar)
+    assert t.batch_size == round(1024 / t.seq_len)  # the global batch: no process count in it
     capped = TrainConfig(seq_bars=100, seq_len=300)
     size_from_data(capped, dd)
     assert capped.seq_len == 300  # seq_len is the most a window may hold

@@ -44,6 +44,12 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _os_error(e: OSError, intact: str, out) -> str:
+    """One line for a failed write: the path, the system's reason, what was kept."""
+    where = e.filename or f"into {out}"
+    return f"cannot write {where}: {e.strerror or e}; {intact}"
+
+
 def _ratios(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in text.split(","))
@@ -92,7 +98,12 @@ def prepare(
         -50.0, help="[audio] Trim leading/trailing audio quieter than this RMS level (dBFS)."
     ),
     tempo: float = typer.Option(
-        None, help="[audio] Time-stretch every clip to this tempo (BPM), pitch kept."
+        None,
+        help="[audio] Time-stretch every clip to this tempo (BPM), pitch kept; a clip without "
+        "a beat (too short or too steady) is kept at its own tempo and counted.",
+    ),
+    tempo_strict: bool = typer.Option(
+        False, "--tempo-strict", help="[audio] With --tempo: reject clips without a beat instead."
     ),
     label: str = typer.Option(
         "auto",
@@ -135,6 +146,7 @@ def prepare(
                 clip_offset=clip_offset,
                 trim_db=trim_db,
                 tempo=tempo,
+                tempo_strict=tempo_strict,
                 label=label,
                 min_label_count=min_label_count,
             )
@@ -156,6 +168,8 @@ def prepare(
             )
     except (DataDirError, FileNotFoundError) as e:
         _fail(str(e))
+    except OSError as e:  # disk full, read-only folder: the earlier data set is untouched
+        _fail(_os_error(e, "the earlier data directory, if any, is intact", out))
     raise typer.Exit(result)
 
 
@@ -221,6 +235,8 @@ def train(
         result = run_training(cfg)
     except (ConfigError, DataDirError, CheckpointError, FileNotFoundError) as e:
         _fail(str(e))
+    except OSError as e:  # disk full, read-only folder while writing logs or config
+        _fail(_os_error(e, "the checkpoints already written are intact", cfg.out))
     if result.status in ("nan", "interrupted"):
         _fail(result.message, 1)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
@@ -252,7 +268,7 @@ def _device(name: str) -> str:
 
 @app.command()
 def generate(
-    run_dir: Path = typer.Argument(..., help="A trained run directory."),
+    run_dir: Path = typer.Argument(..., help="A trained run directory or an exported bundle."),
     n: int = typer.Option(1, "--n", help="Number of pieces (sampled together as one batch)."),
     seconds: float = typer.Option(
         None,
@@ -261,7 +277,9 @@ def generate(
     ),
     steps: int = typer.Option(None, help="Length in grid steps instead of --seconds."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same pieces."),
-    out: Path = typer.Option(None, help="Output folder (default: RUN_DIR/samples)."),
+    out: Path = typer.Option(
+        None, help="Output folder (default: RUN_DIR/samples, or NAME-output/samples by a bundle)."
+    ),
     temperature: float = typer.Option(1.0, help="Softmax temperature (0: greedy)."),
     top_k: int = typer.Option(0, help="Sample among the k most likely tokens (0: off)."),
     top_p: float = typer.Option(
@@ -346,7 +364,7 @@ def generate(
 
 @app.command()
 def evaluate(
-    run_dir: Path = typer.Argument(..., help="A trained run directory."),
+    run_dir: Path = typer.Argument(..., help="A trained run directory or an exported bundle."),
     split: str = typer.Option("test", help="Split to score: train, valid or test."),
     samples: Path = typer.Option(
         None,
@@ -438,6 +456,29 @@ def report(
     except FileNotFoundError as e:
         _fail(str(e))
     typer.echo(str(path))
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A trained run directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="The bundle file to write, e.g. model.tlb."),
+    checkpoint: str = typer.Option("best", help="best, last, or a milestone name / .pt path."),
+) -> None:
+    """Write the run's model as one shareable file (generate and evaluate accept it).
+
+    The bundle holds safetensors weights, the config, the data meta (labels, statistics) and
+    a fingerprint of the training data; no pickled code."""
+    from tunelab.checkpoint import CheckpointError, export_run
+
+    try:
+        header = export_run(run_dir, out, checkpoint)
+    except CheckpointError as e:
+        _fail(str(e))
+    fp = (
+        header["data_fingerprint"]
+        or "unknown (prepared by an older tunelab and the data directory is gone)"
+    )
+    typer.echo(f"{out}: step {header['step']}, training data {fp}")
 
 
 @app.command()

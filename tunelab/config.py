@@ -246,7 +246,7 @@ class ModelConfig:
 class TrainConfig:
     """The training loop. Budgets: stop at max_steps, after max_minutes, or early stop."""
 
-    batch_size: int = 32
+    batch_size: int = 32  # the GLOBAL batch: split evenly over torchrun's processes
     seq_len: int = 256  # tokens per training window (the most, with seq_bars)
     # MIDI: a window of this many bars of the data (meta.json tokens_per_bar), at most seq_len
     # tokens and at least 16; None: seq_len as given.

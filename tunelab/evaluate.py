@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 from tunelab.atomic import json_safe, write_json
+from tunelab.bundle import output_home
 from tunelab.kinds import kind_for
 
 
@@ -59,7 +60,7 @@ def evaluate_split(
     }
     if baseline:
         result.update(kind.baseline(dd, split))
-    path = write_json(Path(run_dir) / "eval" / f"likelihood-{split}.json", json_safe(result))
+    path = write_json(output_home(run_dir) / "eval" / f"likelihood-{split}.json", json_safe(result))
     return path, result
 
 
@@ -76,11 +77,11 @@ def audit_samples(
     sample rate. An unreadable file gets only the ``invalid`` flag and its
     reason. Flags recorded in a file's sidecar by ``generate`` (``training_primer``) are kept.
     """
-    from tunelab.checkpoint import checkpoint_path, load_checkpoint
+    from tunelab.checkpoint import load_run
     from tunelab.data.store import printable
 
-    ckpt = load_checkpoint(checkpoint_path(run_dir, which))
-    meta, config = ckpt["meta"], ckpt["config"]
+    run = load_run(run_dir, which)  # a run directory or a bundle
+    meta, config = run.meta, run.config
     kind = kind_for(config["model"], meta, str(run_dir))
     root = Path(samples)
     if not root.is_dir():
@@ -136,7 +137,7 @@ def audit_samples(
         "files": entries,
     }
     result = json_safe(result)
-    return write_json(Path(run_dir) / "eval" / "samples.json", result), result
+    return write_json(output_home(run_dir) / "eval" / "samples.json", result), result
 
 
 def music_metrics(kind, pieces, index) -> tuple[list[dict], dict]:

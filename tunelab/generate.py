@@ -51,6 +51,7 @@ def generate(
     (MIDI for token runs, WAV for audio runs). ``seconds`` None: the kind's default length. ``timing`` (optional) receives the sampling
     loop's figures; ``save_every`` (audio) writes a partial WAV every that many seconds.
     Frame runs: ``join`` (ola or concat) and ``from_training`` (start from a training clip)."""
+    from tunelab.bundle import output_home
     from tunelab.checkpoint import load_run
     from tunelab.kinds import kind_for
 
@@ -72,7 +73,7 @@ def generate(
     if extra and kind.name != "frames":
         raise ValueError("--join and --from-training apply to frame runs only")
     plan = kind.plan(seconds, steps, primer, label, sampling, **extra)
-    out_dir = Path(out) if out else Path(run_dir) / "samples"
+    out_dir = Path(out) if out else output_home(run_dir) / "samples"
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file, not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ import math
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
@@ -37,9 +38,12 @@ from torch import nn
 
 from tunelab import carry as carried
 from tunelab.checkpoint import (
+    CheckpointError,
     export_safetensors,
     load_checkpoint,
+    newest_readable,
     record_checkpoint,
+    remove_stale_temps,
     save_checkpoint,
 )
 from tunelab.config import ConfigError, RunConfig, dump, to_dict
@@ -200,11 +204,17 @@ def train(cfg: RunConfig) -> TrainResult:
     if not cfg.out:
         raise ConfigError("out=RUN_DIR is required (where checkpoints and logs go)")
     d = _setup_dist(cfg.device)
+    failed = True
     try:
-        return _train(cfg, d)
+        result = _train(cfg, d)
+        failed = False
+        return result
     finally:
         if d.world > 1 and dist.is_initialized():
-            dist.barrier()
+            # After an error (rank 0 could not write a checkpoint, say) the other ranks wait
+            # in another collective: a barrier here would hang; leaving lets torchrun end them.
+            if not failed:
+                dist.barrier()
             dist.destroy_process_group()
 
 
@@ -280,8 +290,21 @@ class _Trainer:
             self.progress.next_milestone = None
         elif self.progress.next_milestone is None:
             self.progress.next_milestone = self.progress.elapsed + 60 * t.milestone_minutes
-        if len(ck["rng"]) == self.d.world:
+        # Data order is a function of the step alone; only per-process streams (dropout)
+        # live here. Rank r takes saved state r; a rank that did not exist before keeps its
+        # fresh seed, moved on by the step so it does not replay the first session's masks.
+        if self.d.main and len(ck["rng"]) != self.d.world:
+            print(
+                f"note: saved by {len(ck['rng'])} processes, resuming on {self.d.world}: the "
+                "same batches (the global batch is split by rank); per-process random streams "
+                "(dropout) of new ranks start afresh",
+                file=sys.stderr,
+                flush=True,
+            )
+        if self.d.rank < len(ck["rng"]):
             _set_rng_state(ck["rng"][self.d.rank])
+        else:
+            torch.manual_seed(hash((self.cfg.seed, self.d.rank, self.progress.step)) % 2**63)
         self.saved_carry = ck.get("carry")
 
     def save(self, path: Path) -> None:
@@ -359,10 +382,11 @@ def tokens_per_bar(data) -> float | None:
     return sum(p["length"] for p in pieces) / (steps / spq / 4)
 
 
-def size_from_data(t, data, world: int = 1) -> None:
+def size_from_data(t, data) -> None:
     """Resolve ``train.seq_bars`` and ``train.batch_tokens`` against the data (in place):
     seq_len = clamp(round(seq_bars * tokens per bar), 16, seq_len); batch_size =
-    batch_tokens / seq_len rounded to a multiple of ``world`` (at least ``world``)."""
+    round(batch_tokens / seq_len), the same on any number of processes (the global batch), so a
+    run resumes on another number of processes with the same data order."""
     if t.seq_bars is not None:
         per_bar = tokens_per_bar(data)
         if not per_bar:
@@ -372,7 +396,7 @@ def size_from_data(t, data, world: int = 1) -> None:
             )
         t.seq_len = int(min(t.seq_len, max(16, round(t.seq_bars * per_bar))))
     if t.batch_tokens is not None:
-        t.batch_size = max(1, round(t.batch_tokens / t.seq_len / world)) * world
+        t.batch_size = max(1, round(t.batch_tokens / t.seq_len))
 
 
 def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
@@ -380,7 +404,12 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     t = cfg.train
     run_dir = Path(cfg.out)
     data = load_datadir(cfg.data)
-    size_from_data(t, data, d.world)
+    size_from_data(t, data)
+    if t.batch_size % d.world:
+        raise ConfigError(
+            f"train.batch_size={t.batch_size} is the global batch; it must be divisible by the "
+            f"number of processes ({d.world}), e.g. train.batch_size={t.batch_size * d.world}"
+        )
     try:
         kind = kind_for(cfg.model, data.meta, str(cfg.data))
     except ValueError as e:
@@ -411,9 +440,22 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
     pr = tr.progress
 
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
-    resumed = saved_last = last_path.exists()
+    # on CPU: RNG states must stay CPU tensors. A damaged last.pt falls back to the newest
+    # readable milestone or best; checkpoints that exist but are all damaged stop the run.
+    if d.main:
+        remove_stale_temps(run_dir / "checkpoints")
+    found = newest_readable(run_dir / "checkpoints")
+    resumed = found is not None
+    saved_last = resumed and found[0] == last_path
     if resumed:
-        ck = load_checkpoint(last_path)  # on CPU: RNG states must stay CPU tensors
+        from_path, ck, problems = found
+        if d.main and problems:
+            print(
+                "warning: " + "; ".join(problems) + f"\nresuming from {from_path} "
+                f"(step {ck.get('step')}) instead; the damaged file is replaced at the next save",
+                file=sys.stderr,
+                flush=True,
+            )
         _check_resume(ck, cfg, kind, run_dir)
         tr.restore(ck)
         pr = tr.progress
@@ -603,8 +645,12 @@ def _finish(cfg, files, run_dir, status, pr: Progress, msg) -> TrainResult:
     """Rank 0: plots, safetensors export of the best weights, close the logs."""
     if files is not None:
         best_path = run_dir / "checkpoints" / "best.pt"
-        if best_path.exists() and status != "nan":
-            ck = load_checkpoint(best_path)
+        try:
+            ck = load_checkpoint(best_path) if best_path.exists() and status != "nan" else None
+        except CheckpointError as e:  # the run itself is fine; only the export is skipped
+            print(f"warning: model.safetensors not written: {e}", file=sys.stderr, flush=True)
+            ck = None
+        if ck is not None:
             kind = kind_for(ck["config"]["model"], ck["meta"])
             export = build_model(ck["config"]["model"], kind.vocab_size, kind.n_labels)
             export.load_state_dict(ck.get("ema") or ck["model"])

@@ -1,12 +1,20 @@
 """Training windows over the memory-mapped arrays: flat token windows, and audio windows
 inside one piece each.
 
-Batches are a pure function of (seed, step, rank): resuming at step S replays
-exactly the batches an uninterrupted run would have seen, with no sampler state
-to save. Each epoch cuts the flat array into windows of ``seq_len + 1`` tokens
-at a random phase and shuffles them; the global batch of step S takes the next
-``batch_size * world`` windows and rank r the r-th slice of it, so ranks see
-disjoint windows. Windows may straddle piece boundaries (pieces carry BOS/EOS).
+The global batch of step S is a pure function of (seed, S): ``batch_size`` is the
+GLOBAL batch, and rank r of ``world`` processes takes its rows
+[r*B/world, (r+1)*B/world). So resuming at step S replays exactly the batches an
+uninterrupted run would have seen, with no sampler state to save, and the data order
+does not depend on the number of processes (a run started on 2 processes resumes on 1
+with the same batches). Random augmentation is drawn per global row for the same
+reason. Each epoch cuts the flat array into windows of ``seq_len + 1`` tokens at a
+random phase and shuffles them; the global batch of step S takes the next
+``batch_size`` windows, so ranks see disjoint windows and together every window of
+the epoch. Windows may straddle piece boundaries (pieces carry BOS/EOS).
+
+Memory per process: the arrays are memory-mapped, and a batch reads only its own
+windows; the sampler keeps one permutation of window indices per epoch (8 bytes a
+window) and the piece offsets, never the data.
 """
 
 from __future__ import annotations
@@ -18,6 +26,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+
+
+def rank_rows(batch_size: int, rank: int, world: int) -> slice:
+    """Rows of the global batch that ``rank`` takes: [r*B/world, (r+1)*B/world)."""
+    if world < 1 or not 0 <= rank < world or batch_size % world:
+        raise ValueError(
+            f"train.batch_size={batch_size} is the global batch; it must be divisible by the "
+            f"number of processes ({world})"
+        )
+    per = batch_size // world
+    return slice(rank * per, (rank + 1) * per)
 
 
 class WindowSampler:
@@ -46,6 +65,7 @@ class WindowSampler:
             )
         self.data, self.seq_len, self.batch_size = data, seq_len, batch_size
         self.seed, self.rank, self.world = seed, rank, world
+        self.rows = rank_rows(batch_size, rank, world)
         self.tables = transpose_tables
         per_phase0 = (n - 1) // seq_len
         # One window fewer than fits at phase 0 leaves room for any phase < seq_len.
@@ -69,28 +89,30 @@ class WindowSampler:
             return self._epochs[e]
 
     def starts(self, step: int) -> np.ndarray:
-        """Start offsets of this rank's windows at ``step``: int64 [batch_size]."""
-        g0 = (step * self.world + self.rank) * self.batch_size
-        out = np.empty(self.batch_size, dtype=np.int64)
-        for j in range(self.batch_size):
+        """Start offsets of this rank's windows at ``step``: int64 [batch_size / world]."""
+        g0 = step * self.batch_size + self.rows.start
+        out = np.empty(self.rows.stop - self.rows.start, dtype=np.int64)
+        for j in range(len(out)):
             e, i = divmod(g0 + j, self.k)
             phase, perm = self._epoch(e)
             out[j] = phase + perm[i] * self.seq_len
         return out
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(x, y): LongTensor[B, T] inputs and next-token targets for ``step``."""
+        """(x, y): LongTensor[B / world, T] inputs and next-token targets for ``step``."""
         idx = self.starts(step)[:, None] + np.arange(self.seq_len + 1)[None, :]
-        w = np.asarray(self.data[idx], dtype=np.int64)  # [B, T+1]
+        w = np.asarray(self.data[idx], dtype=np.int64)  # [b, T+1]
         if self.tables is not None:
-            w = self._transpose(w, np.random.default_rng([self.seed, step, self.rank, 0x7A]))
+            w = self._transpose(w, np.random.default_rng([self.seed, step, 0x7A]))
         t = torch.from_numpy(w)
         return t[:, :-1], t[:, 1:]
 
     def _transpose(self, w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        moved = self.tables[:, w]  # [S, B, T+1]
-        valid = (moved >= 0).all(axis=2)  # [S, B]; the identity row is always valid
-        pick = (rng.random(valid.shape) * valid).argmax(axis=0)  # uniform among valid shifts
+        moved = self.tables[:, w]  # [S, b, T+1]
+        valid = (moved >= 0).all(axis=2)  # [S, b]; the identity row is always valid
+        # one draw per row of the GLOBAL batch, so a row's shift does not depend on the world
+        draw = rng.random((len(self.tables), self.batch_size))[:, self.rows]
+        pick = (draw * valid).argmax(axis=0)  # uniform among valid shifts
         return moved[pick, np.arange(w.shape[0])]
 
 
@@ -99,8 +121,9 @@ class PieceWindows:
 
     A window of ``length`` samples starts anywhere a whole window fits in its piece; the
     draw is uniform over all such starts (long pieces are drawn more often), from an RNG
-    seeded by (seed, step, rank), so batches are a pure function of the step. Pieces
-    shorter than ``length`` are never drawn.
+    seeded by (seed, step): the global batch of ``batch_size`` rows is a pure function of
+    the step, and rank r takes rows [r*B/world, (r+1)*B/world). Pieces shorter than
+    ``length`` are never drawn.
 
     data: flat array [N] (a memmap is fine); pieces: index records with offset/length;
     labels: int64 [P] (one per piece) or None.
@@ -130,17 +153,18 @@ class PieceWindows:
         self.cum = np.cumsum(self.starts_per_piece)
         self.data, self.length, self.batch_size = data, length, batch_size
         self.seed, self.rank, self.labels = seed, rank, labels
+        self.rows = rank_rows(batch_size, rank, world)
 
     def starts(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """(piece index, start within the flat array): int64 [batch_size] each."""
-        rng = np.random.default_rng([self.seed, step, self.rank, 0xA0D1])
-        k = rng.integers(0, self.total, self.batch_size)
+        """(piece index, start within the flat array): int64 [batch_size / world] each."""
+        rng = np.random.default_rng([self.seed, step, 0xA0D1])
+        k = rng.integers(0, self.total, self.batch_size)[self.rows]
         piece = np.searchsorted(self.cum, k, side="right")
         within = k - (self.cum[piece] - self.starts_per_piece[piece])
         return piece, self.offsets[piece] + within
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """(windows [B, length] in the array's dtype, labels int64 [B] or None)."""
+        """(windows [B / world, length] in the array's dtype, labels int64 [B / world] or None)."""
         piece, start = self.starts(step)
         idx = start[:, None] + np.arange(self.length)[None, :]
         labels = None if self.labels is None else self.labels[piece]

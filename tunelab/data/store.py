@@ -359,7 +359,18 @@ class DataDirWriter:
         write_json(
             self.stage / "stats.json", {**stats, "splits": counts, "cross_split_duplicates": dups}
         )
-        meta = {**meta, "format_version": FORMAT_VERSION, "dtype": self.dtype.str, "splits": counts}
+        # What a shared model was trained on, without the data: one SHA-256 over every
+        # piece's content digest and split (equal data sets give equal fingerprints).
+        fp = hashlib.sha256()
+        for p, s in zip(pieces, splits, strict=True):
+            fp.update(f"{s}\t{p.digest}\n".encode())
+        meta = {
+            **meta,
+            "format_version": FORMAT_VERSION,
+            "dtype": self.dtype.str,
+            "splits": counts,
+            "data_fingerprint": f"sha256:{fp.hexdigest()}",
+        }
         if refine is not None:
             meta.update(refine(DataDir(self.stage, meta, stats)))
         write_json(self.stage / "meta.json", meta)  # last: its presence marks completion
@@ -367,6 +378,12 @@ class DataDirWriter:
         return counts
 
     def _publish(self) -> None:
+        for f in self.stage.iterdir():  # on disk before the folder's name says "complete"
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         old = None
         if self.out.exists():
             old = self.out.parent / f".{self.out.name}.old-{os.getpid()}"

@@ -44,6 +44,7 @@ class Options:
     clip_offset: float
     trim_db: float | None
     tempo: float | None
+    tempo_strict: bool = False  # reject clips without a beat instead of keeping them unstretched
 
 
 def process_file(path: Path, opts: Options) -> dict:
@@ -93,7 +94,18 @@ def _process(path: Path, opts: Options) -> dict:
 
         est = estimate_tempo(x, sr)
         if est is None:
-            raise A.AudioError(f"{path.name}: no beat found to estimate the tempo", "no_tempo")
+            why = (
+                f"clip of {len(x) / sr:.2f}s is too short to estimate a tempo (under 1 s)"
+                if len(x) < sr
+                else "no beat found (too steady for the beat tracker)"
+            )
+            if opts.tempo_strict:
+                raise A.AudioError(f"{path.name}: {why}; rejected (--tempo-strict)", "no_tempo")
+            # A one-bar loop or a pad is still the user's sound: keep it at its own tempo.
+            info.update(tempo_bpm=None, tempo_stretch_rate=1.0, tempo_note=f"{why}; not stretched")
+            samples = E.to_int16(x)
+            info["seconds"] = round(len(samples) / sr, 3)
+            return {"status": "accepted", "samples": samples, "info": info}
         x, rate = stretch_to_tempo(x, sr, est.bpm, opts.tempo)
         x = np.clip(x, -1, 1)
         info["tempo_bpm"] = round(est.bpm, 2)
@@ -184,6 +196,7 @@ def prepare_audio(
     label: str = "auto",
     min_label_count: int = 1,
     limit: int | None = None,
+    tempo_strict: bool = False,
 ) -> int:
     """Build an audio data directory at ``out``; returns 0, or 1 when no file was usable.
     ``limit``: the built-in chorales only, the first ``limit`` of them (each in every timbre)."""
@@ -203,7 +216,7 @@ def prepare_audio(
         raise DataDirError(f"--tempo must be within 20..400 BPM, not {tempo}")
     if builtin is None:
         require_sources(srcs)  # before creating anything
-    opts = Options(sample_rate, clip_seconds, clip_offset, trim_db, tempo)
+    opts = Options(sample_rate, clip_seconds, clip_offset, trim_db, tempo, tempo_strict)
     writer = DataDirWriter(out, "int16", overwrite=overwrite)
     with writer:
         found, groups, raw_labels, tags, label_source = _inputs(
@@ -237,6 +250,7 @@ def prepare_audio(
                 samples=len(r["samples"]),
                 clip_seconds=info["clip_seconds"],
                 trimmed_seconds=info["trimmed_seconds"],
+                not_stretched=int(tempo is not None and info.get("tempo_bpm", 0) is None),
             )
         if not tot["pieces"]:
             console.print(f"[red]nothing usable: all {len(found)} files were rejected")
@@ -271,6 +285,8 @@ def prepare_audio(
             "trimmed_seconds": round(tot["trimmed_seconds"], 3),
             "trimmed_fraction": round(trimmed_frac, 4),
         }
+        if tempo is not None:
+            stats["not_stretched"] = tot["not_stretched"]
         counts = writer.finish(
             meta, stats, ratios, refine=_frame_stats_meta, dedup_splits=dedup_splits
         )
@@ -331,6 +347,12 @@ def _summary(console, out, stats, counts, rejection_report, trimmed_frac) -> Non
             f"[yellow]warning:[/] trimming silence removed {trimmed_frac:.0%} of the decoded audio "
             f"({stats['trimmed_seconds']:.1f}s of {stats['decoded_seconds']:.1f}s); "
             "check --trim-db (manifest.jsonl has trimmed_seconds per file)"
+        )
+    if stats.get("not_stretched"):
+        console.print(
+            f"[yellow]{stats['not_stretched']} clips not stretched[/] (no beat found: too short "
+            "or too steady); kept at their own tempo, manifest.jsonl has tempo_bpm null and "
+            "tempo_note; --tempo-strict rejects them instead"
         )
     for line in rejection_report:
         console.print(line)

@@ -126,7 +126,10 @@ def quantize(
             parts[-1]["program"] = np.full(track.note_num(), -1 if track.is_drum else track.program)
     if not parts:
         if counts["drum_notes_dropped"]:
-            raise Rejected(f"only drum notes ({counts['drum_notes_dropped']} dropped)", "no_notes")
+            raise Rejected(
+                f"only drum notes ({counts['drum_notes_dropped']} dropped); --keep-drums keeps them",
+                "no_notes",
+            )
         raise Rejected("no notes", "no_notes")
     time = np.concatenate([p["time"] for p in parts]).astype(np.int64)
     dur = np.concatenate([p["duration"] for p in parts]).astype(np.int64)
