@@ -16,13 +16,12 @@ per-stream bias. Streams are split into one block per thread, as for WaveNet.
 from __future__ import annotations
 
 import copy
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 import torch
 
+from tunelab.models.fused import FusedDriver, check_weights
 from tunelab.models.samplernn import SampleRNN
 from tunelab.models.wavenet_gen import _mm, _np, _sample, _tanh, sample_logits
 
@@ -162,7 +161,7 @@ def _gru(gru: torch.nn.GRU, name: str, layers) -> list[torch.Tensor]:
     return [getattr(gru, f"{name}_l{i}") for i in layers]
 
 
-class FusedSampleRNN:
+class FusedSampleRNN(FusedDriver):
     """Resumable fused generator for n streams of a SampleRNN (a float32 copy of its weights).
 
     weights="bfloat16" stores the GRU, upsampling and MLP matrices rounded to bfloat16 (math
@@ -170,8 +169,10 @@ class FusedSampleRNN:
     ``prime(x)`` feeds samples without sampling; ``run(first, uniforms, T)`` samples N more
     per stream and can be called again with first=None to continue. ``prime(p[:, :-1])``
     then ``run(p[:, -1], u, T)`` equals ``generate_reference(model, p[:, -1], u, T, label,
-    primer=p[:, :-1])``.
+    primer=p[:, :-1])``. Every primer sample is fed: an RNN's memory is unbounded.
     """
+
+    _kernel = staticmethod(_steps)
 
     def __init__(
         self,
@@ -181,9 +182,7 @@ class FusedSampleRNN:
         weights: str = "float32",
         threads: int | None = None,
     ):
-        if weights not in ("float32", "bfloat16"):
-            raise ValueError(f"weights must be 'float32' or 'bfloat16', got {weights!r}")
-        bf16 = weights == "bfloat16"
+        bf16 = check_weights(weights)
         Fs, Q, H, L = model.frame_size, model.classes, model.sample_hidden, model.frame_layers
         gru = model.gru
         rnd = (lambda t: t.to(torch.bfloat16).float()) if bf16 else (lambda t: t)  # noqa: E731
@@ -220,54 +219,8 @@ class FusedSampleRNN:
             self.cond = _np(cond).copy()  # [n, F*H]
         self.hist = np.full((n, Fs), Q, np.int64)
         self.n, self.pos, self.classes = n, 0, Q
-        self.threads = max(1, min(n, threads or len(os.sched_getaffinity(0))))
-        self.last: np.ndarray | None = None
-
-    def _call(self, inputs: np.ndarray, feed: bool, uniforms: np.ndarray, temperature: float):
-        out = np.empty(uniforms.shape, np.int64)
-        args = (inputs, feed, uniforms, float(temperature), out, self.pos, self._weights)
-        state = (self.hist, self.hidden, self.cond)
-        n, k = self.n, self.threads
-        bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]
-        if k == 1:
-            _steps(0, n, *args, *state)
-        else:  # streams are independent: each block runs all N steps without synchronising
-            with ThreadPoolExecutor(k - 1) as pool:
-                jobs = [pool.submit(_steps, s0, s1, *args, *state) for s0, s1 in bounds[1:]]
-                _steps(*bounds[0], *args, *state)
-                for job in jobs:
-                    job.result()
-        self.pos += inputs.shape[1] if feed else uniforms.shape[1]
-        return out
-
-    def _ids(self, x, ndim: int) -> np.ndarray:
-        x = np.ascontiguousarray(x.cpu().numpy() if isinstance(x, torch.Tensor) else x, np.int64)
-        if x.ndim != ndim or x.shape[0] != self.n:
-            raise ValueError(f"expected {ndim}-d samples with {self.n} rows, got {x.shape}")
-        if x.size and (x.min() < 0 or x.max() >= self.classes):
-            raise ValueError("sample ids out of range")
-        return x
-
-    def prime(self, x: np.ndarray) -> None:
-        """Feed samples int[n, P] unsampled (all of them: an RNN's memory is unbounded)."""
-        x = self._ids(x, 2)
-        if x.shape[1]:
-            self._call(x, True, np.empty((self.n, 0)), 0.0)
+        self.threads = self._threads(n, threads)
         self.last = None
 
-    def run(self, first: np.ndarray | None, uniforms: np.ndarray, temperature: float) -> np.ndarray:
-        """Sample N per stream -> int64[n, N]. first: int[n], or None to continue after the
-        previous run(); uniforms: float[n, N] in [0, 1)."""
-        if first is None:
-            if self.last is None:
-                raise ValueError("first=None continues a previous run(); nothing to continue")
-            first = self.last
-        first = self._ids(first, 1)[:, None]
-        u = np.ascontiguousarray(uniforms, np.float64)
-        if u.ndim != 2 or u.shape[0] != self.n:
-            raise ValueError(f"uniforms must be [{self.n}, N], got {u.shape}")
-        if u.shape[1] == 0:
-            return np.empty((self.n, 0), np.int64)
-        out = self._call(first, False, u, temperature)
-        self.last = out[:, -1].copy()
-        return out
+    def _state(self) -> tuple:
+        return (self.hist, self.hidden, self.cond)

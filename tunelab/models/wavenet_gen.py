@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -30,6 +28,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
+from tunelab.models.fused import FusedDriver, check_weights
 from tunelab.models.wavenet import _RES_SCALE, WaveNet
 
 # -- the shared sampling rule ---------------------------------------------------------------
@@ -349,7 +348,7 @@ def round_weights_bf16(model: WaveNet) -> WaveNet:
     return model
 
 
-class FusedWaveNet:
+class FusedWaveNet(FusedDriver):
     """Resumable fused generator for n streams of a WaveNet (a float32 copy of its weights).
 
     weights="bfloat16" stores the matmul weights rounded to bfloat16 (math stays float32):
@@ -364,6 +363,8 @@ class FusedWaveNet:
     ``generate_incremental(model, p[:, -1], u, T, label, primer=p[:, :-1])``.
     """
 
+    _kernel = staticmethod(_steps)
+
     def __init__(
         self,
         model: WaveNet,
@@ -372,9 +373,7 @@ class FusedWaveNet:
         weights: str = "float32",
         threads: int | None = None,
     ):
-        if weights not in ("float32", "bfloat16"):
-            raise ValueError(f"weights must be 'float32' or 'bfloat16', got {weights!r}")
-        bf16 = weights == "bfloat16"
+        bf16 = check_weights(weights)
         K, R, G = model.kernel_size, model.residual_channels, model.gate_channels
         L, S = len(model.convs), model.skip_channels
         bias = lambda lin, n: torch.zeros(n) if lin.bias is None else lin.bias.cpu()  # noqa: E731
@@ -406,57 +405,13 @@ class FusedWaveNet:
                 K,
             )
         self.queues = np.zeros((n, model.receptive_field - 1, R), np.float32)
-        self.n, self.pos = n, 0
-        self.threads = max(1, min(n, threads or len(os.sched_getaffinity(0))))
-        self.last: np.ndarray | None = None  # the last sampled values, fed by run(None, ...)
-
-    def _call(self, inputs: np.ndarray, feed: bool, uniforms: np.ndarray, temperature: float):
-        out = np.empty(uniforms.shape, np.int64)
-        args = (inputs, feed, uniforms, float(temperature), out, self.pos, self._weights)
-        n, k = self.n, self.threads
-        bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]
-        if k == 1:
-            _steps(0, n, *args, self.queues)
-        else:  # streams are independent: each block runs all N steps without synchronising
-            with ThreadPoolExecutor(k - 1) as pool:
-                jobs = [pool.submit(_steps, s0, s1, *args, self.queues) for s0, s1 in bounds[1:]]
-                _steps(*bounds[0], *args, self.queues)
-                for job in jobs:
-                    job.result()
-        self.pos += inputs.shape[1] if feed else uniforms.shape[1]
-        return out
-
-    def _ids(self, x, ndim: int) -> np.ndarray:
-        x = np.ascontiguousarray(x.cpu().numpy() if isinstance(x, torch.Tensor) else x, np.int64)
-        if x.ndim != ndim or x.shape[0] != self.n:
-            raise ValueError(f"expected {ndim}-d samples with {self.n} rows, got {x.shape}")
-        if x.size and (x.min() < 0 or x.max() >= self._weights[0].shape[0]):
-            raise ValueError("sample ids out of range")
-        return x
-
-    def prime(self, x: np.ndarray) -> None:
-        """Feed samples int[n, P] unsampled (a primer, or silence to start from a steady state).
-
-        Only the last receptive_field - 1 can reach a later output, so only those are fed.
-        """
-        x = np.ascontiguousarray(self._ids(x, 2)[:, -self.queues.shape[1] :])
-        if x.shape[1]:
-            self._call(x, True, np.empty((self.n, 0)), 0.0)
+        self.n, self.pos, self.classes = n, 0, self._weights[0].shape[0]
+        self.threads = self._threads(n, threads)
         self.last = None
 
-    def run(self, first: np.ndarray | None, uniforms: np.ndarray, temperature: float) -> np.ndarray:
-        """Sample N per stream -> int64[n, N]. first: int[n], or None to continue after the
-        previous run(); uniforms: float[n, N] in [0, 1)."""
-        if first is None:
-            if self.last is None:
-                raise ValueError("first=None continues a previous run(); nothing to continue")
-            first = self.last
-        first = self._ids(first, 1)[:, None]
-        u = np.ascontiguousarray(uniforms, np.float64)
-        if u.ndim != 2 or u.shape[0] != self.n:
-            raise ValueError(f"uniforms must be [{self.n}, N], got {u.shape}")
-        if u.shape[1] == 0:
-            return np.empty((self.n, 0), np.int64)
-        out = self._call(first, False, u, temperature)
-        self.last = out[:, -1].copy()
-        return out
+    def _state(self) -> tuple:
+        return (self.queues,)
+
+    def _primed(self, x: np.ndarray) -> np.ndarray:
+        """Only the last receptive_field - 1 can reach a later output, so only those are fed."""
+        return x[:, -self.queues.shape[1] :]
