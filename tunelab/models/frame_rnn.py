@@ -14,6 +14,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from tunelab.models.layers import rnn_layers, run_rnn_layers
+
 
 class FrameRNN(nn.Module):
     """Next-frame regression.
@@ -48,12 +50,9 @@ class FrameRNN(nn.Module):
         if layers < 1 or hidden < 1 or dense < 1:
             raise ValueError("layers, hidden and embed_dim must be >= 1")
         self.n_features, self.cell, self.hidden, self.skip = n_features, cell, hidden, skip
-        rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
         self.inp = nn.Linear(n_features, dense)
         self.label_embed = nn.Embedding(n_labels, dense) if n_labels else None
-        self.rnns = nn.ModuleList(
-            rnn_cls(dense if i == 0 else hidden, hidden, batch_first=True) for i in range(layers)
-        )
+        self.rnns = rnn_layers(cell, dense, hidden, layers)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden * layers if skip else hidden, n_features)
 
@@ -90,17 +89,8 @@ class FrameRNN(nn.Module):
         return y
 
     def _run(self, h: torch.Tensor, state: list | None) -> tuple[torch.Tensor, list]:
-        outs, new = [], []
-        for i, rnn in enumerate(self.rnns):
-            h0 = None
-            if state is not None:
-                s = state[i]
-                h0 = (s[0][None], s[1][None]) if self.cell == "lstm" else s[None]
-            h, hn = rnn(h, h0)
-            new.append((hn[0][0], hn[1][0]) if self.cell == "lstm" else hn[0])
-            h = self.drop(h)
-            outs.append(h)
-        return self.out(torch.cat(outs, dim=-1) if self.skip else h), new
+        feats, new = run_rnn_layers(self.rnns, self.drop, h, state, self.skip)
+        return self.out(feats), new
 
     # -- generation ---------------------------------------------------------------
     def init_state(

@@ -45,3 +45,35 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [..., dim] -> [..., dim]"""
         return self.drop(self.proj(nn.functional.gelu(self.fc(x))))
+
+
+def rnn_layers(cell: str, input_size: int, hidden: int, layers: int) -> nn.ModuleList:
+    """L stacked ``nn.GRU``/``nn.LSTM`` (batch_first), one module per layer so every layer's
+    output can reach the head (``run_rnn_layers(skip=True)``)."""
+    rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
+    return nn.ModuleList(
+        rnn_cls(input_size if i == 0 else hidden, hidden, batch_first=True) for i in range(layers)
+    )
+
+
+def run_rnn_layers(
+    rnns: nn.ModuleList, drop: nn.Module, h: torch.Tensor, state: list | None, skip: bool
+) -> tuple[torch.Tensor, list]:
+    """Run the layers of ``rnn_layers`` over h [B, T, In], dropout after each.
+
+    state: per layer h [B, H] (GRU) or (h, c) (LSTM) to start from (None: zeros).
+    Returns (the head's input: every layer's output [B, T, L*H] with ``skip``, else the last
+    layer's [B, T, H]; the state after the last position, same layout as ``state``).
+    """
+    outs, new = [], []
+    for i, rnn in enumerate(rnns):
+        lstm = isinstance(rnn, nn.LSTM)
+        h0 = None
+        if state is not None:
+            s = state[i]
+            h0 = (s[0][None], s[1][None]) if lstm else s[None]
+        h, hn = rnn(h, h0)
+        new.append((hn[0][0], hn[1][0]) if lstm else hn[0])
+        h = drop(h)
+        outs.append(h)
+    return (torch.cat(outs, dim=-1) if skip else h), new

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from tunelab.models.layers import rnn_layers, run_rnn_layers
+
 State = list  # GRU: [h] per layer, each [B, H]; LSTM: [(h, c)] per layer
 
 
@@ -48,12 +50,8 @@ class TokenRNN(nn.Module):
         if layers < 1:
             raise ValueError("layers must be >= 1")
         self.vocab_size, self.cell, self.hidden, self.skip = vocab_size, cell, hidden, skip
-        rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.rnns = nn.ModuleList(
-            rnn_cls(embed_dim if i == 0 else hidden, hidden, batch_first=True)
-            for i in range(layers)
-        )
+        self.rnns = rnn_layers(cell, embed_dim, hidden, layers)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden * layers if skip else hidden, vocab_size)
         self._table_key: tuple | None = None  # cache of _fast_weights()
@@ -87,17 +85,8 @@ class TokenRNN(nn.Module):
         so consecutive windows of a piece chain exactly into one long forward pass.
         """
         h = self.drop(self.embed(x))
-        outs, last = [], []
-        for i, rnn in enumerate(self.rnns):
-            h0 = None
-            if state is not None:
-                s = state[i]
-                h0 = (s[0][None], s[1][None]) if self.cell == "lstm" else s[None]
-            h, hn = rnn(h, h0)
-            last.append((hn[0][0], hn[1][0]) if self.cell == "lstm" else hn[0])
-            h = self.drop(h)
-            outs.append(h)
-        logits = self.head(torch.cat(outs, dim=-1) if self.skip else h)
+        feats, last = run_rnn_layers(self.rnns, self.drop, h, state, self.skip)
+        logits = self.head(feats)
         return logits if state is None else (logits, last)
 
     def init_carry(self, batch_size: int, device: torch.device | str | None = None) -> State:
