@@ -30,6 +30,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from tunelab.data.dataset import rank_rows
+
 
 def windows_of(length: int, seq_len: int) -> int:
     """Windows of ``seq_len`` targets a piece of ``length`` tokens is cut into."""
@@ -56,11 +58,7 @@ class PieceStreams:
         transpose_tables: np.ndarray | None = None,
         ignore: int = -100,
     ):
-        if batch_size % world:
-            raise ValueError(
-                f"train.batch_size={batch_size} (the global batch) must be divisible by the "
-                f"number of processes ({world})"
-            )
+        self._rows = rank_rows(batch_size, rank, world)  # checks B divisible by world
         self.data, self.seq_len, self.batch_size = data, seq_len, batch_size
         self.seed, self.rank, self.world, self.ignore = seed, rank, world, ignore
         self.offsets = np.array([p["offset"] for p in pieces], np.int64)
@@ -99,8 +97,7 @@ class PieceStreams:
 
     def rows(self) -> range:
         """This rank's global rows."""
-        n = self.batch_size // self.world
-        return range(self.rank * n, (self.rank + 1) * n)
+        return range(self._rows.start, self._rows.stop)
 
     def where(self, step: int, rows=None) -> list[tuple[int, int, int, int]]:
         """For each row (default: this rank's): (epoch, position in the epoch, piece index,
