@@ -1,10 +1,16 @@
-"""A tiny labelled audio data set for the audio model tests (any family of kind mulaw)."""
+"""Shared by the audio model tests (any family of kind mulaw): a tiny labelled audio data set,
+the exact-resume check and the random inputs of the generator comparisons."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
+
+import torch
+
+from tunelab.config import RunConfig, load
 
 SR = 16000
 
@@ -42,3 +48,49 @@ def chorale_audio(root: Path, cache: Path | None = None) -> tuple[Path, Path]:
 
     assert prepare_audio([src], data, label="folder", clip_seconds=8.0, workers=1) == 0
     return data, src
+
+
+def records(run: Path) -> list[dict]:
+    """The run's metrics.jsonl, one dict per line."""
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_resumes_exactly(
+    preset: str, data: Path, tmp_path: Path, steps: int, decay_steps: int, eval_every: int
+) -> None:
+    """Train ``steps`` straight and ``steps // 2``, stop, resume to ``steps``: the weights, the
+    EMA and the logged curve (step, loss, valid_loss) must match bit for bit."""
+    from tunelab.train import train
+
+    def cfg(out, n):
+        extra = [f"train.decay_steps={decay_steps}", f"train.eval_every={eval_every}"]
+        extra += ["train.log_every=1", "train.ema=0.9", "train.tensorboard=false"]
+        args = [f"data={data}", f"out={out}", f"train.max_steps={n}", "train.progress=false"]
+        return load(RunConfig, preset, args + extra)
+
+    straight, resumed = tmp_path / "a", tmp_path / "b"
+    train(cfg(straight, steps))
+    assert train(cfg(resumed, steps // 2)).step == steps // 2
+    assert train(cfg(resumed, steps)).step == steps
+    a = torch.load(straight / "checkpoints/last.pt", weights_only=True)
+    b = torch.load(resumed / "checkpoints/last.pt", weights_only=True)
+    for part in ("model", "ema"):
+        for k in a[part]:
+            torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=0, msg=f"{part}.{k}")
+
+    def curve(run):
+        return [(r["step"], r.get("loss"), r.get("valid_loss")) for r in records(run)]
+
+    assert curve(straight) == curve(resumed)
+
+
+def random_streams(B: int, N: int, n_labels: int, primer_len: int, classes: int = 256):
+    """Seeded inputs for comparing generators: (first LongTensor[B], uniforms float64[B, N],
+    label LongTensor[3] [0, 2, 1] or None (labelled cases use B = 3), primer
+    LongTensor[B, primer_len] or None)."""
+    g = torch.Generator().manual_seed(1)
+    first = torch.randint(0, classes, (B,), generator=g)
+    uniforms = torch.rand(B, N, generator=g, dtype=torch.float64)
+    label = torch.tensor([0, 2, 1]) if n_labels else None
+    primer = torch.randint(0, classes, (B, primer_len), generator=g) if primer_len else None
+    return first, uniforms, label, primer

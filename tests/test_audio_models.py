@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from tests.helpers_audio import SR, chorale_audio
+from tests.helpers_audio import SR, assert_resumes_exactly, chorale_audio, records
 from tunelab.cli import app
 from tunelab.config import RunConfig, load
 from tunelab.data.audio.encode import from_int16
@@ -35,15 +35,11 @@ def audio_run(tmp_path_factory):
     return data, run, src
 
 
-def _records(run):
-    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_tiny_wavenet_trains_on_chorale_audio_and_its_loss_falls(audio_run):
     data, run, _ = audio_run
     meta = json.loads((data / "meta.json").read_text())
     assert meta["label_names"] == ["choir", "organ", "piano", "strings"]
-    recs = _records(run)
+    recs = records(run)
     losses = [r["loss"] for r in recs if "loss" in r]
     assert losses[0] > losses[-1] + 0.2  # from ~ln(256) = 5.55 nats down
     valid = [r for r in recs if "valid_bits_per_sample" in r]
@@ -177,27 +173,7 @@ def test_audio_runs_resume_exactly(audio_run, tmp_path):
     """2N steps straight == N, stop, resume to 2N: audio windows and labels are a function of
     the step, so the weights and the logged curve match bit for bit."""
     data, _, _ = audio_run
-    from tunelab.train import train
-
-    def cfg(out, steps):
-        extra = ["train.decay_steps=12", "train.eval_every=3", "train.log_every=1", "train.ema=0.9"]
-        args = [f"data={data}", f"out={out}", f"train.max_steps={steps}", "train.progress=false"]
-        return load(RunConfig, "wavenet-tiny", args + extra + ["train.tensorboard=false"])
-
-    straight, resumed = tmp_path / "a", tmp_path / "b"
-    train(cfg(straight, 12))
-    assert train(cfg(resumed, 6)).step == 6
-    assert train(cfg(resumed, 12)).step == 12
-    a = torch.load(straight / "checkpoints/last.pt", weights_only=True)
-    b = torch.load(resumed / "checkpoints/last.pt", weights_only=True)
-    for part in ("model", "ema"):
-        for k in a[part]:
-            torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=0, msg=f"{part}.{k}")
-
-    def curve(run):
-        return [(r["step"], r.get("loss"), r.get("valid_loss")) for r in _records(run)]
-
-    assert curve(straight) == curve(resumed)
+    assert_resumes_exactly("wavenet-tiny", data, tmp_path, 12, decay_steps=12, eval_every=3)
 
 
 def test_an_exported_bundle_generates_what_the_run_does(audio_run, tmp_path):

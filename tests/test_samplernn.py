@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from tests.helpers_audio import SR, chorale_audio
+from tests.helpers_audio import SR, assert_resumes_exactly, chorale_audio, random_streams, records
 from tunelab.cli import app
 from tunelab.config import RunConfig, load
 from tunelab.models.samplernn import SampleRNN
@@ -111,11 +111,7 @@ CASES = [  # (n_labels, frame layers, temperature, primer length, weights, threa
 def test_fused_equals_reference(n_labels, layers, temperature, primer_len, weights, threads):
     m = tiny(n_labels, layers=layers)
     B, N = 3, 50
-    g = torch.Generator().manual_seed(1)
-    first = torch.randint(0, 256, (B,), generator=g)
-    uniforms = torch.rand(B, N, generator=g, dtype=torch.float64)
-    label = torch.tensor([0, 2, 1]) if n_labels else None
-    primer = torch.randint(0, 256, (B, primer_len), generator=g) if primer_len else None
+    first, uniforms, label, primer = random_streams(B, N, n_labels, primer_len)
     ref_model = round_weights_bf16(m) if weights == "bfloat16" else m
     ref = generate_reference(ref_model, first, uniforms, temperature, label, primer)
     fused = FusedSampleRNN(m, B, label, weights=weights, threads=threads)
@@ -158,10 +154,6 @@ def srnn_run(tmp_path_factory):
     return data, run, src
 
 
-def _records(run):
-    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-
-
 def test_tiny_samplernn_trains_and_scores_a_split_whole_from_silence(srnn_run):
     data, run, _ = srnn_run
     from tunelab.checkpoint import load_run
@@ -169,7 +161,7 @@ def test_tiny_samplernn_trains_and_scores_a_split_whole_from_silence(srnn_run):
     from tunelab.data.store import load_datadir
     from tunelab.evaluate import evaluate_split
 
-    losses = [r["loss"] for r in _records(run) if "loss" in r]
+    losses = [r["loss"] for r in records(run) if "loss" in r]
     assert losses[0] > losses[-1] + 0.2
     _, res = evaluate_split(run, "test", progress=False)
     (piece,) = list(load_datadir(data).split("test"))
@@ -236,24 +228,4 @@ def test_a_primer_is_fed_whole_and_a_training_primer_is_flagged(srnn_run, tmp_pa
 def test_samplernn_runs_resume_exactly(srnn_run, tmp_path):
     """2N steps straight == N, stop, resume to 2N: weights, EMA and the logged curve."""
     data, _, _ = srnn_run
-    from tunelab.train import train
-
-    def cfg(out, steps):
-        extra = ["train.decay_steps=8", "train.eval_every=2", "train.log_every=1", "train.ema=0.9"]
-        args = [f"data={data}", f"out={out}", f"train.max_steps={steps}", "train.progress=false"]
-        return load(RunConfig, "samplernn-tiny", args + extra + ["train.tensorboard=false"])
-
-    straight, resumed = tmp_path / "a", tmp_path / "b"
-    train(cfg(straight, 8))
-    assert train(cfg(resumed, 4)).step == 4
-    assert train(cfg(resumed, 8)).step == 8
-    a = torch.load(straight / "checkpoints/last.pt", weights_only=True)
-    b = torch.load(resumed / "checkpoints/last.pt", weights_only=True)
-    for part in ("model", "ema"):
-        for k in a[part]:
-            torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=0, msg=f"{part}.{k}")
-
-    def curve(run):
-        return [(r["step"], r.get("loss"), r.get("valid_loss")) for r in _records(run)]
-
-    assert curve(straight) == curve(resumed)
+    assert_resumes_exactly("samplernn-tiny", data, tmp_path, 8, decay_steps=8, eval_every=2)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers_audio import random_streams
 from tunelab.models.wavenet import WaveNet
 from tunelab.models.wavenet_gen import (
     FusedWaveNet,
@@ -131,11 +132,7 @@ CASES = [  # (kernel_size, n_labels, temperature, primer length)
 def test_generators_agree(kernel_size, n_labels, temperature, primer_len):
     m = tiny(kernel_size, n_labels)
     B, N = 3, 50
-    g = torch.Generator().manual_seed(1)
-    first = torch.randint(0, 256, (B,), generator=g)
-    uniforms = torch.rand(B, N, generator=g, dtype=torch.float64)
-    label = torch.tensor([0, 2, 1]) if n_labels else None
-    primer = torch.randint(0, 256, (B, primer_len), generator=g) if primer_len else None
+    first, uniforms, label, primer = random_streams(B, N, n_labels, primer_len)
     naive = generate_naive(m, first, uniforms, temperature, label, primer)
     inc = generate_incremental(m, first, uniforms, temperature, label, primer)
     torch.testing.assert_close(inc, naive, rtol=0, atol=0)
