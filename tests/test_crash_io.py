@@ -83,7 +83,9 @@ def file_size_limit(nbytes: int):
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
-def test_full_disk_train_keeps_last_checkpoint(tmp_path):
+def _trained_ten_steps(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A tiny run trained to step 10 (a checkpoint there) and the `tunelab train` arguments
+    that made it, less max_steps, to train it on."""
     data = make_datadir(tmp_path / "data")
     run = tmp_path / "run"
     args = [
@@ -91,6 +93,11 @@ def test_full_disk_train_keeps_last_checkpoint(tmp_path):
         "train.progress=false", "train.tensorboard=false", "train.plots=false",
     ]  # fmt: skip
     assert CliRunner().invoke(app, [*args, "train.max_steps=10"]).exit_code == 0
+    return run, args
+
+
+def test_full_disk_train_keeps_last_checkpoint(tmp_path):
+    run, args = _trained_ten_steps(tmp_path)
     last = run / "checkpoints" / "last.pt"
     with file_size_limit(last.stat().st_size // 2):
         r = CliRunner().invoke(app, [*args, "train.max_steps=20"])
@@ -165,13 +172,7 @@ def test_a_really_full_disk_during_training(tmp_path):
         pytest.skip("unshare is not installed")
     if subprocess.run(["unshare", "-r", "-m", "true"], capture_output=True).returncode:
         pytest.skip("user/mount namespaces are not available here")
-    data = make_datadir(tmp_path / "data")
-    run = tmp_path / "run"
-    args = [
-        "train", "tiny", f"data={data}", f"out={run}", "train.eval_every=10",
-        "train.progress=false", "train.tensorboard=false", "train.plots=false",
-    ]  # fmt: skip
-    assert CliRunner().invoke(app, [*args, "train.max_steps=10"]).exit_code == 0
+    run, args = _trained_ten_steps(tmp_path)
     size = sum(p.stat().st_size for p in run.rglob("*") if p.is_file())
     after = tmp_path / "after"
     # mount a tmpfs over the run folder, put the run back into it, train, copy it out

@@ -120,6 +120,20 @@ FUZZ = settings(
 )
 
 
+def _check_prepared(kind: str, made: list[tuple[str, bytes]]) -> None:
+    """Write the files (name, bytes) into a fresh folder, prepare it as ``kind`` and check
+    that every file is reported (check_every_file_reported); the folder is removed after."""
+    root = Path(tempfile.mkdtemp(prefix=f"fuzz-{kind}-"))
+    try:
+        src = root / "src"
+        src.mkdir()
+        for name, data in made:
+            (src / name).write_bytes(data)
+        check_every_file_reported(src, root / "out", run_prepare(src, root / "out", kind))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @FUZZ
 @given(
     files=st.lists(mutated, min_size=6, max_size=14),
@@ -127,18 +141,12 @@ FUZZ = settings(
 )
 def test_fuzzed_midi_files_are_accepted_or_rejected(seeds, files, noise):
     midi, _ = seeds
-    root = Path(tempfile.mkdtemp(prefix="fuzz-midi-"))
-    try:
-        src = root / "src"
-        src.mkdir()
-        (src / "pristine.mid").write_bytes(midi[0])  # something usable: exit 0, a manifest
-        for i, (s, ops) in enumerate(files):
-            (src / f"m{i:02d}.mid").write_bytes(mutate(midi[s % len(midi)], ops))
-        for i, (m, blob) in enumerate(noise):
-            (src / f"n{i}.mid").write_bytes(MAGIC[m] + blob)
-        check_every_file_reported(src, root / "out", run_prepare(src, root / "out", "midi"))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    made = [("pristine.mid", midi[0])]  # something usable: exit 0, a manifest
+    made += [
+        (f"m{i:02d}.mid", mutate(midi[s % len(midi)], ops)) for i, (s, ops) in enumerate(files)
+    ]
+    made += [(f"n{i}.mid", MAGIC[m] + blob) for i, (m, blob) in enumerate(noise)]
+    _check_prepared("midi", made)
 
 
 @FUZZ
@@ -148,21 +156,14 @@ def test_fuzzed_midi_files_are_accepted_or_rejected(seeds, files, noise):
 )
 def test_fuzzed_audio_files_are_accepted_or_rejected(seeds, files, noise):
     _, audio = seeds
-    root = Path(tempfile.mkdtemp(prefix="fuzz-audio-"))
-    try:
-        src = root / "src"
-        src.mkdir()
-        (src / "pristine.wav").write_bytes(audio[0][1])
-        for i, (s, ops) in enumerate(files):
-            name, data = audio[s % len(audio)]
-            (src / f"m{i:02d}{Path(name).suffix}").write_bytes(mutate(data, ops))
-        for i, (m, blob) in enumerate(noise):
-            (src / f"n{i}.wav").write_bytes(MAGIC[m] + blob)
-        header = wav_header(2, 44100, 16, n_data=2**31 - 8)  # claims 2 GiB of samples
-        (src / "huge_claim.wav").write_bytes(header + np.zeros(64, np.int16).tobytes())
-        check_every_file_reported(src, root / "out", run_prepare(src, root / "out", "audio"))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    made = [("pristine.wav", audio[0][1])]
+    for i, (s, ops) in enumerate(files):
+        name, data = audio[s % len(audio)]
+        made.append((f"m{i:02d}{Path(name).suffix}", mutate(data, ops)))
+    made += [(f"n{i}.wav", MAGIC[m] + blob) for i, (m, blob) in enumerate(noise)]
+    header = wav_header(2, 44100, 16, n_data=2**31 - 8)  # claims 2 GiB of samples
+    made.append(("huge_claim.wav", header + np.zeros(64, np.int16).tobytes()))
+    _check_prepared("audio", made)
 
 
 def _stuck_on_one(job):
