@@ -4,10 +4,12 @@ the exact-resume check and the random inputs of the generator comparisons."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from tunelab.config import RunConfig, load
@@ -94,3 +96,17 @@ def random_streams(B: int, N: int, n_labels: int, primer_len: int, classes: int 
     label = torch.tensor([0, 2, 1]) if n_labels else None
     primer = torch.randint(0, classes, (B, primer_len), generator=g) if primer_len else None
     return first, uniforms, label, primer
+
+
+def plain_bits_per_sample(model: torch.nn.Module, piece, lead: int, label: str = "piano") -> float:
+    """A piece's bits per sample under one plain forward (no chunking) over ``lead`` samples
+    of silence (mu-law 128) then the piece (int16 [n]), conditioned on ``label``."""
+    from tunelab.data.audio.encode import from_int16, mu_law_encode
+
+    q = torch.from_numpy(mu_law_encode(from_int16(np.asarray(piece))))
+    x = torch.cat([torch.full((lead,), 128), q])
+    lab = torch.tensor([["choir", "organ", "piano", "strings"].index(label)])
+    with torch.no_grad():
+        logits = model(x[None, :-1], lab)[0, lead - 1 :]
+    nll = torch.nn.functional.cross_entropy(logits, q, reduction="sum").item()
+    return nll / len(q) / math.log(2)

@@ -4,7 +4,6 @@ per sample, generates conditioned WAVs (labels, primer, partial saves) and is au
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -12,7 +11,13 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from tests.helpers_audio import SR, assert_resumes_exactly, chorale_audio, records
+from tests.helpers_audio import (
+    SR,
+    assert_resumes_exactly,
+    chorale_audio,
+    plain_bits_per_sample,
+    records,
+)
 from tunelab.cli import app
 from tunelab.config import RunConfig, load
 from tunelab.data.audio.encode import from_int16
@@ -51,7 +56,6 @@ def test_tiny_wavenet_trains_on_chorale_audio_and_its_loss_falls(audio_run):
 def test_bits_per_sample_scores_each_test_piece_whole_from_silence(audio_run):
     data, run, _ = audio_run
     from tunelab.checkpoint import load_run
-    from tunelab.data.audio.encode import mu_law_encode
     from tunelab.evaluate import evaluate_split
 
     _, res = evaluate_split(run, "test", progress=False)
@@ -61,15 +65,9 @@ def test_bits_per_sample_scores_each_test_piece_whole_from_silence(audio_run):
     assert res["bits_per_sample"] < res["baseline_histogram_bits_per_sample"]
     # the same figure from one plain forward over silence + the piece (no chunking)
     loaded = load_run(run)
-    rf = loaded.model.receptive_field
     (piece,) = list(test)
-    q = torch.from_numpy(mu_law_encode(from_int16(np.asarray(piece))))
-    x = torch.cat([torch.full((rf,), 128), q])
-    label = torch.tensor([["choir", "organ", "piano", "strings"].index("piano")])
-    with torch.no_grad():
-        logits = loaded.model(x[None, :-1], label)[0, rf - 1 :]
-    nll = torch.nn.functional.cross_entropy(logits, q, reduction="sum").item()
-    assert res["bits_per_sample"] == pytest.approx(nll / len(q) / math.log(2), rel=1e-4)
+    bits = plain_bits_per_sample(loaded.model, piece, loaded.model.receptive_field)
+    assert res["bits_per_sample"] == pytest.approx(bits, rel=1e-4)
 
 
 def test_generate_writes_labelled_wavs_and_rejects_unknown_labels(audio_run, tmp_path):

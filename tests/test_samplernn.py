@@ -8,7 +8,6 @@ Tiny models only. The first run compiles the numba kernel (cached on disk afterw
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -16,7 +15,14 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from tests.helpers_audio import SR, assert_resumes_exactly, chorale_audio, random_streams, records
+from tests.helpers_audio import (
+    SR,
+    assert_resumes_exactly,
+    chorale_audio,
+    plain_bits_per_sample,
+    random_streams,
+    records,
+)
 from tunelab.cli import app
 from tunelab.config import RunConfig, load
 from tunelab.models.samplernn import SampleRNN
@@ -157,7 +163,6 @@ def srnn_run(tmp_path_factory):
 def test_tiny_samplernn_trains_and_scores_a_split_whole_from_silence(srnn_run):
     data, run, _ = srnn_run
     from tunelab.checkpoint import load_run
-    from tunelab.data.audio.encode import from_int16, mu_law_encode
     from tunelab.data.store import load_datadir
     from tunelab.evaluate import evaluate_split
 
@@ -169,14 +174,8 @@ def test_tiny_samplernn_trains_and_scores_a_split_whole_from_silence(srnn_run):
     assert res["bits_per_sample"] < res["baseline_histogram_bits_per_sample"]
     # the same figure from one plain forward over the warm-up's silence + the piece
     model = load_run(run).model
-    q = torch.from_numpy(mu_law_encode(from_int16(np.asarray(piece))))
-    lead = model.warmup
-    x = torch.cat([torch.full((lead,), 128), q])
-    label = torch.tensor([["choir", "organ", "piano", "strings"].index("piano")])
-    with torch.no_grad():
-        logits = model(x[None, :-1], label)[0, lead - 1 :]
-    nll = torch.nn.functional.cross_entropy(logits, q, reduction="sum").item()
-    assert res["bits_per_sample"] == pytest.approx(nll / len(q) / math.log(2), rel=1e-4)
+    bits = plain_bits_per_sample(model, piece, model.warmup)
+    assert res["bits_per_sample"] == pytest.approx(bits, rel=1e-4)
 
 
 def test_generate_writes_audited_labelled_wavs(srnn_run, tmp_path):
