@@ -21,8 +21,8 @@ per normalised feature, near the data's own spread anyway.) FRAME_NOISE was chos
 measurement (README, "Frame RNNs (GRUV)"): 0.3 was the one measured level at which no short
 run gave ``identical`` clips and none was flagged ``noise`` (0.2 left one STFT-loss run's clips
 identical, 0.4 made the other's noise), so temperature 1, the default, is that level.
-``--temperature 0`` is the deterministic GRUV generator. The noise of stream i is drawn from its own generator
-seeded by (seed, i): the same seed gives the same audio, sample for sample.
+``--temperature 0`` is the deterministic GRUV generator. The noise of stream i is drawn from
+its own generator seeded by (seed, i): the same seed gives the same audio, sample for sample.
 """
 
 from __future__ import annotations
