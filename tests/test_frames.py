@@ -269,6 +269,7 @@ def test_temperature_makes_seeds_differ_and_the_same_seed_repeat(frame_run, tmp_
     # temperature 0: the deterministic path, computed here by hand
     cold, sides = gen("d", 2, temperature=0.0)
     assert sides[0]["settings"]["frame_noise_std"] == 0
+    assert all("identical" in s["flags"] for s in sides)  # the failure the noise defeats
     loaded = load_run(run)
     kind = kind_for(loaded.config["model"], loaded.meta)
     start = np.random.default_rng(piece_seed(3, 0)).normal(0, 1e-3, kind.size)
