@@ -262,7 +262,9 @@ def generate(
     steps: int = typer.Option(None, help="Length in grid steps instead of --seconds."),
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same pieces."),
     out: Path = typer.Option(None, help="Output folder (default: RUN_DIR/samples)."),
-    temperature: float = typer.Option(1.0, help="Softmax temperature (0: greedy)."),
+    temperature: float = typer.Option(
+        1.0, help="Softmax temperature (0: greedy); frame runs: the noise added to each frame."
+    ),
     top_k: int = typer.Option(0, help="Sample among the k most likely tokens (0: off)."),
     top_p: float = typer.Option(
         1.0, help="Nucleus sampling: smallest set with this mass (1: off)."
