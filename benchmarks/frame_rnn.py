@@ -4,8 +4,8 @@ baselines, the failure diagnostics of generated audio, and training throughput.
 For each preset (optionally with ``--set key=value`` overrides): train for ``--minutes`` of
 training time (or ``--steps``), score the valid split with ``tunelab.evaluate`` (the run's
 loss next to "predict the mean frame" and "repeat the last frame"), generate ``--samples``
-clips of ``--seconds`` from silence + noise with each join (ola, concat) and from a training
-clip, and audit them: silent (last second below -50 dBFS) and the mean time it fell silent
+clips of ``--seconds`` from silence + noise with each join (ola, concat), at temperature 0
+(no frame noise: the deterministic GRUV generator) and from a training clip, and audit them: silent (last second below -50 dBFS) and the mean time it fell silent
 for good, mean-frame dominance (median cosine with the mean frame, level against the data),
 sameness across seeds (least pairwise distance), copies of training audio. Throughput:
 seconds of new training audio per wall second of training (batch x seq_len x hop / rate).
@@ -81,6 +81,7 @@ def diagnostics(run: Path, args, **how) -> dict:
         "distance": float(min(x.get("min_distance", np.nan) for x in a)),
         "identical": sum("identical" in s["flags"] for s in sides),
         "copied": sum("copied" in s["flags"] for s in sides),
+        "noise": sum("noise" in s["flags"] for s in sides),
     }
 
 
@@ -100,6 +101,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from tunelab.evaluate import evaluate_split
+    from tunelab.sampling import Sampling
 
     data = ensure_data(args.out, args.limit, args.clip_seconds)
     rows = []
@@ -110,6 +112,7 @@ def main() -> None:
         _, ev = evaluate_split(run, "valid", progress=False)
         diag = {
             "silence, ola": diagnostics(run, args),
+            "silence, ola, temperature 0": diagnostics(run, args, sampling=Sampling(0.0)),
             "silence, concat": diagnostics(run, args, join="concat"),
             "training clip, ola": diagnostics(run, args, from_training=True),
         }
@@ -127,15 +130,15 @@ def main() -> None:
     n = args.samples
     print(f"\nDiagnostics of {n} clips of {args.seconds:g} s (counts out of {n}):\n")
     print("| run | start, join | silent | fell silent at (s) | mean_frame | cosine | level vs "
-          "data (dB) | least distance | identical | copied |")  # fmt: skip
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "data (dB) | least distance | identical | noise | copied |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, _, _, diag in rows:
         for how, d in diag.items():
             fell = "—" if d["silent_from"] is None else f"{d['silent_from']:.1f}"
             print(
                 f"| {name} | {how} | {d['silent']} | {fell} | {d['mean_frame']} | "
                 f"{d['cosine']:.2f} | {d['level_db']:.1f} | {d['distance']:.3f} | "
-                f"{d['identical']} | {d['copied']} |"
+                f"{d['identical']} | {d['noise']} | {d['copied']} |"
             )
     print("\n| run | training throughput (s of audio per wall second) |")
     print("|---|---:|")

@@ -237,8 +237,52 @@ def test_generate_writes_wavs_whose_silent_flag_matches_a_plain_measurement(fram
     for e in res["files"]:
         side = json.loads((out / (e["file"] + ".json")).read_text())
         assert ("silent" in e["flags"]) == ("silent" in side["flags"])
-    bad = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "x"), "--temperature", "0.5"])
-    assert bad.exit_code != 0 and "temperature" in bad.output
+    bad = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "x"), "--top-k", "5"])
+    assert bad.exit_code != 0 and "--top-k" in bad.output
+
+
+def test_temperature_makes_seeds_differ_and_the_same_seed_repeat(frame_run, tmp_path):
+    """Frame noise: the same seed gives the same audio; different seeds (one label) are not
+    flagged identical; temperature 0 is the plain GRUV loop (the model fed its own output)."""
+    from tunelab.checkpoint import load_run
+    from tunelab.generate import Sampling, generate
+    from tunelab.kinds import kind_for
+    from tunelab.sampling import piece_seed
+
+    _, run = frame_run
+
+    def gen(name, n, temperature=1.0, seed=3):
+        ws = generate(run, n=n, seconds=1.5, seed=seed, label="high", out=tmp_path / name,
+                      sampling=Sampling(temperature), progress=False)  # fmt: skip
+        sides = [json.loads(w.with_name(w.name + ".json").read_text()) for w in ws]
+        return [sf.read(str(w))[0] for w in ws], sides
+
+    a, sides = gen("a", 3)
+    again, _ = gen("again", 3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, again, strict=True))
+    b, _ = gen("b", 1)  # stream 0 depends on (seed, 0) only, not on n (up to batched rounding)
+    np.testing.assert_allclose(a[0], b[0], atol=1e-3)
+    assert not any("identical" in s["flags"] for s in sides), [s["audit"] for s in sides]
+    assert sides[0]["settings"]["frame_noise_std"] > 0
+    other, _ = gen("c", 1, seed=4)
+    assert not np.allclose(a[0], other[0], atol=1e-3)
+    # temperature 0: the deterministic path, computed here by hand
+    cold, sides = gen("d", 2, temperature=0.0)
+    assert sides[0]["settings"]["frame_noise_std"] == 0
+    assert all("identical" in s["flags"] for s in sides)  # the failure the noise defeats
+    loaded = load_run(run)
+    kind = kind_for(loaded.config["model"], loaded.meta)
+    start = np.random.default_rng(piece_seed(3, 0)).normal(0, 1e-3, kind.size)
+    label = torch.tensor([kind.label_id("high")])
+    frames = []
+    with torch.no_grad():
+        state = loaded.model.init_state(1, "cpu", label)
+        y, state = loaded.model.step(kind.features(start.astype(np.float32)[None])[:, 0], state)
+        for _ in range(sides[0]["settings"]["frames"]):
+            frames.append(y)
+            y, state = loaded.model.step(y, state)
+    audio = kind.waveform(torch.stack(frames, 1))[0, : int(1.5 * SR)].numpy()
+    np.testing.assert_allclose(cold[0], audio, atol=2 / 32768)  # 16-bit WAV rounding
 
 
 def test_start_from_a_training_clip_is_flagged_and_a_file_primer_recorded(frame_run, tmp_path):

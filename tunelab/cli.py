@@ -280,7 +280,9 @@ def generate(
     out: Path = typer.Option(
         None, help="Output folder (default: RUN_DIR/samples, or NAME-output/samples by a bundle)."
     ),
-    temperature: float = typer.Option(1.0, help="Softmax temperature (0: greedy)."),
+    temperature: float = typer.Option(
+        1.0, help="Softmax temperature (0: greedy); frame runs: the noise added to each frame."
+    ),
     top_k: int = typer.Option(0, help="Sample among the k most likely tokens (0: off)."),
     top_p: float = typer.Option(
         1.0, help="Nucleus sampling: smallest set with this mass (1: off)."

@@ -21,17 +21,14 @@ baselines on the same targets: the mean frame (0 in normalised units) and the la
 repeated. ``learned`` is true only when the model's loss beats both. ``nll_per_token`` is
 null; ``tokens`` counts the predicted frames.
 
-Generation: the model runs on its own output frame after frame, from silence plus a little
-noise (NOISE_RMS, from the stream's seed), a user's file (``--primer``) or a training clip
-(``--from-training``: each stream its own, drawn by its seed; flagged ``training_primer``);
-frames are joined by Hann overlap-add (``--join concat``: end to end). Audits: ``tunelab.audio_metrics``, plus the mean-frame test.
+Generation (``tunelab.kinds.frame_gen``): the model runs on its own output frame after frame,
+with ``--temperature`` scaling the Gaussian noise added to each predicted frame (0: the
+deterministic GRUV generator). Audits: ``tunelab.audio_metrics``, plus the mean-frame test.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +38,11 @@ from tunelab import frame_ops as ops
 from tunelab.atomic import write_json
 from tunelab.data.audio.encode import frame_dim, from_int16
 from tunelab.data.dataset import PieceWindows, piece_windows
+from tunelab.kinds import frame_gen as gen
+from tunelab.kinds.audio_io import read_float, training_reference
+from tunelab.kinds.frame_gen import NOISE_RMS, TRAINING_CLIP_S, Clip, Plan  # noqa: F401
 
 NO_LABEL = "(none)"
-NOISE_RMS = 1e-3  # the start: silence plus noise of this RMS (-60 dBFS)
-TRAINING_CLIP_S = 2.0  # --from-training: seconds of training audio that prime the model
-REFERENCE_MINUTES = 30.0  # at most this much training audio backs the copy audit
 PREVIEW_SECONDS = 1.0
 
 
@@ -64,29 +61,6 @@ def with_settings(meta: dict, model_cfg) -> dict:
     loss["wave_l1"] = float(cfg.get("wave_l1", 1.0))
     loss["conditioned"] = bool(cfg.get("frame_labels", False))
     return {**meta, "frames": {**key, **loss, "stats": have.get("stats") if same else None}}
-
-
-@dataclass
-class Plan:
-    """One generate call, resolved."""
-
-    samples: int
-    frames: int  # frames to generate per stream
-    primer: np.ndarray | None  # float32 [P] audio the model reads first (None: silence)
-    labels: list[int | None]
-    settings: dict
-    primer_info: dict
-    training: object = None  # --from-training: the split each stream draws its start clip from
-
-
-@dataclass
-class Clip:
-    """A generated (or read) piece: float audio, its label and its time frames (if known)."""
-
-    audio: np.ndarray  # float32 [N]
-    label: str | None
-    frames: np.ndarray | None = None  # float32 [K, frame_size], before the join
-    start: dict | None = None  # the training clip this stream started from
 
 
 class Kind:
@@ -294,158 +268,23 @@ class Kind:
         if data_meta.get("kind") != "audio" or other != mine:
             raise ValueError(f"{where}: data {other} differs from the run's {mine}")
 
-    # -- generation ------------------------------------------------------------------
+    # -- generation (tunelab.kinds.frame_gen) -------------------------------------------
     def plan(
         self, seconds, steps, primer, label, sampling, join: str = "ola", training_clip=None
     ) -> Plan:
         """``training_clip``: the run's data directory, to start from a training clip."""
-        if steps is not None:
-            raise ValueError("--steps counts MIDI grid steps; give audio lengths in --seconds")
-        if sampling is not None and (
-            sampling.top_k
-            or sampling.top_p < 1
-            or sampling.argmax_prob
-            or sampling.temperature != 1
-        ):
-            raise ValueError(
-                "frame models predict each frame outright: --temperature, --top-k, --top-p "
-                "and --argmax-prob do not apply"
-            )
-        if join not in ops.JOINS:
-            raise ValueError(f"--join must be one of {', '.join(ops.JOINS)}, not {join!r}")
-        if primer and training_clip:
-            raise ValueError("give either --primer or --from-training, not both")
-        if label is not None:
-            if not self.n_labels:
-                raise ValueError("--label: this run is not conditioned on labels")
-            if label not in self.label_names:
-                raise ValueError(
-                    f"--label {label!r} is unknown; known labels: {', '.join(self.label_names)}"
-                )
-        samples = max(1, round((seconds or 4.0) * self.sample_rate))
-        k = 1 if samples <= self.size else -(-(samples - self.size) // self.hop) + 1
-        audio, info, split = None, {"source": "silence", "noise_rms": NOISE_RMS}, None
-        if primer:
-            from tunelab.data.audio.decode import normalize_loudness, remove_dc
-
-            # conditioned like the training audio: DC removed, loudness at the data's target
-            target = float(self.meta.get("loudness_target_db") or -20.0)
-            audio, _ = normalize_loudness(remove_dc(self._read_float(primer)), target)
-            info = {"source": "file", "file": Path(primer).name, "from_training": None}
-        elif training_clip:
-            from tunelab.data.store import load_datadir
-
-            split = load_datadir(training_clip).reference_splits()[0]
-            if not any(p["length"] >= TRAINING_CLIP_S * self.sample_rate for p in split.pieces):
-                raise ValueError(f"{training_clip}: no training piece of {TRAINING_CLIP_S} s")
-            info = {"source": "training", "seconds": TRAINING_CLIP_S, "from_training": True}
-        if audio is not None:
-            info["seconds"] = len(audio) / self.sample_rate
-            if len(audio) < self.size:
-                raise ValueError(f"the primer is shorter than one frame ({self.size} samples)")
-        settings = {"seconds": samples / self.sample_rate, "samples": samples, "join": join}
-        settings |= {"sample_rate": self.sample_rate, "frames": k}
-        labels = [] if label is None else [self.label_id(label)]
-        return Plan(samples, k, audio, labels, settings, info, split)
-
-    def _training_clip(self, split, seed: int) -> tuple[np.ndarray, dict]:
-        """TRAINING_CLIP_S seconds from a training piece, drawn by ``seed`` uniformly over
-        every start that fits, and where it came from."""
-        n = int(TRAINING_CLIP_S * self.sample_rate)
-        fits = np.array([max(0, p["length"] - n + 1) for p in split.pieces], np.float64)
-        rng = np.random.default_rng([seed, 0x57A7])
-        i = int(rng.choice(len(fits), p=fits / fits.sum()))
-        at = int(rng.integers(0, fits[i]))
-        clip = from_int16(np.asarray(split.piece(i)[at : at + n]))
-        where = {"piece": i, "from": split.pieces[i].get("source")}
-        where["offset_seconds"] = at / self.sample_rate
-        return clip, where
+        return gen.plan(self, seconds, steps, primer, label, sampling, join, training_clip)
 
     def sample(
         self, model, plan: Plan, n, seed, sampling, device, progress, timing,
         save_every=None, partial=None,
     ) -> list[Clip]:  # fmt: skip
         """n streams of plan.frames frames; stream i depends only on (seed, i)."""
-        from tunelab.sampling import piece_seed
-
-        ids = plan.labels * n if plan.labels else [
-            i % self.n_labels if self.n_labels else None for i in range(n)
-        ]  # fmt: skip
-        label = None if ids[0] is None else torch.tensor(ids, device=device)
-        start = np.zeros(self.size, np.float32) if plan.primer is None else plan.primer
-        starts, where = [start] * n, [None] * n
-        if plan.training is not None:  # each stream its own training clip
-            drawn = [self._training_clip(plan.training, piece_seed(seed, i)) for i in range(n)]
-            starts, where = [c for c, _ in drawn], [w for _, w in drawn]
-        # every stream starts from its own noise (on the silence, the primer or the clip)
-        rngs = [np.random.default_rng(piece_seed(seed, i)) for i in range(n)]
-        noise = [r.normal(0, NOISE_RMS, len(x)) for r, x in zip(rngs, starts, strict=True)]
-        ctx = np.stack([x + z for x, z in zip(starts, noise, strict=True)]).astype(np.float32)
-        ctx = self.features(ctx).to(device)
-        t0 = time.perf_counter()
-        out = torch.zeros(n, plan.frames, self.vocab_size, device=device)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=plan.frames, unit="frame", desc="generating")
-        next_save = save_every
-        with torch.no_grad():
-            state = model.init_state(n, device, label)
-            for j in range(ctx.shape[1]):
-                y, state = model.step(ctx[:, j], state)
-            for j in range(plan.frames):
-                out[:, j] = y
-                y, state = model.step(y, state)
-                if bar is not None:
-                    bar.update(1)
-                done = ops.n_samples(j + 1, self.size, self.hop)
-                if (
-                    partial
-                    and save_every
-                    and j + 1 < plan.frames
-                    and done >= next_save * self.sample_rate
-                ):
-                    for i, c in enumerate(self._clips(out[:, : j + 1], plan, ids)):
-                        self._write_wav(c.audio, partial(i))
-                    next_save += save_every
-        if bar is not None:
-            bar.close()
-        if timing is not None:
-            timing.update(prefix_s=0.0, sample_s=time.perf_counter() - t0, tokens=plan.samples)
-        return self._clips(out, plan, ids, where)
-
-    def _clips(self, f: torch.Tensor, plan: Plan, ids, where=None) -> list[Clip]:
-        frames = self.time_frames(f.float().cpu())
-        audio = ops.join(frames, self.hop, plan.settings["join"])[:, : plan.samples].numpy()
-        names = [None if i is None else self.label_names[i] for i in ids]
-        where = where or [None] * len(f)
-        return [Clip(audio[i], names[i], frames[i].numpy(), where[i]) for i in range(len(f))]
+        return gen.sample(self, model, plan, n, seed, device, progress, timing, save_every, partial)
 
     def reference(self, data_dir):
         """The training audio's copy index (at most REFERENCE_MINUTES), or (None, reason)."""
-        from tunelab.audio_metrics import TrainingAudio
-        from tunelab.data.store import DataDirError, load_datadir
-
-        if not data_dir:
-            return None, "no data directory recorded in the run"
-        try:
-            dd = load_datadir(data_dir)
-            self.check_data(dd.meta, dd.path)
-            splits = dd.reference_splits()
-        except (DataDirError, ValueError, OSError) as e:
-            return None, str(e)
-        budget = int(REFERENCE_MINUTES * 60 * self.sample_rate)
-        pieces = []
-        for sp in splits:
-            for p in sp:
-                take = np.asarray(p[: max(0, budget)])
-                budget -= len(take)
-                if len(take):
-                    pieces.append(from_int16(take))
-        if not pieces:
-            return None, f"{dd.path}: no training audio"
-        return TrainingAudio(pieces, self.sample_rate), f"training split of {dd.path}"
+        return training_reference(self, data_dir, from_int16)
 
     def primer_from_training(self, plan: Plan, index) -> dict | None:
         from tunelab.audio_metrics import COPY_NCC
@@ -478,12 +317,7 @@ class Kind:
         return Clip(self._read_float(path), None)
 
     def _read_float(self, path) -> np.ndarray:
-        from tunelab.data.audio.decode import AudioError, decode
-
-        try:
-            return decode(path, self.sample_rate).audio
-        except (AudioError, ValueError) as e:
-            raise ValueError(f"{path}: cannot read audio ({e})") from e
+        return read_float(path, self.sample_rate)
 
     def thresholds(self) -> dict:
         from tunelab.audio_metrics import thresholds

@@ -26,12 +26,12 @@ from tunelab.atomic import write_json
 from tunelab.data.audio.encode import from_int16, mu_law_decode, mu_law_encode
 from tunelab.data.dataset import PieceWindows, piece_windows
 from tunelab.kinds import categorical_loss
+from tunelab.kinds.audio_io import read_float, training_reference
 from tunelab.scoring import piece_nll
 
 NO_LABEL = "(none)"  # the label name of pieces without one (as in meta.json "labels")
 CHUNK = 4096  # samples per stream generated between progress updates / partial saves
-REFERENCE_MINUTES = 30.0  # at most this much training audio backs the copy audit
-FRECHET_REFERENCE_S = 300  # and this many seconds of it the Frechet distance
+FRECHET_REFERENCE_S = 300  # seconds of the copy audit's audio behind the Frechet distance
 PREVIEW_SECONDS = 1.0  # TensorBoard audio written at each validation
 BF16_BELOW_STREAMS = 16  # generate with bfloat16 weights for fewer streams than this
 
@@ -294,29 +294,9 @@ class Kind:
 
     def reference(self, data_dir):
         """The training audio's copy index (at most REFERENCE_MINUTES), or (None, reason)."""
-        from tunelab.audio_metrics import TrainingAudio
-        from tunelab.data.store import DataDirError, load_datadir
-
-        if not data_dir:
-            return None, "no data directory recorded in the run"
-        try:
-            dd = load_datadir(data_dir)
-            self.check_data(dd.meta, dd.path)
-            splits = dd.reference_splits()
-        except (DataDirError, ValueError, OSError) as e:
-            return None, str(e)
-        budget = int(REFERENCE_MINUTES * 60 * self.sample_rate)
-        pieces = []
-        for sp in splits:
-            for p in sp:
-                take = np.asarray(p[: max(0, budget)])
-                budget -= len(take)
-                if len(take):
-                    pieces.append(mu_law_decode(self.encode(take).numpy(), self.vocab_size))
-        if not pieces:
-            return None, f"{dd.path}: no training audio"
-        where = f"training split of {dd.path}"
-        return TrainingAudio(pieces, self.sample_rate), where
+        return training_reference(
+            self, data_dir, lambda x: mu_law_decode(self.encode(x).numpy(), self.vocab_size)
+        )
 
     def primer_from_training(self, plan: Plan, index) -> dict | None:
         from tunelab.audio_metrics import COPY_NCC
@@ -352,12 +332,7 @@ class Kind:
         return Clip(mu_law_encode(self._read_float(path), self.vocab_size), None)
 
     def _read_float(self, path) -> np.ndarray:
-        from tunelab.data.audio.decode import AudioError, decode
-
-        try:
-            return decode(path, self.sample_rate).audio
-        except (AudioError, ValueError) as e:
-            raise ValueError(f"{path}: cannot read audio ({e})") from e
+        return read_float(path, self.sample_rate)
 
     def thresholds(self) -> dict:
         from tunelab.audio_metrics import thresholds
