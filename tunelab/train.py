@@ -83,6 +83,8 @@ def _setup_dist(device: str) -> _Dist:
         device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     if dev.type == "cuda":
+        if dev.index is None:  # plain "cuda": this process's GPU (set_device needs an index)
+            dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")

@@ -183,6 +183,8 @@ class FusedSampleRNN(FusedDriver):
         threads: int | None = None,
     ):
         bf16 = check_weights(weights)
+        if model.h0.device.type != "cpu":  # the kernel runs on the CPU: a CPU copy to read from
+            model = copy.deepcopy(model).cpu()
         Fs, Q, H, L = model.frame_size, model.classes, model.sample_hidden, model.frame_layers
         gru = model.gru
         rnd = (lambda t: t.to(torch.bfloat16).float()) if bf16 else (lambda t: t)  # noqa: E731
