@@ -58,17 +58,24 @@ def records(run: Path) -> list[dict]:
 
 
 def assert_resumes_exactly(
-    preset: str, data: Path, tmp_path: Path, steps: int, decay_steps: int, eval_every: int
+    preset: str,
+    data: Path,
+    tmp_path: Path,
+    steps: int,
+    decay_steps: int,
+    eval_every: int,
+    extra: tuple[str, ...] = (),
 ) -> None:
     """Train ``steps`` straight and ``steps // 2``, stop, resume to ``steps``: the weights, the
-    EMA and the logged curve (step, loss, valid_loss) must match bit for bit."""
+    EMA and the logged curve (step, loss, valid_loss) must match bit for bit. ``extra``: more
+    config overrides."""
     from tunelab.train import train
 
     def cfg(out, n):
-        extra = [f"train.decay_steps={decay_steps}", f"train.eval_every={eval_every}"]
-        extra += ["train.log_every=1", "train.ema=0.9", "train.tensorboard=false"]
+        more = [f"train.decay_steps={decay_steps}", f"train.eval_every={eval_every}"]
+        more += ["train.log_every=1", "train.ema=0.9", "train.tensorboard=false", *extra]
         args = [f"data={data}", f"out={out}", f"train.max_steps={n}", "train.progress=false"]
-        return load(RunConfig, preset, args + extra)
+        return load(RunConfig, preset, args + more)
 
     straight, resumed = tmp_path / "a", tmp_path / "b"
     train(cfg(straight, steps))

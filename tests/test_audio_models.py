@@ -24,8 +24,6 @@ from tunelab.data.audio.encode import from_int16
 from tunelab.data.store import load_datadir
 from tunelab.synth import write_wav
 
-_records = records  # the name tests/test_frames.py imports
-
 
 @pytest.fixture(scope="module")
 def audio_run(tmp_path_factory):

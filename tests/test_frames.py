@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from tests.test_audio_models import _records
+from tests.helpers_audio import assert_resumes_exactly, records
 from tunelab import audio_metrics as am
 from tunelab import frame_ops as ops
 from tunelab.cli import app
@@ -138,7 +138,7 @@ def test_statistics_are_cached_beside_the_data_and_travel_in_the_checkpoint(fram
 
 def test_a_tiny_frame_model_learns_and_evaluate_reports_both_baselines(frame_run):
     _, run = frame_run
-    losses = [r["loss"] for r in _records(run) if "loss" in r]
+    losses = [r["loss"] for r in records(run) if "loss" in r]
     assert losses[-1] < losses[0]
     r = CliRunner().invoke(app, ["evaluate", str(run), "--split", "valid"])
     assert r.exit_code == 0, r.output
@@ -175,27 +175,8 @@ def test_an_untrained_model_is_reported_as_not_learned(frame_run, tmp_path):
 
 def test_frame_runs_resume_exactly(frame_data, tmp_path):
     """2N steps straight == N, stop, resume to 2N: weights, EMA and curve bit for bit."""
-    from tunelab.train import train
-
-    def cfg(out, steps):
-        extra = ["train.decay_steps=8", "train.eval_every=2", "train.log_every=1", "train.ema=0.9"]
-        extra += ["model.frame_loss=stft", "model.frame_form=fft"]
-        return _cfg(frame_data, out, f"train.max_steps={steps}", *extra)
-
-    straight, resumed = tmp_path / "a", tmp_path / "b"
-    train(cfg(straight, 8))
-    assert train(cfg(resumed, 4)).step == 4
-    assert train(cfg(resumed, 8)).step == 8
-    a = torch.load(straight / "checkpoints/last.pt", weights_only=True)
-    b = torch.load(resumed / "checkpoints/last.pt", weights_only=True)
-    for part in ("model", "ema"):
-        for k in a[part]:
-            torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=0, msg=f"{part}.{k}")
-
-    def curve(run):
-        return [(r["step"], r.get("loss"), r.get("valid_loss")) for r in _records(run)]
-
-    assert curve(straight) == curve(resumed)
+    extra = ("train.plots=false", "model.frame_loss=stft", "model.frame_form=fft")
+    assert_resumes_exactly("frame-tiny", frame_data, tmp_path, 8, 8, 2, extra)
 
 
 # -- generation -----------------------------------------------------------------------------
