@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tests.helpers_generate import random_score
-from tunelab.constraints import check_tokens, make_constraint
+from tunelab.constraints import ALLOW, check_tokens, make_constraint
 from tunelab.data.midi import make_codec
 from tunelab.generate import Sampling, sample
 
@@ -168,3 +168,48 @@ def test_long_streams_stay_valid(encoding):
     assert check_tokens(pieces[0], meta) == []
     assert reference_problems(pieces[0].tolist(), encoding, 4) == []
     assert int((pieces[0] == meta["specials"]["step"]).sum()) == 3000
+
+
+@pytest.mark.parametrize("encoding", ["steps", "onsets"])
+def test_grammar_table_admits_real_streams_and_is_within_the_constraints(encoding):
+    """allowed_after (training and scoring) never forbids a token of a real stream, and
+    forbids nothing the decoding constraints allow: the scored model is the sampled one."""
+    codec = make_codec(encoding, 4)
+    ok = codec.allowed_after()
+    meta = meta_for(encoding)
+    for seed in range(4):
+        tokens = codec.encode(random_score(seed))
+        assert ok[tokens[:-1], tokens[1:]].all()
+        con = make_constraint(meta)
+        st_ = con.new_state(1)
+        for prev, nxt in zip(tokens[:-1].tolist(), tokens[1:].tolist(), strict=True):
+            if prev != codec.bos:
+                con.advance(st_, 0, prev)
+            allowed_now = torch.isfinite(con.bias(st_, [ALLOW])[0]).numpy()
+            assert not (allowed_now & ~ok[prev]).any()
+    # After a key only lower keys or STEP; BOS only after EOS (windows run across pieces).
+    assert ok[40, 39] and not ok[40, 40] and not ok[40, 41] and ok[40, codec.step]
+    assert not ok[40, codec.eos] and not ok[codec.step, codec.bos] and ok[codec.eos, codec.bos]
+
+
+def test_grammar_bias_renormalises_scoring_and_training():
+    """The masked NLL of every target is at most the unmasked one, equal with a zero table,
+    and the training loss is the cross-entropy of the same masked logits."""
+    from tunelab.kinds.tokens import Kind, grammar_bias
+    from tunelab.models.token_rnn import TokenRNN
+    from tunelab.scoring import piece_nll
+
+    meta = meta_for("steps")
+    bias = grammar_bias(meta)
+    codec = make_codec("steps", 4)
+    tokens = torch.as_tensor(codec.encode(random_score(0)))
+    torch.manual_seed(0)
+    model = TokenRNN(codec.vocab_size, "gru", 16, 32, 1).eval()
+    plain, masked = piece_nll(model, tokens), piece_nll(model, tokens, prev_bias=bias)
+    assert (masked <= plain + 1e-6).all() and masked.sum() < plain.sum()
+    assert torch.allclose(piece_nll(model, tokens, prev_bias=torch.zeros_like(bias)), plain)
+    x, y = tokens[None, :-1], tokens[None, 1:]
+    with torch.no_grad():
+        total, count = Kind(meta).loss(model(x), y, x)
+    assert count == len(tokens) - 1
+    assert torch.allclose(total, masked.sum(), rtol=1e-5)

@@ -26,15 +26,26 @@ def piece_nll(
     device="cpu",
     label: int | None = None,
     chunk: int | None = None,
+    prev_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """-log p(x_t | x_<t) for t = 1..T-1 of one sequence x: FloatTensor[T-1] (nats).
 
     tokens: int array or LongTensor[T] (x_0 is context only, never predicted);
-    label: the piece's label index for conditioned models.
+    label: the piece's label index for conditioned models;
+    prev_bias: FloatTensor[V, V] of 0/-inf, row x_{t-1} added to the logits predicting x_t
+    (the format's rules, as in ``kinds.categorical_loss``).
     """
     x = torch.as_tensor(tokens, dtype=torch.long, device=device)
     T = len(x)
     lab = None if label is None else torch.tensor([label], device=device)
+    bias = None if prev_bias is None else prev_bias.to(device)
+
+    def nll(logits: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """Logits [n, V] of positions start..end-1 against targets start+1..end."""
+        logits = logits.float()
+        if bias is not None:
+            logits = logits + bias[x[start:end]]
+        return F.cross_entropy(logits, x[start + 1 : end + 1], reduction="none")
 
     def run(inputs):  # unconditioned models are called as model(x)
         return model(inputs) if lab is None else model(inputs, lab)
@@ -46,7 +57,7 @@ def piece_nll(
         for s in range(0, T - 1, size):
             end = min(s + size, T - 1)
             logits, state = model.forward_chunk(x[None, s:end], state)
-            out.append(F.cross_entropy(logits[0].float(), x[s + 1 : end + 1], reduction="none"))
+            out.append(nll(logits[0], s, end))
         return torch.cat(out)
     if rf is None:
         limit = getattr(model, "max_forward_len", None)
@@ -55,14 +66,12 @@ def piece_nll(
             out = []
             for t in range(T - 1):
                 logits, state = model.step(x[t : t + 1], state)
-                out.append(F.cross_entropy(logits.float(), x[t + 1 : t + 2], reduction="none"))
+                out.append(nll(logits, t, t + 1))
             return torch.cat(out)
-        logits = run(x[None, :-1])[0]
-        return F.cross_entropy(logits.float(), x[1:], reduction="none")
+        return nll(run(x[None, :-1])[0], 0, T - 1)
     size = chunk or getattr(model, "window", None) or CHUNK_TARGETS
     out = []
     for s in range(0, T - 1, size):  # positions s .. end-1 predict targets s+1 .. end
         lo, end = max(0, s - (rf - 1)), min(s + size, T - 1)
-        logits = run(x[None, lo:end])[0][s - lo :]
-        out.append(F.cross_entropy(logits.float(), x[s + 1 : end + 1], reduction="none"))
+        out.append(nll(run(x[None, lo:end])[0][s - lo :], s, end))
     return torch.cat(out)

@@ -176,7 +176,7 @@ def evaluate_loss(model: nn.Module, batches: list, loss_fn, d: _Dist, amp_ctx) -
             out = forward(model, x, y, None if label is None else label.to(d.device), state)
         if carry:
             out, state = out
-        loss_sum, count = loss_fn(out, y)
+        loss_sum, count = loss_fn(out, y, x)
         total += torch.stack([loss_sum.double(), count.double()])
     model.train(was)
     _all_reduce(total, d)
@@ -520,7 +520,7 @@ def _train(cfg: RunConfig, d: _Dist) -> TrainResult:
             if state is not None:
                 out, new_state = out
                 tr.next_carry = carried.detach(new_state)  # gradients stop at the window edge
-            loss_sum, count = kind.loss(out, y)
+            loss_sum, count = kind.loss(out, y, x)
             loss = loss_sum / count.clamp(min=1)
             tr.opt.zero_grad(set_to_none=True)
             tr.scaler.scale(loss).backward()

@@ -41,12 +41,18 @@ def kind_for(model_cfg: Any, meta: dict, where: str = "the data"):
     return module.Kind(meta)
 
 
-def categorical_loss(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def categorical_loss(
+    logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor | None = None, prev_bias=None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed cross-entropy (nats) and the number of scored targets.
 
-    logits: FloatTensor[B, T, V]; y: LongTensor[B, T] with IGNORE where nothing is scored.
+    logits: FloatTensor[B, T, V]; y: LongTensor[B, T] with IGNORE where nothing is scored;
+    x: LongTensor[B, T], the inputs, used only with ``prev_bias`` (FloatTensor[V, V], 0 or
+    -inf: the row of x[b, t] is added to the logits that predict y[b, t], so the softmax
+    runs over the tokens the format allows after x[b, t]).
     """
-    total = F.cross_entropy(
-        logits.float().flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum"
-    )
+    logits = logits.float()
+    if prev_bias is not None:
+        logits = logits + prev_bias.to(logits.device)[x]
+    total = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum")
     return total, (y != IGNORE).sum()

@@ -192,7 +192,7 @@ class Kind:
             out.append((f[:, :-1], f[:, 1:], lab))
         return out
 
-    def loss(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def loss(self, out: torch.Tensor, y: torch.Tensor, x=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(sum, count): squared error over features (mse), or the STFT + L1 loss per window."""
         out, y = out.float(), y.float()
         if self.loss_name == "mse":

@@ -62,15 +62,32 @@ def load_primer(path: str | Path, meta: dict) -> list[int]:
     return kept
 
 
+def grammar_bias(meta: dict) -> torch.Tensor | None:
+    """FloatTensor[V, V]: 0 where token j may follow token i in this encoding, -inf where the
+    format forbids it (``Codec.allowed_after``; None for encodings without such a table).
+
+    Training and scoring add row x[t] to the logits that predict x[t+1], so the model is the
+    format-constrained distribution that ``generate`` samples from (its constraints forbid at
+    least these tokens), and no probability is spent on tokens that cannot come next."""
+    allowed = getattr(codec_from_meta(meta), "allowed_after", None)
+    if allowed is None:
+        return None
+    return torch.from_numpy(np.where(allowed(), 0.0, -np.inf).astype(np.float32))
+
+
 def likelihood(model, pieces, meta: dict, device="cpu", progress: bool = False) -> dict:
-    """Pieces (int arrays, BOS..EOS) scored whole; see ``metrics.token_nll_summary``."""
+    """Pieces (int arrays, BOS..EOS) scored whole under the format-constrained model
+    (``grammar_bias``); see ``metrics.token_nll_summary``."""
     pieces = [np.asarray(p, np.int64) for p in pieces]
+    bias = grammar_bias(meta)
     if progress:
         from tunelab.progress import progress_bar
 
         pieces = progress_bar(pieces, desc="scoring", unit="piece")
     scored = (
-        (p, piece_nll(model, p, device).double().cpu().numpy()) for p in pieces if len(p) >= 2
+        (p, piece_nll(model, p, device, prev_bias=bias).double().cpu().numpy())
+        for p in pieces
+        if len(p) >= 2
     )
     sp = meta["specials"]
     return token_nll_summary(scored, sp["bos"], sp["eos"], codec_from_meta(meta).count_steps)
@@ -93,7 +110,6 @@ class Kind:
     name = "tokens"
     suffix = ".mid"  # of the files generate writes
     sample_suffixes = (".mid", ".midi")  # of the files evaluate --samples reads
-    loss = staticmethod(categorical_loss)
 
     def __init__(self, meta: dict):
         if "vocab_size" not in meta:
@@ -105,6 +121,11 @@ class Kind:
         self.codec = codec_from_meta(meta)
         self.spq = self.codec.steps_per_quarter
         self.qpm = float(meta.get("tempo_qpm") or 120.0)  # the training tempo
+        self.prev_bias = grammar_bias(meta)
+
+    def loss(self, logits, y, x=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of the format-constrained model (``grammar_bias``): (sum, count)."""
+        return categorical_loss(logits, y, x, self.prev_bias)
 
     def signature(self) -> dict:
         """What a resumed run's data must share with the data it started on."""

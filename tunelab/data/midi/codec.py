@@ -104,6 +104,22 @@ class _GridCodec:
             )
         return table
 
+    def allowed_after(self) -> np.ndarray:
+        """bool [V, V]: may token j follow token i? The format's rules that the previous token
+        alone decides (a subset of ``tunelab.constraints``, never stricter than the codec):
+        after a key, only lower keys (either block) or STEP; after BOS or STEP, any key, STEP
+        or EOS; BOS only after EOS (windows run across pieces); after EOS anything."""
+        V, n = self.vocab_size, N_KEYS
+        ok = np.zeros((V, V), bool)
+        pitch = np.tile(np.arange(n), self.n_pitch_blocks)  # key index of each key id
+        ok[: len(pitch), : len(pitch)] = pitch[None, :] < pitch[:, None]
+        ok[: len(pitch), self.step] = True
+        ok[[self.bos, self.step], : len(pitch)] = True
+        ok[[self.bos, self.step], self.step] = True
+        ok[[self.bos, self.step], self.eos] = True
+        ok[self.eos, :] = True
+        return ok
+
     def count_steps(self, tokens) -> int:
         return int(np.count_nonzero(np.asarray(tokens) == self.step))
 

@@ -1,0 +1,81 @@
+"""Write a piano-roll benchmark (Boulanger-Lewandowski's format) as MIDI folders.
+
+The standard polyphonic benchmarks (JSB chorales, Nottingham, MuseData, Piano-midi.de) ship as
+``{"train": [...], "valid": [...], "test": [...]}``: each piece a list of time steps, each step
+the list of sounding MIDI pitches. This writes ``OUT/train/*.mid``, ``OUT/valid/*.mid`` and
+``OUT/test/*.mid``, one quarter note per step at 120 qpm (a pitch sounding in consecutive steps is
+one held note), so that
+
+    tunelab prepare OUT --steps-per-quarter 1 --encoding steps --out DATA
+
+keeps the benchmark's own split and gives back the same piano roll, step for step.
+
+    python benchmarks/pianoroll_to_midi.py jsb-chorales-quarter.json /tmp/jsb-midi
+
+Reads JSON (for example czhuang/JSB-Chorales-dataset's ``jsb-chorales-quarter.json``) or the
+original ``.pickle`` files; the pickle is read with an unpickler that builds only lists, dicts,
+numbers and strings, never objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+from pathlib import Path
+
+import symusic
+
+TPQ = 480
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Refuses every global: plain containers and numbers only (no code runs on load)."""
+
+    def find_class(self, module, name):  # noqa: ARG002
+        raise pickle.UnpicklingError(f"refusing {module}.{name} in a piano-roll pickle")
+
+
+def load_rolls(path: Path) -> dict[str, list[list[list[int]]]]:
+    if path.suffix == ".json":
+        data = json.loads(path.read_text())
+    else:
+        with path.open("rb") as f:
+            data = _PlainUnpickler(f, encoding="latin1").load()
+    return {k: [[[int(p) for p in step] for step in piece] for piece in data[k]] for k in data}
+
+
+def roll_to_score(piece: list[list[int]]) -> symusic.Score:
+    """One quarter per step; a pitch held over consecutive steps becomes one note."""
+    score = symusic.Score(TPQ)
+    score.tempos.append(symusic.Tempo(0, 120.0))
+    track = symusic.Track("piano", 0)
+    started: dict[int, int] = {}
+    for t, step in enumerate([*piece, []]):
+        now = set(step)
+        for p in [p for p in started if p not in now]:
+            s = started.pop(p)
+            track.notes.append(symusic.Note(s * TPQ, (t - s) * TPQ, p, 80))
+        for p in now:
+            started.setdefault(p, t)
+    score.tracks.append(track)
+    return score
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("src", type=Path, help="piano-roll JSON or pickle with train/valid/test")
+    ap.add_argument("out", type=Path, help="folder to write train/, valid/, test/ into")
+    args = ap.parse_args()
+    rolls = load_rolls(args.src)
+    for split, pieces in rolls.items():
+        folder = args.out / split
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, piece in enumerate(pieces):
+            roll_to_score(piece).dump_midi(str(folder / f"{split}_{i:03d}.mid"))
+        steps = sum(len(p) for p in pieces)
+        print(f"{split}: {len(pieces)} pieces, {steps} steps -> {folder}")
+
+
+if __name__ == "__main__":
+    main()
