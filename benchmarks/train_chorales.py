@@ -1,12 +1,17 @@
-"""Train each MIDI preset on the built-in Bach chorales and print test NLL per step.
+"""Train each MIDI preset on a piano-roll benchmark and print test NLL per step.
 
-Setting (issue 3): chorales prepared with ``--steps-per-quarter 1 --encoding steps``,
-each preset trained for at most ``--minutes`` (30 in the target) on this machine's
-CPU cores, then scored on the test split whole, piece by piece from BOS, with
-the accounting of ``tunelab.evaluate`` (nats per quantized time step, BOS/EOS
-targets excluded). Targets: midi-gru below 5.0, the best preset below 4.6.
+Setting (issues 3 and 10): pieces prepared with ``--steps-per-quarter 1 --encoding steps``,
+each preset trained for at most ``--minutes`` (30 in the target) on this machine's CPU cores,
+then scored on the test split whole, piece by piece from BOS, with the accounting of
+``tunelab.evaluate`` (nats per quantized time step, BOS/EOS targets excluded). ``--data``
+defaults to the built-in chorales (music21's 410, split by tunelab); the standard benchmark
+split (Boulanger-Lewandowski's JSB chorales, 229/76/77) comes from
+``benchmarks/pianoroll_to_midi.py``, long classical pieces from ``benchmarks/long_pieces.py``:
 
-    .venv/bin/python benchmarks/train_chorales.py --minutes 30 --threads 2
+    .venv/bin/python benchmarks/pianoroll_to_midi.py jsb-chorales-quarter.json /tmp/jsb-midi
+    .venv/bin/tunelab prepare /tmp/jsb-midi --steps-per-quarter 1 --encoding steps --out /tmp/jsb
+    .venv/bin/python benchmarks/train_chorales.py --data /tmp/jsb --minutes 30 --threads 2 \
+        --presets midi-roll
     .venv/bin/python benchmarks/train_chorales.py --minutes 2 --presets midi-gru --threads 1
 
 Runs go to ``--out/<preset>`` and resume by themselves: rerunning with a larger

@@ -60,11 +60,12 @@ def _models():
     return {
         "gru": TokenRNN(91, "gru", 16, 24, 2, skip=True),
         "lstm": TokenRNN(91, "lstm", 16, 24, 2),
+        "lstm-roll": TokenRNN(91, "lstm", 16, 24, 2, skip=True, roll=True),
         "transformer-memory": Transformer(91, 32, 2, 2, 2, window=12),
     }
 
 
-@pytest.mark.parametrize("name", ["gru", "lstm", "transformer-memory"])
+@pytest.mark.parametrize("name", ["gru", "lstm", "lstm-roll", "transformer-memory"])
 def test_carried_state_equals_one_long_forward(datadir, name):
     """Windows of 7 tokens chained through the carried state score every piece exactly as
     one forward pass over the whole piece does (and as scoring does)."""
@@ -127,7 +128,7 @@ def test_stream_eval_batches_cover_every_target_once(datadir):
     assert scored == sum(len(p) - 1 for p in pieces)
 
 
-@pytest.mark.parametrize("family", ["token_rnn", "transformer"])
+@pytest.mark.parametrize("family", ["token_rnn", "transformer", "roll"])
 def test_exact_resume_with_carried_state(datadir, tmp_path, family):
     """16 steps straight == 8, stop, resume to 16, with the state carried across windows: the
     same weights, EMA, carried state and logged curve, bit for bit."""
@@ -142,7 +143,8 @@ def test_exact_resume_with_carried_state(datadir, tmp_path, family):
         "train.ema=0.9",
         "train.augment_transpose=3",
         "model.dropout=0.2",
-        f"model.family={family}",
+        f"model.family={'token_rnn' if family == 'roll' else family}",
+        f"model.roll={family == 'roll'}",
         "model.d_model=16",
         "model.heads=2",
         "model.window=8",

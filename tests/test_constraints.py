@@ -186,7 +186,7 @@ def test_grammar_table_admits_real_streams_and_is_within_the_constraints(encodin
             if prev != codec.bos:
                 con.advance(st_, 0, prev)
             allowed_now = torch.isfinite(con.bias(st_, [ALLOW])[0]).numpy()
-            assert not (allowed_now & ~ok[prev]).any()
+            assert allowed_now[nxt] and not (allowed_now & ~ok[prev]).any()
     # After a key only lower keys or STEP; BOS only after EOS (windows run across pieces).
     assert ok[40, 39] and not ok[40, 40] and not ok[40, 41] and ok[40, codec.step]
     assert not ok[40, codec.eos] and not ok[codec.step, codec.bos] and ok[codec.eos, codec.bos]

@@ -47,7 +47,9 @@ def test_prepare_reports_the_finest_grid_and_tokens_per_bar(tmp_path, rhythms, f
     assert ctx["finest_grid_spq"] == finest
     assert ctx["recommended"]["steps_per_quarter"] == finest
     # 4 bars of steps at these grids: 64 tokens (1 per quarter) .. 768 (12): carry beyond 256
-    assert ctx["recommended"]["preset"] == ("midi-gru" if finest <= 4 else "midi-gru-carry")
+    enc = ctx["recommended"]["encoding"]
+    fits = "midi-roll" if enc == "steps" else "midi-gru"
+    assert ctx["recommended"]["preset"] == (fits if finest <= 4 else "midi-gru-carry")
     assert f"--steps-per-quarter {finest}" in err
     # steps at 24 per quarter: 96 step tokens per 4/4 bar plus 3 sounding keys per step
     assert ctx["measured_tokens_per_bar"] == pytest.approx(96 * 4, rel=0.05)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import json
 
 import numpy as np
@@ -39,10 +41,20 @@ def test_likelihood_file_and_accounting(run):
     test = load_datadir(run.parent / "data").split("test")
     tot = music = 0.0
     n_tok = n_steps = 0
+    # The format-constrained model, written from the token contract (steps: keys 0..87 high to
+    # low in a step, 88 STEP, 89 BOS, 90 EOS): -inf on what cannot follow the previous token.
+    bias = torch.full((91, 91), -math.inf)
+    for k in range(88):
+        bias[k, :k] = 0.0
+        bias[k, 88] = 0.0
+    bias[88, :89] = bias[89, :89] = 0.0
+    bias[88, 90] = bias[89, 90] = 0.0
+    bias[90, :] = 0.0
     with torch.no_grad():
         for p in test:
             x = torch.from_numpy(np.asarray(p, np.int64))
-            nll = F.cross_entropy(loaded.model(x[None, :-1])[0], x[1:], reduction="none")
+            logits = loaded.model(x[None, :-1])[0] + bias[x[:-1]]
+            nll = F.cross_entropy(logits, x[1:], reduction="none")
             tot += nll.sum().item()
             music += nll[:-1].sum().item()  # the last target is EOS
             n_tok += len(x) - 1
@@ -130,8 +142,11 @@ def test_likelihood_counts_steps_not_specials():
     p = np.array([89, 40, 88, 88, 41, 30, 88, 90])
     res = likelihood(Uniform(), [p], meta)
     assert res["tokens"] == 7 and res["steps"] == 3
-    assert res["nll_per_token"] == pytest.approx(np.log(91))
-    assert res["nll_per_step"] == pytest.approx(6 * np.log(91) / 3)  # EOS target excluded
+    # Uniform over what the format allows after each token: after BOS or STEP 88 keys, STEP
+    # and EOS (90); after key k the k keys below it and STEP.
+    allowed = [90, 41, 90, 90, 42, 31, 90]
+    assert res["nll_per_token"] == pytest.approx(np.log(allowed).sum() / 7)
+    assert res["nll_per_step"] == pytest.approx(np.log(allowed[:6]).sum() / 3)  # not EOS
 
 
 def test_samples_audit_survives_odd_sidecars(run, tmp_path):

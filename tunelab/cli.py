@@ -201,12 +201,21 @@ def _train_keys() -> str:
     return "Config keys (defaults; presets override some): " + ", ".join(walk(RunConfig()))
 
 
+def _presets() -> list[str]:
+    from tunelab.config import presets
+
+    return presets()
+
+
 @app.command(epilog=_train_keys())
 def train(
     config: str = typer.Argument(
         ...,
-        help="A config YAML path or a preset name (midi-gru, midi-lstm, midi-transformer, tiny; "
-        "wavenet, wavenet-bench, wavenet-tiny for audio data).",
+        help="A config YAML path or a preset name: MIDI data: "
+        + ", ".join(p for p in _presets() if p.startswith("midi-") or p == "tiny")
+        + "; audio data: "
+        + ", ".join(p for p in _presets() if not p.startswith("midi-") and p != "tiny")
+        + ".",
     ),
     overrides: list[str] = typer.Argument(
         None,

@@ -199,7 +199,7 @@ def dump(cfg, path: str | Path) -> None:
 class ModelConfig:
     """Model family and its hyperparameters (each family reads the keys it knows).
 
-    token_rnn: cell, embed_dim, hidden, layers, dropout, skip.
+    token_rnn: cell, embed_dim, hidden, layers, dropout, skip, roll (piano-roll inputs).
     transformer: d_model, layers, heads, ff_mult, dropout, window (None: full causal
     attention; W: each token sees the last W tokens, so generation cost stays flat).
     wavenet: residual_channels, gate_channels, skip_channels, stacks, layers_per_stack
@@ -214,6 +214,7 @@ class ModelConfig:
     layers: int = 2
     dropout: float = 0.1
     skip: bool = False
+    roll: bool = False  # token_rnn: piano-roll inputs (tunelab.models.roll); steps/onsets only
     d_model: int = 256
     heads: int = 4
     ff_mult: int = 4

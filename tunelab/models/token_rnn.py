@@ -17,8 +17,10 @@ import torch
 from torch import nn
 
 from tunelab.models.layers import rnn_layers, run_rnn_layers
+from tunelab.models.roll import N_KEYS, roll_features, roll_init, roll_layout, roll_step
 
-State = list  # GRU: [h] per layer, each [B, H]; LSTM: [(h, c)] per layer
+# GRU: [h] per layer, each [B, H]; LSTM: [(h, c)] per layer; with ``roll``, then (prev, cur).
+State = list
 
 
 class TokenRNN(nn.Module):
@@ -32,6 +34,8 @@ class TokenRNN(nn.Module):
         layers: number of recurrent layers L.
         dropout: dropout on the embedding, between layers and before the head.
         skip: feed the concatenated outputs of all layers ([B, T, L*H]) to the head.
+        roll: also feed the first layer the piano roll of the previous step and of the current
+            step so far (``tunelab.models.roll``, 176 inputs); steps/onsets vocabularies only.
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class TokenRNN(nn.Module):
         layers: int = 2,
         dropout: float = 0.1,
         skip: bool = False,
+        roll: bool = False,
     ):
         super().__init__()
         if cell not in ("gru", "lstm"):
@@ -50,8 +55,9 @@ class TokenRNN(nn.Module):
         if layers < 1:
             raise ValueError("layers must be >= 1")
         self.vocab_size, self.cell, self.hidden, self.skip = vocab_size, cell, hidden, skip
+        self.roll_step_id = roll_layout(vocab_size)[0] if roll else None
         self.embed = nn.Embedding(vocab_size, embed_dim)
-        self.rnns = rnn_layers(cell, embed_dim, hidden, layers)
+        self.rnns = rnn_layers(cell, embed_dim + (2 * N_KEYS if roll else 0), hidden, layers)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden * layers if skip else hidden, vocab_size)
         self._table_key: tuple | None = None  # cache of _fast_weights()
@@ -71,6 +77,7 @@ class TokenRNN(nn.Module):
             layers=cfg.get("layers", 2),
             dropout=cfg.get("dropout", 0.1),
             skip=cfg.get("skip", False),
+            roll=cfg.get("roll", False),
         )
 
     # -- training -----------------------------------------------------------------
@@ -85,9 +92,19 @@ class TokenRNN(nn.Module):
         so consecutive windows of a piece chain exactly into one long forward pass.
         """
         h = self.drop(self.embed(x))
-        feats, last = run_rnn_layers(self.rnns, self.drop, h, state, self.skip)
+        n = len(self.rnns)
+        if self.roll_step_id is not None:
+            roll, roll_last = roll_features(
+                x, self.roll_step_id, None if state is None else state[n]
+            )
+            h = torch.cat([h, roll.to(h.dtype)], dim=-1)
+        feats, last = run_rnn_layers(
+            self.rnns, self.drop, h, None if state is None else state[:n], self.skip
+        )
         logits = self.head(feats)
-        return logits if state is None else (logits, last)
+        if state is None:
+            return logits
+        return logits, (last + [roll_last] if self.roll_step_id is not None else last)
 
     def init_carry(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """State carried across training windows (train.carry_state): zeros, as init_state."""
@@ -100,16 +117,18 @@ class TokenRNN(nn.Module):
         """Zero hidden state for ``batch_size`` sequences (what forward() starts from)."""
         p = self.head.weight
         z = lambda: torch.zeros(batch_size, self.hidden, device=device or p.device, dtype=p.dtype)  # noqa: E731
-        if self.cell == "lstm":
-            return [(z(), z()) for _ in self.rnns]
-        return [z() for _ in self.rnns]
+        layers = [(z(), z()) if self.cell == "lstm" else z() for _ in self.rnns]
+        if self.roll_step_id is not None:
+            layers.append(roll_init(batch_size, device or p.device, p.dtype))
+        return layers
 
-    def _fast_weights(self) -> tuple[torch.Tensor, list[tuple], torch.Tensor, torch.Tensor]:
+    def _fast_weights(self) -> tuple:
         """Weights laid out for single steps, cached while the parameters stay unchanged.
 
         Returns (table [V, gates*H] = embedding @ W_ih^T + b_ih of layer 0, per layer
         (W_ih^T, b_ih, W_hh^T, b_hh) with contiguous transposes (a row vector times a
-        contiguous [in, out] matrix is the fastest matvec layout), head W^T, head b).
+        contiguous [in, out] matrix is the fastest matvec layout), head W^T, head b, and the
+        roll inputs' part of layer 0's W_ih^T [176, gates*H], empty without ``roll``).
         """
         # Checked every step, so kept cheap: the parameter list is cached; _version changes on
         # every in-place update (optimizer step, load_state_dict); .to()/.half() move the data.
@@ -122,14 +141,16 @@ class TokenRNN(nn.Module):
             params = self._params = list(self.parameters())
             key = (params[0].data_ptr(), params[0].dtype, *(p._version for p in params))
             with contextlib.nullcontext() if live else torch.no_grad():
-                r0 = self.rnns[0]
-                table = torch.addmm(r0.bias_ih_l0, self.embed.weight, r0.weight_ih_l0.t())
+                r0, E = self.rnns[0], self.embed.embedding_dim
+                table = torch.addmm(r0.bias_ih_l0, self.embed.weight, r0.weight_ih_l0[:, :E].t())
+                # The roll inputs' share of layer 0's input projection ([176, gates*H]).
+                roll_w = r0.weight_ih_l0[:, E:].t().contiguous()
                 layers = [
                     (r.weight_ih_l0.t().contiguous(), r.bias_ih_l0)
                     + (r.weight_hh_l0.t().contiguous(), r.bias_hh_l0)
                     for r in self.rnns
                 ]
-                fast = (table, layers, self.head.weight.t().contiguous(), self.head.bias)
+                fast = (table, layers, self.head.weight.t().contiguous(), self.head.bias, roll_w)
             if live:
                 return fast
             self._table, self._table_key = fast, key
@@ -141,9 +162,12 @@ class TokenRNN(nn.Module):
         Equal to forward() run token by token (dropout is inactive: call in eval mode).
         """
         H = self.hidden
-        table, layers, head_wt, head_b = self._fast_weights()
+        table, layers, head_wt, head_b, roll_w = self._fast_weights()
         gi = table.index_select(0, x)
         new_state, outs, h_in = [], [], None
+        if self.roll_step_id is not None:
+            roll, roll_state = roll_step(x, state[len(layers)], self.roll_step_id)
+            gi = torch.addmm(gi, roll.to(gi.dtype), roll_w)
         for i, (w_ih_t, b_ih, w_hh_t, b_hh) in enumerate(layers):
             if i > 0:
                 gi = torch.addmm(b_ih, h_in, w_ih_t)
@@ -164,4 +188,6 @@ class TokenRNN(nn.Module):
             outs.append(h)
             h_in = h
         feat = torch.cat(outs, dim=-1) if self.skip else h_in
+        if self.roll_step_id is not None:
+            new_state.append(roll_state)
         return torch.addmm(head_b, feat, head_wt), new_state

@@ -135,8 +135,10 @@ def recommend(t: Timing, spq: int, encoding: str) -> dict:
     finer grid only spends tokens on jitter). The encoding: ``remi`` with programs when the
     collection has several instruments (the grid encodings are piano only); otherwise
     ``steps`` unless a bar costs more than twice the tokens of ``remi`` (a window then holds
-    too few bars). The preset: ``midi-gru`` when 4 bars fit in ``MAX_PLAIN_WINDOW`` tokens,
-    else ``midi-gru-carry`` (its state carries the piece beyond the window).
+    too few bars). The preset: when 4 bars fit in ``MAX_PLAIN_WINDOW`` tokens, ``midi-roll``
+    for ``steps`` (the best measured on piano-roll material) and ``midi-gru`` for ``remi``
+    (``midi-roll`` reads grid piano rolls only); else ``midi-gru-carry`` (its state carries the
+    piece beyond the window).
     """
     finest = t.finest_grid()
     rec_spq = finest if finest is not None else 12
@@ -160,7 +162,9 @@ def recommend(t: Timing, spq: int, encoding: str) -> dict:
     bar = t.tokens_per_bar(enc.split("-")[0], rec_spq, programs=enc == "remi-programs") or 0.0
     window = int(round(WINDOW_BARS * bar))
     # A 128-256 token window that holds 4 bars needs no carried state; longer bars do.
-    preset = "midi-gru" if window <= MAX_PLAIN_WINDOW else "midi-gru-carry"
+    preset = "midi-roll" if enc == "steps" else "midi-gru"
+    if window > MAX_PLAIN_WINDOW:
+        preset = "midi-gru-carry"
     return {
         "steps_per_quarter": rec_spq,
         "encoding": enc,
