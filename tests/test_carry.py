@@ -186,3 +186,17 @@ def test_carry_config_errors(datadir, tmp_path):
     full = ["train.carry_state=true", "model.family=transformer", "model.window=null"]
     with pytest.raises(ConfigError, match="window"):
         train(cfg_for(datadir, tmp_path / "a", *full, "model.d_model=16", "model.heads=2"))
+
+
+def test_a_run_saved_before_a_model_key_existed_resumes(datadir, tmp_path):
+    """A checkpoint written before ``model.roll`` existed lacks the key: it had the default, so
+    the same command resumes it instead of calling it another model."""
+    from tunelab.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "old"
+    assert train(cfg_for(datadir, run, "train.max_steps=2")).step == 2
+    last = run / "checkpoints/last.pt"
+    ck = load_checkpoint(last)
+    del ck["config"]["model"]["roll"]
+    save_checkpoint(last, ck)
+    assert train(cfg_for(datadir, run, "train.max_steps=4")).step == 4

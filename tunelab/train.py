@@ -355,7 +355,9 @@ class _Trainer:
 
 
 def _check_resume(ck: dict, cfg: RunConfig, kind, run_dir: Path) -> None:
-    if ck["config"]["model"] != to_dict(cfg.model):
+    # A key that a later version added is absent from older checkpoints: it had its default.
+    saved = {**to_dict(type(cfg.model)()), **ck["config"]["model"]}
+    if saved != to_dict(cfg.model):
         raise ConfigError(
             f"{run_dir} holds a run with another model config ({ck['config']['model']}); "
             "choose another out= or remove that run"
