@@ -21,15 +21,15 @@ import torch
 N_KEYS = 88
 
 
-def roll_layout(vocab_size: int) -> tuple[int, int]:
-    """(first non-key id = STEP, number of key blocks) of a grid vocabulary, or ValueError."""
+def roll_layout(vocab_size: int) -> int:
+    """The STEP id (the first id after the key blocks) of a grid vocabulary, or ValueError."""
     step = vocab_size - 3
     if step <= 0 or step % N_KEYS:
         raise ValueError(
             f"roll features need a steps/onsets vocabulary (88 keys per block, STEP, BOS, EOS);"
             f" got {vocab_size} ids"
         )
-    return step, step // N_KEYS
+    return step
 
 
 def roll_init(batch: int, device=None, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:

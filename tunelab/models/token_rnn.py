@@ -55,7 +55,7 @@ class TokenRNN(nn.Module):
         if layers < 1:
             raise ValueError("layers must be >= 1")
         self.vocab_size, self.cell, self.hidden, self.skip = vocab_size, cell, hidden, skip
-        self.roll_step_id = roll_layout(vocab_size)[0] if roll else None
+        self.roll_step_id = roll_layout(vocab_size) if roll else None
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.rnns = rnn_layers(cell, embed_dim + (2 * N_KEYS if roll else 0), hidden, layers)
         self.drop = nn.Dropout(dropout)
