@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import re
-from concurrent.futures import ProcessPoolExecutor
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 COMPOSERS = (
@@ -51,22 +53,45 @@ def convert(job: tuple[Path, Path, float]) -> str:
     from music21 import converter
 
     src, dst, min_q = job
+    if dst.exists():  # written by an earlier, interrupted run
+        return f"{dst.parent.name}/{dst.name}: kept"
     try:
         score = converter.parse(str(src))
         length = float(score.highestTime)
         if length < min_q:
             return f"skip {src.name}: {length:.0f} quarters"
-        score.write("midi", fp=str(dst))
+        tmp = dst.with_suffix(".part")
+        score.write("midi", fp=str(tmp))
+        tmp.replace(dst)  # an interrupted run leaves no half-written .mid behind
         return f"{dst.parent.name}/{dst.name}: {length:.0f} quarters"
     except Exception as e:  # a corpus file music21 cannot read or write
         return f"skip {src}: {e}"
 
 
+def convert_with_limit(job: tuple[Path, Path, float], seconds: float) -> str:
+    """``convert`` in a child process that is killed after ``seconds``: a few corpus files
+    (repeats music21 expands for minutes) would otherwise hold the whole run."""
+    src, dst, min_q = job
+    if dst.exists():
+        return f"{dst.parent.name}/{dst.name}: kept"
+    cmd = [sys.executable, __file__, "--one", str(src), str(dst), str(min_q)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds)
+        return done.stdout.strip() or f"skip {src.name}: {done.stderr.strip()[-200:]}"
+    except subprocess.TimeoutExpired:
+        dst.with_suffix(".part").unlink(missing_ok=True)
+        return f"skip {src.name}: over {seconds:.0f} s"
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--one"]:  # the child process of convert_with_limit
+        print(convert((Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]))), flush=True)
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--min-quarters", type=float, default=100.0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds per file")
     args = ap.parse_args()
     jobs = []
     for i, src in enumerate(corpus_paths()):
@@ -75,8 +100,8 @@ def main() -> None:
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", "-".join(rel))
         (args.out / split).mkdir(parents=True, exist_ok=True)
         jobs.append((src, args.out / split / (Path(name).stem + ".mid"), args.min_quarters))
-    with ProcessPoolExecutor(args.workers) as pool:
-        for line in pool.map(convert, jobs):
+    with ThreadPoolExecutor(args.workers) as pool:
+        for line in pool.map(lambda job: convert_with_limit(job, args.timeout), jobs):
             print(line, flush=True)
 
 

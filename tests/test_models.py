@@ -130,3 +130,24 @@ def test_build_model_from_dataclass():
 
     model = build_model(ModelConfig(family="token_rnn", hidden=12, embed_dim=4, layers=1), V)
     assert model(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, V)
+
+
+def test_weight_drop_masks_the_recurrence_only_while_training():
+    """model.weight_drop: in training each forward draws a new DropConnect mask on the
+    hidden-to-hidden weights (other outputs, exact zeros in the raw weight's gradient); in eval
+    mode the model equals the same weights without it, so scoring and generation see them whole."""
+    torch.manual_seed(0)
+    cfg = {"family": "token_rnn", "cell": "lstm", "hidden": 32, "embed_dim": 8, "dropout": 0.0}
+    dropped = build_model({**cfg, "weight_drop": 0.5}, vocab_size=20)
+    plain = build_model(cfg, vocab_size=20)
+    plain.load_state_dict(dropped.state_dict())  # the raw weights are the parameters
+    x = torch.randint(0, 20, (2, 12))
+    dropped.train()
+    a, b = dropped(x), dropped(x)
+    assert not torch.allclose(a, b)
+    a.sum().backward()
+    zero = (dropped.rnns[0].weight_hh_l0.grad == 0).float().mean().item()
+    assert 0.35 < zero < 0.65
+    dropped.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(dropped(x), plain(x))

@@ -1,5 +1,6 @@
 """Piano-roll inputs of the token RNN (``model.roll``): the features match a plain loop over
-the token contract, windows chain exactly, and step() equals forward() and carried windows."""
+the token contract, windows chain exactly, and step() equals forward() and carried windows, with
+and without the pitch-relative head, which is equivariant under transposition."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from tests.helpers_generate import random_score
 from tunelab.data.midi import make_codec
-from tunelab.models.roll import roll_features, roll_init, roll_step
+from tunelab.models.roll import PitchHead, roll_features, roll_init, roll_step
 from tunelab.models.token_rnn import TokenRNN
 
 
@@ -54,10 +55,14 @@ def test_roll_features_match_a_plain_loop_in_any_chunks(encoding):
 
 @pytest.mark.parametrize("encoding", ["steps", "onsets"])
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_roll_model_step_and_carried_windows_equal_forward(encoding, cell):
+@pytest.mark.parametrize("pitch_head", [0, 8])
+def test_roll_model_step_and_carried_windows_equal_forward(encoding, cell, pitch_head):
     x, _, vocab = stream(encoding)
     torch.manual_seed(0)
-    model = TokenRNN(vocab, cell, 16, 32, 2, 0.0, skip=True, roll=True).eval()
+    model = TokenRNN(vocab, cell, 16, 32, 2, 0.0, skip=True, roll=True, pitch_head=pitch_head)
+    model.eval()
+    if pitch_head:  # it starts at zero; give it weights so it changes the logits
+        torch.nn.init.normal_(model.pitch_head.out.weight)
     with torch.no_grad():
         full = model(x)
         state, steps = model.init_state(1), []
@@ -70,6 +75,13 @@ def test_roll_model_step_and_carried_windows_equal_forward(encoding, cell):
             windows.append(logits)
     torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(torch.cat(windows, 1), full, atol=1e-5, rtol=1e-5)
+    if pitch_head:  # the head does change the key logits, and only those
+        with torch.no_grad():
+            torch.nn.init.zeros_(model.pitch_head.out.weight)
+            off = model(x)
+        keys = model.roll_step_id
+        assert (full[..., :keys] - off[..., :keys]).abs().max() > 1e-2
+        torch.testing.assert_close(full[..., keys:], off[..., keys:])
     # The roll inputs matter: the same tokens without them give other logits.
     plain = TokenRNN(vocab, cell, 16, 32, 2, 0.0, skip=True, roll=False).eval()
     assert plain.rnns[0].input_size + 176 == model.rnns[0].input_size
@@ -78,3 +90,29 @@ def test_roll_model_step_and_carried_windows_equal_forward(encoding, cell):
 def test_roll_needs_a_grid_vocabulary():
     with pytest.raises(ValueError, match="steps/onsets"):
         TokenRNN(300, "gru", 16, 32, 1, roll=True)
+
+
+def test_pitch_head_is_equivariant_under_transposition():
+    """Shifting every key of the roll by k semitones shifts the head's key logits by k (away from
+    the keyboard's ends, where the convolution sees its zero padding)."""
+    torch.manual_seed(0)
+    head = PitchHead(feat_dim=12, channels=6, blocks=2, width=25).eval()
+    torch.nn.init.normal_(head.out.weight)
+    roll = torch.zeros(4, 176)
+    roll[:, 40:46] = (torch.rand(4, 6) > 0.5).float()  # prev: keys 40..45
+    roll[:, 88 + 38 : 88 + 44] = (torch.rand(4, 6) > 0.5).float()  # cur: keys 38..43
+    feat = torch.randn(4, 12)
+    with torch.no_grad():
+        base = head(roll, feat).view(4, 2, 88)
+        for k in (-5, 3, 7):
+            moved = head(torch.roll(roll.view(4, 2, 88), k, dims=2).view(4, 176), feat)
+            moved = moved.view(4, 2, 88)
+            inner = slice(30, 58)
+            torch.testing.assert_close(
+                moved[..., inner.start + k : inner.stop + k], base[..., inner], atol=1e-5, rtol=0
+            )
+
+
+def test_pitch_head_needs_roll_inputs():
+    with pytest.raises(ValueError, match="roll"):
+        TokenRNN(make_codec("steps", 4).vocab_size, "lstm", 16, 32, 1, pitch_head=8)

@@ -199,7 +199,8 @@ def dump(cfg, path: str | Path) -> None:
 class ModelConfig:
     """Model family and its hyperparameters (each family reads the keys it knows).
 
-    token_rnn: cell, embed_dim, hidden, layers, dropout, skip, roll (piano-roll inputs).
+    token_rnn: cell, embed_dim, hidden, layers, dropout, skip, roll (piano-roll inputs),
+    pitch_head (pitch-relative key logits), weight_drop (DropConnect on recurrent weights).
     transformer: d_model, layers, heads, ff_mult, dropout, window (None: full causal
     attention; W: each token sees the last W tokens, so generation cost stays flat).
     wavenet: residual_channels, gate_channels, skip_channels, stacks, layers_per_stack
@@ -215,6 +216,8 @@ class ModelConfig:
     dropout: float = 0.1
     skip: bool = False
     roll: bool = False  # token_rnn: piano-roll inputs (tunelab.models.roll); steps/onsets only
+    pitch_head: int = 0  # token_rnn: channels of the pitch-relative key head (needs roll); 0 = off
+    weight_drop: float = 0.0  # token_rnn: DropConnect on hidden-to-hidden weights while training
     d_model: int = 256
     heads: int = 4
     ff_mult: int = 4

@@ -57,11 +57,20 @@ def rnn_layers(cell: str, input_size: int, hidden: int, layers: int) -> nn.Modul
 
 
 def run_rnn_layers(
-    rnns: nn.ModuleList, drop: nn.Module, h: torch.Tensor, state: list | None, skip: bool
+    rnns: nn.ModuleList,
+    drop: nn.Module,
+    h: torch.Tensor,
+    state: list | None,
+    skip: bool,
+    weight_drop: float = 0.0,
 ) -> tuple[torch.Tensor, list]:
     """Run the layers of ``rnn_layers`` over h [B, T, In], dropout after each.
 
     state: per layer h [B, H] (GRU) or (h, c) (LSTM) to start from (None: zeros).
+    weight_drop: DropConnect on each layer's hidden-to-hidden matrix (AWD-LSTM's weight drop):
+    one mask per call, so every sequence and time step of the batch loses the same recurrent
+    connections. It regularises the recurrence itself, which dropout between layers cannot
+    reach, without touching the fast cuDNN/oneDNN kernels. Pass 0 outside training.
     Returns (the head's input: every layer's output [B, T, L*H] with ``skip``, else the last
     layer's [B, T, H]; the state after the last position, same layout as ``state``).
     """
@@ -72,7 +81,11 @@ def run_rnn_layers(
         if state is not None:
             s = state[i]
             h0 = (s[0][None], s[1][None]) if lstm else s[None]
-        h, hn = rnn(h, h0)
+        if weight_drop > 0:
+            w = nn.functional.dropout(rnn.weight_hh_l0, weight_drop, training=True)
+            h, hn = torch.func.functional_call(rnn, {"weight_hh_l0": w}, (h, h0))
+        else:
+            h, hn = rnn(h, h0)
         new.append((hn[0][0], hn[1][0]) if lstm else hn[0])
         h = drop(h)
         outs.append(h)

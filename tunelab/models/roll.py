@@ -12,11 +12,15 @@ At position t both describe the stream up to and including x_t. BOS and EOS clea
 piece). ``roll_features`` computes them for a whole window at once (cumulative sums, no Python
 loop over time) from a starting state; ``roll_step`` advances the state by one token; the two
 agree exactly, so windows chain like one long forward pass and generation sees what training saw.
+
+``PitchHead`` turns the same features into pitch-relative key logits (a convolution along the
+key axis), the transposition-equivariant part of the output that TP-LSTM-NADE-style models use.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 N_KEYS = 88
 
@@ -87,3 +91,47 @@ def roll_step(
     new_prev = torch.where(is_step, cur, torch.where(other, torch.zeros_like(prev), prev))
     new_cur = torch.where(key, torch.maximum(cur, hit), torch.zeros_like(cur))
     return torch.cat([new_prev, new_cur], dim=-1), (new_prev, new_cur)
+
+
+class PitchHead(nn.Module):
+    """Pitch-relative key logits: what a key's neighbourhood in the roll says about playing it.
+
+    A voice holds its note, moves by a step, or sits a third or sixth below the voice above: the
+    same rule at every pitch. A linear head over the RNN state must learn it once per key (and
+    transposition only spreads the examples over more keys). Here one convolution along the key
+    axis reads the previous step's and the current step's keys ``width // 2`` either way of each
+    candidate key, a projection of the RNN features shifts its channels (the context decides
+    which rules apply), and a per-key linear map scores every key of every block. The result is
+    added to the key ids' logits; the model's own head still carries absolute pitch.
+
+    The convolution is an unfold and one matmul: on a CPU that is about 1.5x faster than
+    ``nn.Conv1d`` with so few input channels.
+
+    Args:
+        feat_dim: size F of the RNN features the main head reads.
+        channels: hidden channels C of the key-axis convolution.
+        blocks: key blocks of the vocabulary (ids ``b*88 + k``): 1 for steps, more for onsets.
+        width: kernel width along the keys (odd; 25 = an octave either way).
+    """
+
+    def __init__(self, feat_dim: int, channels: int, blocks: int, width: int = 25):
+        super().__init__()
+        if width % 2 != 1:
+            raise ValueError("width must be odd")
+        self.width = width
+        self.conv = nn.Linear(2 * width, channels)  # (prev, cur) x width keys -> C, per key
+        self.shift = nn.Linear(feat_dim, channels, bias=False)
+        self.out = nn.Linear(channels, blocks)
+        nn.init.zeros_(self.out.weight)  # starts as the plain head: nothing to unlearn
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, roll: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
+        """roll [..., 176] (``roll_features``), feat [..., F] -> logits [..., blocks*88]."""
+        lead = roll.shape[:-1]
+        r = roll.reshape(-1, 2, N_KEYS).to(feat.dtype)
+        n, half = len(r), self.width // 2
+        # [n, 2, 88 + 2*half] -> windows [n, 2, 88, width] -> [n, 88, 2*width]
+        win = nn.functional.pad(r, (half, half)).unfold(2, self.width, 1)
+        win = win.permute(0, 2, 1, 3).reshape(n, N_KEYS, 2 * self.width)
+        z = torch.relu(self.conv(win) + self.shift(feat.reshape(n, -1)).unsqueeze(1))
+        return self.out(z).transpose(1, 2).reshape(*lead, -1)  # [n, blocks, 88] -> ids b*88+k

@@ -17,7 +17,14 @@ import torch
 from torch import nn
 
 from tunelab.models.layers import rnn_layers, run_rnn_layers
-from tunelab.models.roll import N_KEYS, roll_features, roll_init, roll_layout, roll_step
+from tunelab.models.roll import (
+    N_KEYS,
+    PitchHead,
+    roll_features,
+    roll_init,
+    roll_layout,
+    roll_step,
+)
 
 # GRU: [h] per layer, each [B, H]; LSTM: [(h, c)] per layer; with ``roll``, then (prev, cur).
 State = list
@@ -36,6 +43,10 @@ class TokenRNN(nn.Module):
         skip: feed the concatenated outputs of all layers ([B, T, L*H]) to the head.
         roll: also feed the first layer the piano roll of the previous step and of the current
             step so far (``tunelab.models.roll``, 176 inputs); steps/onsets vocabularies only.
+        pitch_head: channels of a pitch-relative head (``roll.PitchHead``) added to the key
+            logits; 0 = none. Needs ``roll``.
+        weight_drop: DropConnect rate on the recurrent matrices while training
+            (``layers.run_rnn_layers``); generation and scoring use the full weights.
     """
 
     def __init__(
@@ -48,6 +59,8 @@ class TokenRNN(nn.Module):
         dropout: float = 0.1,
         skip: bool = False,
         roll: bool = False,
+        pitch_head: int = 0,
+        weight_drop: float = 0.0,
     ):
         super().__init__()
         if cell not in ("gru", "lstm"):
@@ -55,11 +68,18 @@ class TokenRNN(nn.Module):
         if layers < 1:
             raise ValueError("layers must be >= 1")
         self.vocab_size, self.cell, self.hidden, self.skip = vocab_size, cell, hidden, skip
+        self.weight_drop = weight_drop
         self.roll_step_id = roll_layout(vocab_size) if roll else None
         self.embed = nn.Embedding(vocab_size, embed_dim)
         self.rnns = rnn_layers(cell, embed_dim + (2 * N_KEYS if roll else 0), hidden, layers)
         self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden * layers if skip else hidden, vocab_size)
+        feat_dim = hidden * layers if skip else hidden
+        self.head = nn.Linear(feat_dim, vocab_size)
+        if pitch_head and not roll:
+            raise ValueError("pitch_head needs roll inputs (model.roll: true)")
+        self.pitch_head = (
+            PitchHead(feat_dim, pitch_head, self.roll_step_id // N_KEYS) if pitch_head else None
+        )
         self._table_key: tuple | None = None  # cache of _fast_weights()
         self._table: tuple | None = None
         self._params: list[nn.Parameter] = []
@@ -78,6 +98,8 @@ class TokenRNN(nn.Module):
             dropout=cfg.get("dropout", 0.1),
             skip=cfg.get("skip", False),
             roll=cfg.get("roll", False),
+            pitch_head=cfg.get("pitch_head", 0),
+            weight_drop=cfg.get("weight_drop", 0.0),
         )
 
     # -- training -----------------------------------------------------------------
@@ -99,9 +121,16 @@ class TokenRNN(nn.Module):
             )
             h = torch.cat([h, roll.to(h.dtype)], dim=-1)
         feats, last = run_rnn_layers(
-            self.rnns, self.drop, h, None if state is None else state[:n], self.skip
+            self.rnns,
+            self.drop,
+            h,
+            None if state is None else state[:n],
+            self.skip,
+            self.weight_drop if self.training else 0.0,
         )
         logits = self.head(feats)
+        if self.pitch_head is not None:
+            logits = self._add_keys(logits, self.pitch_head(roll, feats))
         if state is None:
             return logits
         return logits, (last + [roll_last] if self.roll_step_id is not None else last)
@@ -188,6 +217,13 @@ class TokenRNN(nn.Module):
             outs.append(h)
             h_in = h
         feat = torch.cat(outs, dim=-1) if self.skip else h_in
+        logits = torch.addmm(head_b, feat, head_wt)
+        if self.pitch_head is not None:
+            logits = self._add_keys(logits, self.pitch_head(roll, feat))
         if self.roll_step_id is not None:
             new_state.append(roll_state)
-        return torch.addmm(head_b, feat, head_wt), new_state
+        return logits, new_state
+
+    def _add_keys(self, logits: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """logits [..., V] with ``keys`` [..., K] added to the first K ids (the key blocks)."""
+        return torch.cat([logits[..., : keys.shape[-1]] + keys, logits[..., keys.shape[-1] :]], -1)
