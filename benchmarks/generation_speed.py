@@ -4,7 +4,8 @@ Untrained weights (speed does not depend on training). The tunelab loop is
 ``tunelab.generate.sample``: model ``step()``, decoding constraints (steps encoding, max
 polyphony 8), Gumbel-max sampling with a seeded generator. References, measured in the same run:
 
-- RNN presets: a plain eager loop that calls ``nn.GRU``/``nn.LSTM`` on one token at a time and
+- RNN presets (not ``midi-roll``, whose inputs it lacks): a plain eager loop that calls
+  ``nn.GRU``/``nn.LSTM`` on one token at a time and
   samples with ``torch.multinomial`` (no constraints);
 - a bare ``step()`` + argmax loop (no sampling, no constraints) shows the sampling overhead;
 - Transformer: recomputing ``forward()`` over the whole context for every token (no KV cache).
@@ -108,10 +109,12 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch 1, vocab {V}\n")
     print("| loop | tokens/s | ms/token | notes |")
     print("|---|---:|---:|---|")
-    for preset in ("midi-gru", "midi-lstm"):
+    for preset in ("midi-gru", "midi-lstm", "midi-roll"):
         model = build_model(to_dict(load(RunConfig, preset).model), V).eval()
         row(f"{preset}: tunelab sample()", ours(model, args.tokens), "constraints on")
         row(f"{preset}: bare step() + argmax", step_only(model, args.tokens), "loop floor")
+        if model.roll_step_id is not None:  # the plain reference has no roll inputs
+            continue
         row(
             f"{preset}: plain nn.{model.cell.upper()} loop",
             plain_rnn(model, args.tokens),

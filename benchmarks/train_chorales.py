@@ -114,7 +114,7 @@ def main() -> None:
 
     print()
     print(
-        f"chorales, 1 step/quarter, steps encoding; budget {args.minutes} min/preset, "
+        f"{data}; budget {args.minutes} min/preset, "
         f"{args.threads} thread(s), torch {torch.__version__}"
     )
     head = ("preset", "steps", "minutes", "valid tok", "valid/step", "test tok", "test/step")

@@ -125,6 +125,8 @@ class Kind:
 
     def loss(self, logits, y, x=None) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy of the format-constrained model (``grammar_bias``): (sum, count)."""
+        if self.prev_bias is not None and self.prev_bias.device != logits.device:
+            self.prev_bias = self.prev_bias.to(logits.device)  # once, not a [V, V] copy per step
         return categorical_loss(logits, y, x, self.prev_bias)
 
     def signature(self) -> dict:
