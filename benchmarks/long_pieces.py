@@ -53,8 +53,6 @@ def convert(job: tuple[Path, Path, float]) -> str:
     from music21 import converter
 
     src, dst, min_q = job
-    if dst.exists():  # written by an earlier, interrupted run
-        return f"{dst.parent.name}/{dst.name}: kept"
     try:
         score = converter.parse(str(src))
         length = float(score.highestTime)
@@ -72,7 +70,7 @@ def convert_with_limit(job: tuple[Path, Path, float], seconds: float) -> str:
     """``convert`` in a child process that is killed after ``seconds``: a few corpus files
     (repeats music21 expands for minutes) would otherwise hold the whole run."""
     src, dst, min_q = job
-    if dst.exists():
+    if dst.exists():  # written by an earlier, interrupted run
         return f"{dst.parent.name}/{dst.name}: kept"
     cmd = [sys.executable, __file__, "--one", str(src), str(dst), str(min_q)]
     try:

@@ -201,21 +201,24 @@ def _train_keys() -> str:
     return "Config keys (defaults; presets override some): " + ", ".join(walk(RunConfig()))
 
 
-def _presets() -> list[str]:
+def _preset_help() -> str:
+    """The CONFIG argument's help: the presets, listed once, by kind of data."""
     from tunelab.config import presets
 
-    return presets()
+    names = presets()
+    midi = [p for p in names if p.startswith("midi-") or p == "tiny"]
+    audio = [p for p in names if p not in midi]
+    return (
+        f"A config YAML path or a preset name: MIDI data: {', '.join(midi)}; "
+        f"audio data: {', '.join(audio)}."
+    )
 
 
 @app.command(epilog=_train_keys())
 def train(
     config: str = typer.Argument(
         ...,
-        help="A config YAML path or a preset name: MIDI data: "
-        + ", ".join(p for p in _presets() if p.startswith("midi-") or p == "tiny")
-        + "; audio data: "
-        + ", ".join(p for p in _presets() if not p.startswith("midi-") and p != "tiny")
-        + ".",
+        help=_preset_help(),
     ),
     overrides: list[str] = typer.Argument(
         None,
