@@ -8,6 +8,7 @@ polyphony 8), Gumbel-max sampling with a seeded generator. References, measured 
   ``nn.GRU``/``nn.LSTM`` on one token at a time and
   samples with ``torch.multinomial`` (no constraints);
 - a bare ``step()`` + argmax loop (no sampling, no constraints) shows the sampling overhead;
+- presets with ``model.transpose_mix``: ``sample()`` of the mixture that ``generate`` runs;
 - Transformer: recomputing ``forward()`` over the whole context for every token (no KV cache).
 
 Transformer rows give tokens/s (and ms per token) after 100 and after 10,000 tokens of context
@@ -25,11 +26,15 @@ import numpy as np
 import torch
 
 from tunelab.config import RunConfig, load, to_dict
+from tunelab.data.dataset import transpose_tables
 from tunelab.data.midi import make_codec
 from tunelab.generate import sample
+from tunelab.kinds.tokens import grammar_bias
 from tunelab.models import build_model
+from tunelab.models.transpose_mix import TransposeMixture
 
-META = {**make_codec("steps", 4).meta(), "kind": "midi", "max_polyphony": 8, "tempo_qpm": 120.0}
+CODEC = make_codec("steps", 4)
+META = {**CODEC.meta(), "kind": "midi", "max_polyphony": 8, "tempo_qpm": 120.0}
 V = META["vocab_size"]
 
 
@@ -110,9 +115,14 @@ def main() -> None:
     print("| loop | tokens/s | ms/token | notes |")
     print("|---|---:|---:|---|")
     for preset in ("midi-gru", "midi-lstm", "midi-roll"):
-        model = build_model(to_dict(load(RunConfig, preset).model), V).eval()
+        model_cfg = to_dict(load(RunConfig, preset).model)
+        model = build_model(model_cfg, V).eval()
         row(f"{preset}: tunelab sample()", ours(model, args.tokens), "constraints on")
         row(f"{preset}: bare step() + argmax", step_only(model, args.tokens), "loop floor")
+        n = model_cfg["transpose_mix"]
+        if n:  # what generate runs for this preset: 2n + 1 rows per piece
+            mix = TransposeMixture(model, transpose_tables(CODEC, n), grammar_bias(META)).eval()
+            row(f"{preset}: sample() of its transpose_mix={n}", ours(mix, args.tokens), "generate")
         if model.roll_step_id is not None:  # the plain reference has no roll inputs
             continue
         row(

@@ -3,7 +3,8 @@
 Setting (issues 3 and 10): pieces prepared with ``--steps-per-quarter 1 --encoding steps``,
 each preset trained for at most ``--minutes`` (30 in the target) on this machine's CPU cores,
 then scored on the test split whole, piece by piece from BOS, with the accounting of
-``tunelab.evaluate`` (nats per quantized time step, BOS/EOS targets excluded). ``--data``
+``tunelab.evaluate`` (nats per quantized time step, BOS/EOS targets excluded; with the
+preset's ``model.transpose_mix``, and the plain model's test figure beside it). ``--data``
 defaults to the built-in chorales (music21's 410, split by tunelab); the standard benchmark
 split (Boulanger-Lewandowski's JSB chorales, 229/76/77) comes from
 ``benchmarks/pianoroll_to_midi.py``, long classical pieces from ``benchmarks/long_pieces.py``:
@@ -38,12 +39,13 @@ def ensure_data(path: Path) -> Path:
     return path
 
 
-def test_nll(run_dir: Path, data_dir: Path, split: str = "test") -> dict:
-    """nll_per_token / nll_per_step of the run's best checkpoint on ``split``."""
+def test_nll(run_dir: Path, data_dir: Path, split: str = "test", mix: int | None = None) -> dict:
+    """nll_per_token / nll_per_step of the run's best checkpoint on ``split``, as ``tunelab
+    evaluate`` scores it (``mix`` None: the run's model.transpose_mix; 0: the plain model)."""
     from tunelab.checkpoint import load_run
     from tunelab.data.store import load_datadir
 
-    run = load_run(run_dir, "best")
+    run = load_run(run_dir, "best", transpose_mix=mix)
     pieces = load_datadir(data_dir).split(split)
     with torch.inference_mode():
         try:
@@ -109,7 +111,8 @@ def main() -> None:
         wall = (time.perf_counter() - t0) / 60
         valid = test_nll(out, data, "valid")
         test = test_nll(out, data, "test")
-        rows.append((preset, res.step, wall, res.best_valid, valid, test, res.status))
+        plain = test_nll(out, data, "test", 0) if cfg.model.transpose_mix else test
+        rows.append((preset, res.step, wall, valid, test, plain, cfg.model.transpose_mix))
         print(f"{preset}: {res.message}", flush=True)
 
     print()
@@ -117,16 +120,19 @@ def main() -> None:
         f"{data}; budget {args.minutes} min/preset, "
         f"{args.threads} thread(s), torch {torch.__version__}"
     )
-    head = ("preset", "steps", "minutes", "valid tok", "valid/step", "test tok", "test/step")
+    head = ("preset", "steps", "minutes", "mix", "valid tok", "valid/step", "test tok")
+    head += ("test/step", "test/step plain")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for preset, steps, wall, _, valid, test, _status in rows:
+    for preset, steps, wall, valid, test, plain, mix in rows:
         print(
-            f"| {preset} | {steps} | {wall:.1f} | {valid['nll_per_token']:.3f} | "
+            f"| {preset} | {steps} | {wall:.1f} | {mix} | {valid['nll_per_token']:.3f} | "
             f"{valid['nll_per_step']:.3f} | {test['nll_per_token']:.3f} | "
-            f"{test['nll_per_step']:.3f} |"
+            f"{test['nll_per_step']:.3f} | {plain['nll_per_step']:.3f} |"
         )
-    print("(NLL in nats; /step: per quantized time step, BOS/EOS targets excluded)")
+    print("(NLL in nats; /step: per quantized time step, BOS/EOS targets excluded; mix: the")
+    print("model.transpose_mix that valid and test are scored with, as tunelab evaluate does;")
+    print("plain: the same checkpoint without it)")
 
 
 if __name__ == "__main__":

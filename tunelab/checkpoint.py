@@ -158,6 +158,7 @@ class LoadedRun:
     meta: dict  # the data directory's meta.json
     step: int
     path: Path
+    transpose_mix: int = 0  # the model is the mixture over shifts -n..n (0: the plain model)
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
@@ -179,12 +180,19 @@ def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
 
 
 def load_run(
-    run_dir: str | Path, which: str = "best", device: str | torch.device | None = None
+    run_dir: str | Path,
+    which: str = "best",
+    device: str | torch.device | None = None,
+    transpose_mix: int | None = None,
 ) -> LoadedRun:
     """Rebuild the model of a run from its checkpoint (EMA weights when the run kept them).
-    ``run_dir`` may also be a bundle file from ``tunelab export`` (``which`` is then moot)."""
+    ``run_dir`` may also be a bundle file from ``tunelab export`` (``which`` is then moot).
+
+    ``transpose_mix``: token models come back as their mixture over transpositions by
+    -n..n semitones (``tunelab.models.transpose_mix``); None: the run's ``model.transpose_mix``,
+    0: the plain model (what ``export`` saves)."""
     if is_bundle(run_dir):
-        return _load_bundle(Path(run_dir), device)
+        return _inference(_load_bundle(Path(run_dir), device), transpose_mix)
     path = checkpoint_path(run_dir, which)
     ckpt = load_checkpoint(path)
     try:
@@ -196,7 +204,20 @@ def load_run(
         raise CheckpointError(f"{path}: not a tunelab checkpoint ({type(e).__name__}: {e})") from e
     # Inference only: no autograd bookkeeping, and RNN step() keeps its cached fast weights.
     model.to(device or "cpu").eval().requires_grad_(False)
-    return LoadedRun(model, config, meta, int(ckpt["step"]), path)
+    return _inference(LoadedRun(model, config, meta, int(ckpt["step"]), path), transpose_mix)
+
+
+def _inference(run: LoadedRun, transpose_mix: int | None) -> LoadedRun:
+    """The run with its model wrapped as the config's transposition mixture, if any."""
+    n = run.config["model"].get("transpose_mix", 0) if transpose_mix is None else transpose_mix
+    if not n:
+        return run
+    kind = kind_for(run.config["model"], run.meta, str(run.path))
+    if not hasattr(kind, "inference_model") or run.config["model"].get("family") != "token_rnn":
+        raise CheckpointError(f"{run.path}: transpose_mix needs a token_rnn model on MIDI data")
+    run.model = kind.inference_model(run.model, int(n)).eval()
+    run.transpose_mix = int(n)
+    return run
 
 
 def _load_bundle(path: Path, device) -> LoadedRun:
@@ -220,7 +241,7 @@ def export_run(run_dir: str | Path, out: str | Path, which: str = "best") -> dic
     out = Path(out)
     if out.is_dir():
         raise CheckpointError(f"--out {out} is a folder; give a file name, e.g. {out}/model.tlb")
-    run = load_run(run_dir, which)
+    run = load_run(run_dir, which, transpose_mix=0)  # the weights; the config keeps the mix
     try:
         return export_bundle(run.config, run.meta, run.step, run.model, out)
     except OSError as e:

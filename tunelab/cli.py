@@ -327,6 +327,12 @@ def generate(
     threads: int = typer.Option(
         1, help="CPU threads for torch (one is fastest for step-by-step sampling)."
     ),
+    transpose_mix: int = typer.Option(
+        None,
+        help="MIDI token RNNs: sample the mixture over the input transposed by -N..N "
+        "semitones (default: the run's model.transpose_mix; 0: the plain model, 3-6x faster "
+        "than N=6 on a CPU).",
+    ),
 ) -> None:
     """Generate pieces: MIDI (+ WAV previews) or audio (WAV), each with a JSON sidecar holding
     its settings, audits and flags."""
@@ -359,6 +365,7 @@ def generate(
             save_every=save_every,
             join=join,
             from_training=from_training,
+            transpose_mix=transpose_mix,
         )
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
@@ -403,6 +410,11 @@ def evaluate(
         None, help="With --checkpoints: seconds per piece (default 8 for MIDI, 2 for audio)."
     ),
     seed: int = typer.Option(0, help="With --checkpoints: the seed every checkpoint uses."),
+    transpose_mix: int = typer.Option(
+        None,
+        help="MIDI token RNNs: score the mixture over the input transposed by -N..N "
+        "semitones (default: the run's model.transpose_mix; 0: the plain model).",
+    ),
 ) -> None:
     """Score a split (RUN_DIR/eval/likelihood-SPLIT.json), audit a folder of samples, or rank
     the checkpoints by what they generate."""
@@ -432,7 +444,9 @@ def evaluate(
         else:
             from tunelab.evaluate import evaluate_split
 
-            path, r = evaluate_split(run_dir, split, checkpoint, data, _device(device), baseline)
+            path, r = evaluate_split(
+                run_dir, split, checkpoint, data, _device(device), baseline, True, transpose_mix
+            )
             extra = ""
             if r.get("nll_per_step"):
                 extra = f", {r['nll_per_step']:.4f} nats/step"

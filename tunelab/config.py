@@ -200,7 +200,8 @@ class ModelConfig:
     """Model family and its hyperparameters (each family reads the keys it knows).
 
     token_rnn: cell, embed_dim, hidden, layers, dropout, skip, roll (piano-roll inputs),
-    pitch_head (pitch-relative key logits), weight_drop (DropConnect on recurrent weights).
+    pitch_head (pitch-relative key logits), weight_drop (DropConnect on recurrent weights),
+    transpose_mix (score and sample as a mixture over transpositions; not used in training).
     transformer: d_model, layers, heads, ff_mult, dropout, window (None: full causal
     attention; W: each token sees the last W tokens, so generation cost stays flat).
     wavenet: residual_channels, gate_channels, skip_channels, stacks, layers_per_stack
@@ -218,6 +219,9 @@ class ModelConfig:
     roll: bool = False  # token_rnn: piano-roll inputs (tunelab.models.roll); steps/onsets only
     pitch_head: int = 0  # token_rnn: channels of the pitch-relative key head (needs roll); 0 = off
     weight_drop: float = 0.0  # token_rnn: DropConnect on hidden-to-hidden weights while training
+    # token_rnn: evaluate and generate with the mixture over transpositions -n..n semitones of
+    # the input (tunelab.models.transpose_mix; 2n + 1 model rows per piece); 0 = off
+    transpose_mix: int = 0
     d_model: int = 256
     heads: int = 4
     ff_mult: int = 4

@@ -36,12 +36,14 @@ def evaluate_split(
     device: str = "cpu",
     baseline: bool = True,
     progress: bool = True,
+    transpose_mix: int | None = None,
 ) -> tuple[Path, dict]:
-    """Write RUN_DIR/eval/likelihood-<split>.json; returns (path, result)."""
+    """Write RUN_DIR/eval/likelihood-<split>.json; returns (path, result). ``transpose_mix``:
+    as in ``checkpoint.load_run`` (None: the run's own setting)."""
     from tunelab.checkpoint import load_run
     from tunelab.data.store import load_datadir
 
-    run = load_run(run_dir, which, device=device)
+    run = load_run(run_dir, which, device=device, transpose_mix=transpose_mix)
     dd = load_datadir(data or run.config["data"])
     kind = kind_for(run.config["model"], run.meta, str(run_dir))
     kind.check_data(dd.meta, dd.path)
@@ -55,6 +57,7 @@ def evaluate_split(
         "split": split,
         "checkpoint": str(run.path),
         "checkpoint_step": run.step,
+        "transpose_mix": run.transpose_mix,
         "data": str(dd.path),
         **kind.likelihood(run.model, pieces, device, progress),
     }

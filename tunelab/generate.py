@@ -46,11 +46,14 @@ def generate(
     save_every: float | None = None,
     join: str | None = None,
     from_training: bool = False,
+    transpose_mix: int | None = None,
 ) -> list[Path]:
     """Generate ``n`` pieces; write them with sidecars. Returns the main files' paths
     (MIDI for token runs, WAV for audio runs). ``seconds`` None: the kind's default length. ``timing`` (optional) receives the sampling
     loop's figures; ``save_every`` (audio) writes a partial WAV every that many seconds.
-    Frame runs: ``join`` (ola or concat) and ``from_training`` (start from a training clip)."""
+    Frame runs: ``join`` (ola or concat) and ``from_training`` (start from a training clip).
+    ``transpose_mix``: sample the token model's mixture over transpositions -n..n (None: the
+    run's ``model.transpose_mix``; 0: the plain model)."""
     from tunelab.bundle import output_home
     from tunelab.checkpoint import load_run
     from tunelab.kinds import kind_for
@@ -65,7 +68,7 @@ def generate(
         raise ValueError("the length (--seconds or --steps) must be positive")
     if save_every is not None and save_every <= 0:
         raise ValueError("--save-every must be a positive number of seconds")
-    run = load_run(run_dir, which, device=device)
+    run = load_run(run_dir, which, device=device, transpose_mix=transpose_mix)
     kind = kind_for(run.config["model"], run.meta, str(run_dir))
     extra = {"join": join} if join else {}
     if from_training:
@@ -73,6 +76,8 @@ def generate(
     if extra and kind.name != "frames":
         raise ValueError("--join and --from-training apply to frame runs only")
     plan = kind.plan(seconds, steps, primer, label, sampling, **extra)
+    if run.transpose_mix:
+        plan.settings["transpose_mix"] = run.transpose_mix
     out_dir = Path(out) if out else output_home(run_dir) / "samples"
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file, not a folder")

@@ -246,6 +246,9 @@ def _check(cfg: RunConfig) -> None:
         raise ConfigError(
             "need train.lr > 0, train.warmup >= 0, augment_transpose >= 0, 0 <= ema < 1"
         )
+    m = cfg.model.transpose_mix
+    if m < 0 or (m and cfg.model.family != "token_rnn"):
+        raise ConfigError("model.transpose_mix must be >= 0, and 0 unless the family is token_rnn")
     if t.max_minutes is not None and t.max_minutes <= 0:
         raise ConfigError(
             f"train.max_minutes must be > 0 (or null for no time budget), got {t.max_minutes}"
@@ -356,8 +359,9 @@ class _Trainer:
 
 def _check_resume(ck: dict, cfg: RunConfig, kind, run_dir: Path) -> None:
     # A key that a later version added is absent from older checkpoints: it had its default.
-    saved = {**to_dict(type(cfg.model)()), **ck["config"]["model"]}
-    if saved != to_dict(cfg.model):
+    # transpose_mix only changes scoring and sampling, never the weights: it may change.
+    saved = {**to_dict(type(cfg.model)()), **ck["config"]["model"], "transpose_mix": 0}
+    if saved != {**to_dict(cfg.model), "transpose_mix": 0}:
         raise ConfigError(
             f"{run_dir} holds a run with another model config ({ck['config']['model']}); "
             "choose another out= or remove that run"

@@ -176,6 +176,14 @@ class Kind:
         return None  # nothing to listen to in TensorBoard for tokens
 
     # -- likelihood ------------------------------------------------------------------
+    def inference_model(self, model, shifts: int) -> torch.nn.Module:
+        """``model`` scored and sampled as its mixture over transpositions by -shifts..shifts
+        semitones (``model.transpose_mix``; ``tunelab.models.transpose_mix``)."""
+        from tunelab.models.transpose_mix import TransposeMixture
+
+        tables = transpose_tables(self.codec, shifts)
+        return TransposeMixture(model, tables, self.prev_bias).to(model.head.weight.device)
+
     def likelihood(self, model, pieces, device="cpu", progress: bool = False) -> dict:
         return likelihood(model, pieces, self.meta, device, progress)
 
