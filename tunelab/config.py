@@ -284,6 +284,10 @@ class TrainConfig:
     # Carry the model's state (RNN hidden state, Transformer memory) across consecutive windows
     # of a piece (truncated BPTT): each batch row walks through pieces window by window.
     carry_state: bool = False
+    # token_rnn: unscored context before every training and validation window, run without
+    # gradients, so each window starts from the state its context leaves (as in scoring and
+    # generation) instead of zeros, while windows stay drawn at random (0: off)
+    burn_in: int = 0
     tensorboard: bool = True
     plots: bool = True
     progress: bool = True

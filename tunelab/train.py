@@ -246,6 +246,11 @@ def _check(cfg: RunConfig) -> None:
         raise ConfigError(
             "need train.lr > 0, train.warmup >= 0, augment_transpose >= 0, 0 <= ema < 1"
         )
+    if t.burn_in < 0 or (t.burn_in and (t.carry_state or cfg.model.family != "token_rnn")):
+        raise ConfigError(
+            "train.burn_in must be >= 0, and 0 unless the family is token_rnn without "
+            "train.carry_state (carried state already gives each window its context)"
+        )
     m = cfg.model.transpose_mix
     if m < 0 or (m and cfg.model.family != "token_rnn"):
         raise ConfigError("model.transpose_mix must be >= 0, and 0 unless the family is token_rnn")

@@ -127,6 +127,8 @@ class Kind:
         """Cross-entropy of the format-constrained model (``grammar_bias``): (sum, count)."""
         if self.prev_bias is not None and self.prev_bias.device != logits.device:
             self.prev_bias = self.prev_bias.to(logits.device)  # once, not a [V, V] copy per step
+        if x is not None and x.shape[1] != y.shape[1]:  # a window with a context-only head
+            x = x[:, -y.shape[1] :]
         return categorical_loss(logits, y, x, self.prev_bias)
 
     def signature(self) -> dict:
@@ -149,11 +151,14 @@ class Kind:
                 return x, y, None, reset
 
             return stream_batch
-        sampler = WindowSampler(split.data, t.seq_len, t.batch_size, seed, rank, world, tables)
+        burn = getattr(t, "burn_in", 0)  # x holds `burn` tokens of context, then the window
+        sampler = WindowSampler(
+            split.data, t.seq_len + burn, t.batch_size, seed, rank, world, tables
+        )
 
         def batch(step: int):
             x, y = sampler.batch(step)
-            return x, y, None
+            return x, y[:, burn:], None
 
         return batch
 
@@ -166,8 +171,10 @@ class Kind:
                 (x, y, None, r)
                 for x, y, r in stream_eval_batches(pieces, t.seq_len, t.batch_size, t.eval_batches)
             ]
-        w = torch.from_numpy(eval_windows(split.data, t.seq_len, t.eval_batches * t.batch_size))
-        return [(b[:, :-1], b[:, 1:], None) for b in w.split(t.batch_size)]
+        burn = getattr(t, "burn_in", 0)  # the last seq_len targets of each window are scored
+        w = eval_windows(split.data, t.seq_len + burn, t.eval_batches * t.batch_size)
+        w = torch.from_numpy(w)
+        return [(b[:, :-1], b[:, 1 + burn :], None) for b in w.split(t.batch_size)]
 
     def valid_figures(self, nats: float) -> dict:
         return {}

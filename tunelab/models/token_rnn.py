@@ -104,7 +104,11 @@ class TokenRNN(nn.Module):
 
     # -- training -----------------------------------------------------------------
     def forward(
-        self, x: torch.Tensor, label: torch.Tensor | None = None, state: State | None = None
+        self,
+        x: torch.Tensor,
+        label: torch.Tensor | None = None,
+        state: State | None = None,
+        tail: int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, State]:
         """x: LongTensor[B, T] -> logits FloatTensor[B, T, V] (position t predicts token t+1).
         ``label`` is ignored (token models are unconditioned).
@@ -112,7 +116,16 @@ class TokenRNN(nn.Module):
         With ``state`` (as from ``init_state``/``init_carry``: per layer h [B, H], or (h, c)),
         the layers start from it and ``(logits, state after the last position)`` is returned,
         so consecutive windows of a piece chain exactly into one long forward pass.
+
+        ``tail`` N < T (``train.burn_in``): the first T - N positions are context only, run
+        without gradients; returns the logits of the last N positions [B, N, V].
         """
+        if tail is not None and tail < x.shape[1]:
+            with torch.no_grad():
+                start = self.init_carry(len(x), x.device) if state is None else state
+                _, start = self.forward(x[:, : x.shape[1] - tail], state=start)
+            out = self.forward(x[:, x.shape[1] - tail :], state=start)  # no grad into start
+            return out if state is not None else out[0]
         h = self.drop(self.embed(x))
         n = len(self.rnns)
         if self.roll_step_id is not None:
