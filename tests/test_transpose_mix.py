@@ -13,6 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from tests.helpers_generate import random_score, steps_meta
+from tests.test_models import _run_steps
 from tests.test_train import cfg_for, make_datadir
 from tunelab.checkpoint import load_run
 from tunelab.constraints import check_tokens
@@ -88,12 +89,8 @@ def test_mixture_equals_the_hand_computed_mixture_and_is_normalised(setup):
 def test_step_equals_forward(setup):
     mix, _, _, _, x, _ = setup
     with torch.no_grad():
-        full = mix(x)
-        state, outs = mix.init_state(1), []
-        for t in range(x.shape[1]):
-            lp, state = mix.step(x[:, t], state)
-            outs.append(lp)
-    torch.testing.assert_close(torch.stack(outs, 1).exp(), full.exp(), atol=1e-6, rtol=1e-5)
+        full, steps = mix(x), _run_steps(mix, x)
+    torch.testing.assert_close(steps.exp(), full.exp(), atol=1e-6, rtol=1e-5)
 
 
 def test_only_the_identity_is_the_plain_constrained_model(setup):
