@@ -119,6 +119,8 @@ def test_runs_load_with_the_mixture_and_export_without_it(tmp_path):
     loaded = load_run(run)
     assert isinstance(loaded.model, TransposeMixture) and loaded.model.shifts == 5
     assert not isinstance(load_run(run, transpose_mix=0).model, TransposeMixture)
+    with pytest.raises(ValueError, match="transpose_mix"):
+        load_run(run, transpose_mix=-1)
     from tunelab.checkpoint import export_run
 
     export_run(run, tmp_path / "m.tlb")

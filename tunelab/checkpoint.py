@@ -212,6 +212,8 @@ def _inference(run: LoadedRun, transpose_mix: int | None) -> LoadedRun:
     n = run.config["model"].get("transpose_mix", 0) if transpose_mix is None else transpose_mix
     if not n:
         return run
+    if int(n) < 0:
+        raise ValueError(f"transpose_mix must be >= 0 (semitones either way), got {n}")
     kind = kind_for(run.config["model"], run.meta, str(run.path))
     if not hasattr(kind, "inference_model") or run.config["model"].get("family") != "token_rnn":
         raise CheckpointError(f"{run.path}: transpose_mix needs a token_rnn model on MIDI data")
