@@ -48,7 +48,11 @@ class TransposeMixture(nn.Module):
             raise ValueError("transpose_mix: one table must be the identity (shift 0)")
         self.base = base
         self.register_buffer("tables", tables, persistent=False)  # [K, V]
-        self.register_buffer("valid", tables >= 0, persistent=False)  # [K, V]
+        # Gather indices back to the original vocabulary, and 0/-inf for tokens off the keyboard
+        # (built once: step() runs this mapping for every generated token).
+        self.register_buffer("back", tables.clamp(min=0), persistent=False)  # [K, V]
+        off = torch.zeros(tables.shape).masked_fill(tables < 0, -math.inf)
+        self.register_buffer("off", off, persistent=False)  # [K, V]
         bias = torch.zeros(0) if prev_bias is None else prev_bias.float()
         self.register_buffer("prev_bias", bias, persistent=False)
 
@@ -75,8 +79,8 @@ class TransposeMixture(nn.Module):
             z = z + self.prev_bias[xs]
         lp = F.log_softmax(z, -1).view(B, K, T, -1)
         # Back to the original vocabulary: q_k(y) = lp_k(T_k y), nothing where T_k y is off.
-        idx = self.tables.clamp(min=0)[None, :, None, :].expand(B, K, T, -1)
-        q = torch.gather(lp, 3, idx).masked_fill(~self.valid[None, :, None, :], -math.inf)
+        idx = self.back[None, :, None, :].expand(B, K, T, -1)
+        q = torch.gather(lp, 3, idx) + self.off[None, :, None, :]
         q = q - torch.logsumexp(q, -1, keepdim=True).clamp(min=-1e30)  # renormalise
         n_alive = alive.sum(1, keepdim=True).clamp(min=1)  # [B, 1, T]
         inf = torch.full_like(q[..., 0], -math.inf)
