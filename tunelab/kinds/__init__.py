@@ -49,10 +49,12 @@ def categorical_loss(
     logits: FloatTensor[B, T, V]; y: LongTensor[B, T] with IGNORE where nothing is scored;
     x: LongTensor[B, T], the inputs, used only with ``prev_bias`` (FloatTensor[V, V], 0 or
     -inf: the row of x[b, t] is added to the logits that predict y[b, t], so the softmax
-    runs over the tokens the format allows after x[b, t]).
+    runs over the tokens the format allows after x[b, t]). A window whose head is context
+    only (``train.burn_in``) has x longer than y: its last y.shape[1] positions are used.
     """
     logits = logits.float()
     if prev_bias is not None:
+        x = x[:, x.shape[1] - y.shape[1] :]
         logits = logits + prev_bias.to(logits.device)[x]
     total = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum")
     return total, (y != IGNORE).sum()

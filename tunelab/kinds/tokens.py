@@ -127,8 +127,6 @@ class Kind:
         """Cross-entropy of the format-constrained model (``grammar_bias``): (sum, count)."""
         if self.prev_bias is not None and self.prev_bias.device != logits.device:
             self.prev_bias = self.prev_bias.to(logits.device)  # once, not a [V, V] copy per step
-        if x is not None and x.shape[1] != y.shape[1]:  # a window with a context-only head
-            x = x[:, -y.shape[1] :]
         return categorical_loss(logits, y, x, self.prev_bias)
 
     def signature(self) -> dict:

@@ -89,10 +89,9 @@ class TransposeMixture(nn.Module):
 
     def forward(self, x: torch.Tensor, label=None) -> torch.Tensor:
         """x: LongTensor[B, T] (from the start of the pieces) -> log p FloatTensor[B, T, V]."""
-        B, T = x.shape
         xs, ok = self._rows(x)
         alive = ok.cumprod(dim=2).bool()  # live while every token so far transposes
-        return self._mix(self.base(xs), xs.view(B * self.shifts, T), alive)
+        return self._mix(self.base(xs), xs, alive)  # xs: [B*K, T]
 
     def init_state(self, batch_size: int, device=None, label=None) -> State:
         device = device or self.tables.device
