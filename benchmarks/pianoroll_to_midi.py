@@ -13,13 +13,16 @@ keeps the benchmark's own split and gives back the same piano roll, step for ste
     python benchmarks/pianoroll_to_midi.py jsb-chorales-quarter.json /tmp/jsb-midi
 
 Reads JSON (for example czhuang/JSB-Chorales-dataset's ``jsb-chorales-quarter.json``) or the
-original ``.pickle`` files; the pickle is read with an unpickler that builds only lists, dicts,
-numbers and strings, never objects.
+original ``.pickle`` files, gzipped or not (``Piano-midi.de.pickle`` stores its pitches as numpy
+integers). The pickle is read with an unpickler that builds only lists, dicts, strings and
+numbers, numpy integer scalars included, never other objects.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import io
 import json
 import pickle
 from pathlib import Path
@@ -29,20 +32,42 @@ import symusic
 TPQ = 480
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """Refuses every global: plain containers and numbers only (no code runs on load)."""
+# The only globals a piano-roll pickle may name: numpy's scalar constructor and dtype (pitches
+# stored as numpy.int64), and the bytes encoder that Python 3's protocol-2 pickles use for the
+# scalar's bytes. They build plain numbers from bytes; nothing else is looked up.
+_NUMPY_SCALAR = {
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
 
-    def find_class(self, module, name):  # noqa: ARG002
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Plain containers and numbers only (no code runs on load)."""
+
+    def find_class(self, module, name):
+        if (module, name) in _NUMPY_SCALAR:
+            return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing {module}.{name} in a piano-roll pickle")
 
 
 def load_rolls(path: Path) -> dict[str, list[list[list[int]]]]:
-    if path.suffix == ".json":
-        data = json.loads(path.read_text())
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if ".json" in path.suffixes:
+        data = json.loads(raw)
     else:
-        with path.open("rb") as f:
-            data = _PlainUnpickler(f, encoding="latin1").load()
-    return {k: [[[int(p) for p in step] for step in piece] for piece in data[k]] for k in data}
+        data = _PlainUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    # int() of anything but an integer (an object dtype, a float pitch) fails here, loudly
+    return {k: [[[_pitch(p) for p in step] for step in piece] for piece in data[k]] for k in data}
+
+
+def _pitch(p) -> int:
+    if isinstance(p, bool) or not hasattr(p, "__index__"):
+        raise ValueError(f"not a MIDI pitch: {p!r}")
+    return int(p.__index__())
 
 
 def roll_to_score(piece: list[list[int]]) -> symusic.Score:
