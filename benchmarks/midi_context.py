@@ -7,7 +7,8 @@ Each configuration trains from scratch for ``--minutes`` on ``--threads`` CPU th
 
 * test NLL in nats per quarter note: the test split scored whole with the accounting of
   ``tunelab evaluate`` (BOS/EOS excluded), nll_per_step x steps per quarter, so grids and
-  encodings compare (remi-programs also pays for the instruments: a harder task);
+  encodings compare (remi-programs also pays for the instruments: a harder task); scored as
+  the preset does (the token RNNs' transposition mixture) and as the plain model;
 * ``--samples`` pieces of ``--seconds`` generated from the best checkpoint and audited against
   the training split: note density and polyphony ratios, the share of onsets on the beat
   (phase-aligned; the training data's share next to it) and the audit flags;
@@ -66,16 +67,18 @@ def prepare(src: Path, root: Path, encoding: str, spq: int) -> Path:
     return out
 
 
-def test_nats_per_quarter(run_dir: Path, data: Path) -> tuple[float, list[str]]:
+def test_nats_per_quarter(
+    run_dir: Path, data: Path, transpose_mix: int | None = None
+) -> tuple[float, list[str]]:
+    """Test NLL in nats per quarter note, scored as the run's config says (its transposition
+    mixture, if any) or with ``transpose_mix`` (0: the plain model)."""
     from tunelab.checkpoint import load_run
     from tunelab.data.store import load_datadir
-    from tunelab.kinds import kind_for
 
-    run = load_run(run_dir, "best")
-    kind = kind_for(run.config["model"], run.meta)
+    run = load_run(run_dir, "best", transpose_mix=transpose_mix)
     split = load_datadir(data).split("test")
     with torch.inference_mode():
-        lik = kind.likelihood(run.model, list(split))
+        lik = run.kind.likelihood(run.model, list(split))
     names = [Path(p["source"]).name for p in split.pieces]
     return lik["nll_per_step"] * int(run.meta["steps_per_quarter"]), names
 
@@ -93,10 +96,9 @@ def mean_of(sides: list[dict], key: str) -> float:
 
 def training_shares(run_dir: Path) -> dict:
     from tunelab.checkpoint import load_run
-    from tunelab.kinds import kind_for
 
-    run = load_run(run_dir, "best")
-    index, _ = kind_for(run.config["model"], run.meta).reference(run.config["data"])
+    run = load_run(run_dir, "best", transpose_mix=0)
+    index, _ = run.kind.reference(run.config["data"])
     return index.stats if index is not None else {}
 
 
@@ -174,6 +176,8 @@ def main() -> None:
         res = train(cfg)
         print(f"{name}: {res.message} ({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
         nats_q, test_names = test_nats_per_quarter(run_dir, data)
+        mix = int(getattr(cfg.model, "transpose_mix", 0) or 0)
+        plain_q = test_nats_per_quarter(run_dir, data, 0)[0] if mix else nats_q
         sides = sample_audits(run_dir, run_dir / "samples", args.samples, args.seconds, args.seed)
         ref = training_shares(run_dir)
         flags = sorted({f for s in sides for f in s["flags"]})
@@ -189,7 +193,9 @@ def main() -> None:
                 "seq_len": cfg.train.seq_len,
                 "batch": cfg.train.batch_size,
                 "updates": res.step,
+                "transpose_mix": mix,
                 "test_nats_per_quarter": nats_q,
+                "test_nats_per_quarter_plain": plain_q,
                 "test_pieces": test_names,
                 "density_ratio": mean_of(sides, "density_ratio"),
                 "polyphony_ratio": mean_of(sides, "polyphony_ratio"),
@@ -212,6 +218,7 @@ def main() -> None:
         "window x batch",
         "updates",
         "test nats/quarter",
+        "plain model",
         "density ratio",
         "polyphony ratio",
         "on-beat share (data)",
@@ -222,7 +229,9 @@ def main() -> None:
     for r in rows:
         print(
             f"| {r['config']} | {r['preset']} | {r['encoding']} | {r['seq_len']} x {r['batch']} "
-            f"| {r['updates']} | {r['test_nats_per_quarter']:.3f} | {r['density_ratio']:.2f} | "
+            f"| {r['updates']} | {r['test_nats_per_quarter']:.3f}"
+            f"{' (mixture)' if r['transpose_mix'] else ''} "
+            f"| {r['test_nats_per_quarter_plain']:.3f} | {r['density_ratio']:.2f} | "
             f"{r['polyphony_ratio']:.2f} | {r['on_beat_share']:.2f} "
             f"({(r['data_on_beat_share'] or 0):.2f}) | {', '.join(r['flags']) or '-'} |"
         )

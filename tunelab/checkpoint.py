@@ -23,6 +23,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -158,6 +159,7 @@ class LoadedRun:
     meta: dict  # the data directory's meta.json
     step: int
     path: Path
+    kind: Any  # the run's kind object (tunelab.kinds.kind_for), built once on loading
     transpose_mix: int = 0  # the model is the mixture over shifts -n..n (0: the plain model)
 
 
@@ -204,7 +206,8 @@ def load_run(
         raise CheckpointError(f"{path}: not a tunelab checkpoint ({type(e).__name__}: {e})") from e
     # Inference only: no autograd bookkeeping, and RNN step() keeps its cached fast weights.
     model.to(device or "cpu").eval().requires_grad_(False)
-    return _inference(LoadedRun(model, config, meta, int(ckpt["step"]), path), transpose_mix)
+    run = LoadedRun(model, config, meta, int(ckpt["step"]), path, kind)
+    return _inference(run, transpose_mix)
 
 
 def _inference(run: LoadedRun, transpose_mix: int | None) -> LoadedRun:
@@ -214,7 +217,7 @@ def _inference(run: LoadedRun, transpose_mix: int | None) -> LoadedRun:
         return run
     if int(n) < 0:
         raise ValueError(f"transpose_mix must be >= 0 (semitones either way), got {n}")
-    kind = kind_for(run.config["model"], run.meta, str(run.path))
+    kind = run.kind
     if not hasattr(kind, "inference_model") or run.config["model"].get("family") != "token_rnn":
         raise CheckpointError(f"{run.path}: transpose_mix needs a token_rnn model on MIDI data")
     run.model = kind.inference_model(run.model, int(n)).eval()
@@ -235,7 +238,7 @@ def _load_bundle(path: Path, device) -> LoadedRun:
         msg = f"{path}: not a usable tunelab bundle ({type(e).__name__}: {e})"
         raise CheckpointError(msg) from e
     model.to(device or "cpu").eval().requires_grad_(False)
-    return LoadedRun(model, config, meta, int(header.get("step", 0)), path)
+    return LoadedRun(model, config, meta, int(header.get("step", 0)), path, kind)
 
 
 def export_run(run_dir: str | Path, out: str | Path, which: str = "best") -> dict:

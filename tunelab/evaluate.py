@@ -45,7 +45,7 @@ def evaluate_split(
 
     run = load_run(run_dir, which, device=device, transpose_mix=transpose_mix)
     dd = load_datadir(data or run.config["data"])
-    kind = kind_for(run.config["model"], run.meta, str(run_dir))
+    kind = run.kind
     kind.check_data(dd.meta, dd.path)
     pieces = dd.split(split)
     if not len(pieces):  # e.g. a collection too small for a test split

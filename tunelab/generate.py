@@ -56,7 +56,6 @@ def generate(
     run's ``model.transpose_mix``; 0: the plain model)."""
     from tunelab.bundle import output_home
     from tunelab.checkpoint import load_run
-    from tunelab.kinds import kind_for
 
     sampling = sampling or Sampling()
     sampling.check()
@@ -69,7 +68,7 @@ def generate(
     if save_every is not None and save_every <= 0:
         raise ValueError("--save-every must be a positive number of seconds")
     run = load_run(run_dir, which, device=device, transpose_mix=transpose_mix)
-    kind = kind_for(run.config["model"], run.meta, str(run_dir))
+    kind = run.kind
     extra = {"join": join} if join else {}
     if from_training:
         extra["training_clip"] = run.config.get("data")
