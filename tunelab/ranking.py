@@ -9,7 +9,7 @@ through ``tunelab.generate``, into ``RUN_DIR/eval/checkpoints/<name>/``, and is 
    ``identical``, ``invalid``), fewest first;
 2. then its distance to the training data, smallest first: for MIDI the mean over pieces of
    the pitch-class and interval histogram distances (total variation, 0..1;
-   ``metrics.music_metrics``), for audio the Fréchet distance of the batch's per-second
+   ``music_metrics.music_metrics``), for audio the Fréchet distance of the batch's per-second
    MFCC + chroma features to the training audio's (``audio_features``);
 3. then its validation loss, lowest first, read from ``checkpoints/index.json`` only when that
    entry's step equals the checkpoint's own (a figure of other weights is never used);

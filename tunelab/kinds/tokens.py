@@ -270,10 +270,10 @@ class Kind:
         return audit_rolls(rolls, problems, index, self.spq)
 
     def music_metrics(self, pieces, index) -> tuple[list[dict], dict]:
-        """Per piece ``metrics.music_metrics`` (histogram distances to the training split when
+        """Per piece ``music_metrics.music_metrics`` (histogram distances to the training split when
         ``index``); for the set, the mean of each histogram distance."""
-        from tunelab.metrics import music_metrics, reference_histograms
         from tunelab.midi_audit import roll_from_tokens
+        from tunelab.music_metrics import music_metrics, reference_histograms
 
         ref = reference_histograms(index.roll) if index is not None else None
         per = [music_metrics(roll_from_tokens(p, self.meta), self.spq, ref) for p in pieces]
