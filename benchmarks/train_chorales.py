@@ -6,8 +6,9 @@ then scored on the test split whole, piece by piece from BOS, with the accountin
 ``tunelab.evaluate`` (nats per quantized time step, BOS/EOS targets excluded; with the
 preset's ``model.transpose_mix``, and the plain model's test figure beside it). ``--data``
 defaults to the built-in chorales (music21's 410, split by tunelab); the standard benchmark
-split (Boulanger-Lewandowski's JSB chorales, 229/76/77) comes from
-``benchmarks/pianoroll_to_midi.py``, long classical pieces from ``benchmarks/long_pieces.py``:
+split (Boulanger-Lewandowski's JSB chorales, 229/76/77) and the long piano benchmark
+(Piano-midi.de, 87/12/25, from its pickle) come from ``benchmarks/pianoroll_to_midi.py``, a
+stand-in of long classical pieces from ``benchmarks/long_pieces.py``:
 
     .venv/bin/python benchmarks/pianoroll_to_midi.py jsb-chorales-quarter.json /tmp/jsb-midi
     .venv/bin/tunelab prepare /tmp/jsb-midi --steps-per-quarter 1 --encoding steps --out /tmp/jsb
