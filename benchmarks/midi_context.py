@@ -1,5 +1,5 @@
 """Context on a real multi-instrument collection: windows only vs carried state vs a
-Transformer with memory vs REMI with programs, at equal CPU time.
+Transformer with memory vs REMI with programs (carried state and windows), at equal CPU time.
 
 The collection: the 31 General MIDI compositions of Debian's ``openttd-openmsx`` package
 (``apt-get install -y openttd-openmsx``; any folder of MIDI files works with ``--src``).
@@ -51,6 +51,8 @@ CONFIGS = {
     "steps24-carry": ("steps", 24, "midi-gru-carry", []),
     "steps24-transformer-xl": ("steps", 24, "midi-transformer-xl", []),
     "remi-programs12-carry": ("remi-programs", 12, "midi-gru-carry", []),
+    # the recommended encoding with today's windows: does carried state matter there?
+    "remi-programs12-windows": ("remi-programs", 12, "midi-gru", []),
 }
 
 
