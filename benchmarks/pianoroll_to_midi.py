@@ -60,11 +60,12 @@ def load_rolls(path: Path) -> dict[str, list[list[list[int]]]]:
         data = json.loads(raw)
     else:
         data = _PlainUnpickler(io.BytesIO(raw), encoding="latin1").load()
-    # int() of anything but an integer (an object dtype, a float pitch) fails here, loudly
+    # anything but an integer (a float pitch, a numpy object scalar) is refused by _pitch
     return {k: [[[_pitch(p) for p in step] for step in piece] for piece in data[k]] for k in data}
 
 
 def _pitch(p) -> int:
+    """p as an int (Python and numpy integers); ValueError for anything else."""
     if isinstance(p, bool) or not hasattr(p, "__index__"):
         raise ValueError(f"not a MIDI pitch: {p!r}")
     return int(p.__index__())
