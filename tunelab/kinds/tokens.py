@@ -149,7 +149,7 @@ class Kind:
                 return x, y, None, reset
 
             return stream_batch
-        burn = getattr(t, "burn_in", 0)  # x holds `burn` tokens of context, then the window
+        burn = t.burn_in  # x holds `burn` tokens of context, then the window
         sampler = WindowSampler(
             split.data, t.seq_len + burn, t.batch_size, seed, rank, world, tables
         )
@@ -169,7 +169,7 @@ class Kind:
                 (x, y, None, r)
                 for x, y, r in stream_eval_batches(pieces, t.seq_len, t.batch_size, t.eval_batches)
             ]
-        burn = getattr(t, "burn_in", 0)  # the last seq_len targets of each window are scored
+        burn = t.burn_in  # the last seq_len targets of each window are scored
         w = eval_windows(split.data, t.seq_len + burn, t.eval_batches * t.batch_size)
         w = torch.from_numpy(w)
         return [(b[:, :-1], b[:, 1 + burn :], None) for b in w.split(t.batch_size)]
