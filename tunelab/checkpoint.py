@@ -161,6 +161,7 @@ class LoadedRun:
     path: Path
     kind: Any  # the run's kind object (tunelab.kinds.kind_for), built once on loading
     transpose_mix: int = 0  # the model is the mixture over shifts -n..n (0: the plain model)
+    piece_memory: bool = False  # the model is mixed with the memory of the piece so far
 
 
 def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
@@ -186,15 +187,17 @@ def load_run(
     which: str = "best",
     device: str | torch.device | None = None,
     transpose_mix: int | None = None,
+    piece_memory: bool | None = None,
 ) -> LoadedRun:
     """Rebuild the model of a run from its checkpoint (EMA weights when the run kept them).
     ``run_dir`` may also be a bundle file from ``tunelab export`` (``which`` is then moot).
 
     ``transpose_mix``: token models come back as their mixture over transpositions by
     -n..n semitones (``tunelab.models.transpose_mix``); None: the run's ``model.transpose_mix``,
-    0: the plain model (what ``export`` saves)."""
+    0: the plain model (what ``export`` saves). ``piece_memory``: mixed with the memory of the
+    piece so far (``tunelab.models.piece_memory``); None: the run's ``model.piece_memory``."""
     if is_bundle(run_dir):
-        return _inference(_load_bundle(Path(run_dir), device), transpose_mix)
+        return _inference(_load_bundle(Path(run_dir), device), transpose_mix, piece_memory)
     path = checkpoint_path(run_dir, which)
     ckpt = load_checkpoint(path)
     try:
@@ -207,21 +210,26 @@ def load_run(
     # Inference only: no autograd bookkeeping, and RNN step() keeps its cached fast weights.
     model.to(device or "cpu").eval().requires_grad_(False)
     run = LoadedRun(model, config, meta, int(ckpt["step"]), path, kind)
-    return _inference(run, transpose_mix)
+    return _inference(run, transpose_mix, piece_memory)
 
 
-def _inference(run: LoadedRun, transpose_mix: int | None) -> LoadedRun:
-    """The run with its model wrapped as the config's transposition mixture, if any."""
-    n = run.config["model"].get("transpose_mix", 0) if transpose_mix is None else transpose_mix
-    if not n:
-        return run
+def _inference(run: LoadedRun, transpose_mix: int | None, piece_memory: bool | None) -> LoadedRun:
+    """The run with its model wrapped as the config's transposition mixture and piece memory,
+    where asked for (the memory sees the mixture's output)."""
+    cfg = run.config["model"]
+    n = cfg.get("transpose_mix", 0) if transpose_mix is None else transpose_mix
+    memory = cfg.get("piece_memory", False) if piece_memory is None else piece_memory
     if int(n) < 0:
         raise ValueError(f"transpose_mix must be >= 0 (semitones either way), got {n}")
-    kind = run.kind
-    if not hasattr(kind, "inference_model") or run.config["model"].get("family") != "token_rnn":
-        raise CheckpointError(f"{run.path}: transpose_mix needs a token_rnn model on MIDI data")
-    run.model = kind.inference_model(run.model, int(n)).eval()
-    run.transpose_mix = int(n)
+    for name, on in (("transpose_mix", n), ("piece_memory", memory)):
+        if on and (not hasattr(run.kind, "inference_model") or cfg.get("family") != "token_rnn"):
+            raise CheckpointError(f"{run.path}: {name} needs a token_rnn model on MIDI data")
+    if n:
+        run.model = run.kind.inference_model(run.model, int(n)).eval()
+        run.transpose_mix = int(n)
+    if memory:
+        run.model = run.kind.memory_model(run.model).eval()
+        run.piece_memory = True
     return run
 
 
@@ -246,7 +254,8 @@ def export_run(run_dir: str | Path, out: str | Path, which: str = "best") -> dic
     out = Path(out)
     if out.is_dir():
         raise CheckpointError(f"--out {out} is a folder; give a file name, e.g. {out}/model.tlb")
-    run = load_run(run_dir, which, transpose_mix=0)  # the weights; the config keeps the mix
+    # The weights alone; the config keeps the mixture and memory settings.
+    run = load_run(run_dir, which, transpose_mix=0, piece_memory=False)
     try:
         return export_bundle(run.config, run.meta, run.step, run.model, out)
     except OSError as e:

@@ -333,6 +333,14 @@ def generate(
         "semitones (default: the run's model.transpose_mix; 0: the plain model, 3-6x faster "
         "than N=6 on a CPU).",
     ),
+    piece_memory: bool = typer.Option(
+        False,
+        "--piece-memory/--no-piece-memory",
+        help="MIDI token RNNs: sample mixed with the memory of the piece so far, the model "
+        "evaluate scores with model.piece_memory. Off by default: the memory learns from the "
+        "piece's own output, and a loop (even of silence) can feed itself.",
+        show_default=False,
+    ),
 ) -> None:
     """Generate pieces: MIDI (+ WAV previews) or audio (WAV), each with a JSON sidecar holding
     its settings, audits and flags."""
@@ -366,6 +374,7 @@ def generate(
             join=join,
             from_training=from_training,
             transpose_mix=transpose_mix,
+            piece_memory=piece_memory,
         )
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
@@ -415,6 +424,13 @@ def evaluate(
         help="MIDI token RNNs: score the mixture over the input transposed by -N..N "
         "semitones (default: the run's model.transpose_mix; 0: the plain model).",
     ),
+    piece_memory: bool = typer.Option(
+        None,
+        "--piece-memory/--no-piece-memory",
+        help="MIDI token RNNs: score mixed with the memory of the piece so far (default: the "
+        "run's model.piece_memory).",
+        show_default=False,
+    ),
 ) -> None:
     """Score a split (RUN_DIR/eval/likelihood-SPLIT.json), audit a folder of samples, or rank
     the checkpoints by what they generate."""
@@ -445,7 +461,15 @@ def evaluate(
             from tunelab.evaluate import evaluate_split
 
             path, r = evaluate_split(
-                run_dir, split, checkpoint, data, _device(device), baseline, True, transpose_mix
+                run_dir,
+                split,
+                checkpoint,
+                data,
+                _device(device),
+                baseline,
+                True,
+                transpose_mix,
+                piece_memory,
             )
             extra = ""
             if r.get("nll_per_step"):

@@ -37,13 +37,14 @@ def evaluate_split(
     baseline: bool = True,
     progress: bool = True,
     transpose_mix: int | None = None,
+    piece_memory: bool | None = None,
 ) -> tuple[Path, dict]:
-    """Write RUN_DIR/eval/likelihood-<split>.json; returns (path, result). ``transpose_mix``:
-    as in ``checkpoint.load_run`` (None: the run's own setting)."""
+    """Write RUN_DIR/eval/likelihood-<split>.json; returns (path, result). ``transpose_mix``,
+    ``piece_memory``: as in ``checkpoint.load_run`` (None: the run's own setting)."""
     from tunelab.checkpoint import load_run
     from tunelab.data.store import load_datadir
 
-    run = load_run(run_dir, which, device=device, transpose_mix=transpose_mix)
+    run = load_run(run_dir, which, device, transpose_mix, piece_memory)
     dd = load_datadir(data or run.config["data"])
     kind = run.kind
     kind.check_data(dd.meta, dd.path)
@@ -58,6 +59,7 @@ def evaluate_split(
         "checkpoint": str(run.path),
         "checkpoint_step": run.step,
         "transpose_mix": run.transpose_mix,
+        "piece_memory": run.piece_memory,
         "data": str(dd.path),
         **kind.likelihood(run.model, pieces, device, progress),
     }

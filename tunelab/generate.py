@@ -47,13 +47,18 @@ def generate(
     join: str | None = None,
     from_training: bool = False,
     transpose_mix: int | None = None,
+    piece_memory: bool | None = None,
 ) -> list[Path]:
     """Generate ``n`` pieces; write them with sidecars. Returns the main files' paths
     (MIDI for token runs, WAV for audio runs). ``seconds`` None: the kind's default length. ``timing`` (optional) receives the sampling
     loop's figures; ``save_every`` (audio) writes a partial WAV every that many seconds.
     Frame runs: ``join`` (ola or concat) and ``from_training`` (start from a training clip).
     ``transpose_mix``: sample the token model's mixture over transpositions -n..n (None: the
-    run's ``model.transpose_mix``; 0: the plain model)."""
+    run's ``model.transpose_mix``; 0: the plain model). ``piece_memory``: True samples the
+    model mixed with the memory of the piece so far, the model ``evaluate`` scores when the run
+    has ``model.piece_memory``. Off unless asked for: sampled, the memory learns from the
+    piece's own output, and loops feed themselves (README: on Piano-midi.de one of four
+    30-second pieces fell silent and two thinned out)."""
     from tunelab.bundle import output_home
     from tunelab.checkpoint import load_run
 
@@ -67,7 +72,7 @@ def generate(
         raise ValueError("the length (--seconds or --steps) must be positive")
     if save_every is not None and save_every <= 0:
         raise ValueError("--save-every must be a positive number of seconds")
-    run = load_run(run_dir, which, device=device, transpose_mix=transpose_mix)
+    run = load_run(run_dir, which, device, transpose_mix, bool(piece_memory))
     kind = run.kind
     extra = {"join": join} if join else {}
     if from_training:
@@ -77,6 +82,8 @@ def generate(
     plan = kind.plan(seconds, steps, primer, label, sampling, **extra)
     if run.transpose_mix:
         plan.settings["transpose_mix"] = run.transpose_mix
+    if run.piece_memory:
+        plan.settings["piece_memory"] = True
     out_dir = Path(out) if out else output_home(run_dir) / "samples"
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file, not a folder")

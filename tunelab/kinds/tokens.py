@@ -189,6 +189,14 @@ class Kind:
         tables = transpose_tables(self.codec, shifts)
         return TransposeMixture(model, tables, self.prev_bias).to(model.head.weight.device)
 
+    def memory_model(self, model) -> torch.nn.Module:
+        """``model`` mixed with the memory of the piece so far (``model.piece_memory``;
+        ``tunelab.models.piece_memory``)."""
+        from tunelab.models.piece_memory import PieceMemoryModel
+
+        device = next(model.parameters()).device
+        return PieceMemoryModel(model, self.prev_bias).to(device)
+
     def likelihood(self, model, pieces, device="cpu", progress: bool = False) -> dict:
         return likelihood(model, pieces, self.meta, device, progress)
 
