@@ -4,7 +4,8 @@ Setting (issues 3 and 10): pieces prepared with ``--steps-per-quarter 1 --encodi
 each preset trained for at most ``--minutes`` (30 in the target) on this machine's CPU cores,
 then scored on the test split whole, piece by piece from BOS, with the accounting of
 ``tunelab.evaluate`` (nats per quantized time step, BOS/EOS targets excluded; with the
-preset's ``model.transpose_mix``, and the plain model's test figure beside it). ``--data``
+preset's ``model.transpose_mix`` and ``model.piece_memory``, and beside it the test figures
+without the memory and of the plain model). ``--data``
 defaults to the built-in chorales (music21's 410, split by tunelab); the standard benchmark
 split (Boulanger-Lewandowski's JSB chorales, 229/76/77) and the long piano benchmark
 (Piano-midi.de, 87/12/25, from its pickle) come from ``benchmarks/pianoroll_to_midi.py``, a
@@ -40,13 +41,20 @@ def ensure_data(path: Path) -> Path:
     return path
 
 
-def test_nll(run_dir: Path, data_dir: Path, split: str = "test", mix: int | None = None) -> dict:
+def test_nll(
+    run_dir: Path,
+    data_dir: Path,
+    split: str = "test",
+    mix: int | None = None,
+    memory: bool | None = None,
+) -> dict:
     """nll_per_token / nll_per_step of the run's best checkpoint on ``split``, as ``tunelab
-    evaluate`` scores it (``mix`` None: the run's model.transpose_mix; 0: the plain model)."""
+    evaluate`` scores it (``mix`` None: the run's model.transpose_mix; 0: the plain model;
+    ``memory`` None: the run's model.piece_memory)."""
     from tunelab.checkpoint import load_run
     from tunelab.data.store import load_datadir
 
-    run = load_run(run_dir, "best", transpose_mix=mix)
+    run = load_run(run_dir, "best", transpose_mix=mix, piece_memory=memory)
     pieces = load_datadir(data_dir).split(split)
     with torch.inference_mode():
         try:
@@ -110,10 +118,13 @@ def main() -> None:
         t0 = time.perf_counter()
         res = train(cfg)
         wall = (time.perf_counter() - t0) / 60
-        valid = test_nll(out, data, "valid")
-        test = test_nll(out, data, "test")
-        plain = test_nll(out, data, "test", 0) if cfg.model.transpose_mix else test
-        rows.append((preset, res.step, wall, valid, test, plain, cfg.model.transpose_mix))
+        # The preset's settings, even for a run trained before the preset had them.
+        mix, memory = cfg.model.transpose_mix, cfg.model.piece_memory
+        valid = test_nll(out, data, "valid", mix, memory)
+        test = test_nll(out, data, "test", mix, memory)
+        no_mem = test_nll(out, data, "test", mix, False) if memory else test
+        plain = test_nll(out, data, "test", 0, False) if mix or memory else test
+        rows.append((preset, res.step, wall, valid, test, no_mem, plain, mix, memory))
         print(f"{preset}: {res.message}", flush=True)
 
     print()
@@ -121,19 +132,20 @@ def main() -> None:
         f"{data}; budget {args.minutes} min/preset, "
         f"{args.threads} thread(s), torch {torch.__version__}"
     )
-    head = ("preset", "steps", "minutes", "mix", "valid tok", "valid/step", "test tok")
-    head += ("test/step", "test/step plain")
+    head = ("preset", "steps", "minutes", "mix", "memory", "valid tok", "valid/step")
+    head += ("test tok", "test/step", "test/step no memory", "test/step plain")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
-    for preset, steps, wall, valid, test, plain, mix in rows:
+    for preset, steps, wall, valid, test, no_mem, plain, mix, memory in rows:
         print(
-            f"| {preset} | {steps} | {wall:.1f} | {mix} | {valid['nll_per_token']:.3f} | "
-            f"{valid['nll_per_step']:.3f} | {test['nll_per_token']:.3f} | "
-            f"{test['nll_per_step']:.3f} | {plain['nll_per_step']:.3f} |"
+            f"| {preset} | {steps} | {wall:.1f} | {mix} | {'on' if memory else 'off'} | "
+            f"{valid['nll_per_token']:.3f} | {valid['nll_per_step']:.3f} | "
+            f"{test['nll_per_token']:.3f} | {test['nll_per_step']:.3f} | "
+            f"{no_mem['nll_per_step']:.3f} | {plain['nll_per_step']:.3f} |"
         )
-    print("(NLL in nats; /step: per quantized time step, BOS/EOS targets excluded; mix: the")
-    print("model.transpose_mix that valid and test are scored with, as tunelab evaluate does;")
-    print("plain: the same checkpoint without it)")
+    print("(NLL in nats; /step: per quantized time step, BOS/EOS targets excluded; mix and")
+    print("memory: the model.transpose_mix and model.piece_memory that valid and test are scored")
+    print("with, as tunelab evaluate does; no memory: with the mixture only; plain: neither)")
 
 
 if __name__ == "__main__":

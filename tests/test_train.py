@@ -202,6 +202,9 @@ def test_resume_refuses_another_model(datadir, tmp_path):
     train(cfg_for(datadir, run, "train.max_steps=2"))
     with pytest.raises(ConfigError, match="another model"):
         train(cfg_for(datadir, run, "train.max_steps=4", "model.hidden=8"))
+    # Settings that only change scoring and sampling may change on resume.
+    res = train(cfg_for(datadir, run, "train.max_steps=3", "model.piece_memory=true"))
+    assert res.step == 3 and load_run(run).piece_memory
     other = tmp_path / "other"  # same model, data with another vocabulary
     with DataDirWriter(other, "uint16") as w:
         w.add_piece(np.array([BOS] + [3, STEP] * 40 + [EOS]), {"source": "a.mid"})

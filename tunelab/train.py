@@ -364,9 +364,11 @@ class _Trainer:
 
 def _check_resume(ck: dict, cfg: RunConfig, kind, run_dir: Path) -> None:
     # A key that a later version added is absent from older checkpoints: it had its default.
-    # transpose_mix only changes scoring and sampling, never the weights: it may change.
-    saved = {**to_dict(type(cfg.model)()), **ck["config"]["model"], "transpose_mix": 0}
-    if saved != {**to_dict(cfg.model), "transpose_mix": 0}:
+    # transpose_mix and piece_memory only change scoring and sampling, never the weights: they
+    # may change.
+    free = {"transpose_mix": 0, "piece_memory": False}
+    saved = {**to_dict(type(cfg.model)()), **ck["config"]["model"], **free}
+    if saved != {**to_dict(cfg.model), **free}:
         raise ConfigError(
             f"{run_dir} holds a run with another model config ({ck['config']['model']}); "
             "choose another out= or remove that run"
