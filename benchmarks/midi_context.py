@@ -8,7 +8,8 @@ Each configuration trains from scratch for ``--minutes`` on ``--threads`` CPU th
 * test NLL in nats per quarter note: the test split scored whole with the accounting of
   ``tunelab evaluate`` (BOS/EOS excluded), nll_per_step x steps per quarter, so grids and
   encodings compare (remi-programs also pays for the instruments: a harder task); scored as
-  the preset does (the token RNNs' transposition mixture) and as the plain model;
+  the preset does (the token RNNs' transposition mixture and piece memory), with the mixture
+  only, and as the plain model;
 * ``--samples`` pieces of ``--seconds`` generated from the best checkpoint and audited against
   the training split: note density and polyphony ratios, the share of onsets on the beat
   (phase-aligned; the training data's share next to it) and the audit flags;
@@ -70,14 +71,15 @@ def prepare(src: Path, root: Path, encoding: str, spq: int) -> Path:
 
 
 def test_nats_per_quarter(
-    run_dir: Path, data: Path, transpose_mix: int | None = None
+    run_dir: Path, data: Path, transpose_mix: int | None = None, memory: bool | None = None
 ) -> tuple[float, list[str]]:
     """Test NLL in nats per quarter note, scored as the run's config says (its transposition
-    mixture, if any) or with ``transpose_mix`` (0: the plain model)."""
+    mixture and piece memory, if any) or with ``transpose_mix`` (0: the plain model) and
+    ``memory``."""
     from tunelab.checkpoint import load_run
     from tunelab.data.store import load_datadir
 
-    run = load_run(run_dir, "best", transpose_mix=transpose_mix)
+    run = load_run(run_dir, "best", transpose_mix=transpose_mix, piece_memory=memory)
     split = load_datadir(data).split("test")
     with torch.inference_mode():
         lik = run.kind.likelihood(run.model, list(split))
@@ -99,7 +101,7 @@ def mean_of(sides: list[dict], key: str) -> float:
 def training_shares(run_dir: Path) -> dict:
     from tunelab.checkpoint import load_run
 
-    run = load_run(run_dir, "best", transpose_mix=0)
+    run = load_run(run_dir, "best", transpose_mix=0, piece_memory=False)
     index, _ = run.kind.reference(run.config["data"])
     return index.stats if index is not None else {}
 
@@ -177,9 +179,12 @@ def main() -> None:
         t0 = time.perf_counter()
         res = train(cfg)
         print(f"{name}: {res.message} ({(time.perf_counter() - t0) / 60:.1f} min)", flush=True)
-        nats_q, test_names = test_nats_per_quarter(run_dir, data)
+        # The preset's settings, even for a run trained before the preset had them.
         mix = int(getattr(cfg.model, "transpose_mix", 0) or 0)
-        plain_q = test_nats_per_quarter(run_dir, data, 0)[0] if mix else nats_q
+        memory = bool(getattr(cfg.model, "piece_memory", False))
+        nats_q, test_names = test_nats_per_quarter(run_dir, data, mix, memory)
+        mix_q = test_nats_per_quarter(run_dir, data, mix, False)[0] if memory else nats_q
+        plain_q = test_nats_per_quarter(run_dir, data, 0, False)[0] if mix or memory else nats_q
         sides = sample_audits(run_dir, run_dir / "samples", args.samples, args.seconds, args.seed)
         ref = training_shares(run_dir)
         flags = sorted({f for s in sides for f in s["flags"]})
@@ -196,7 +201,9 @@ def main() -> None:
                 "batch": cfg.train.batch_size,
                 "updates": res.step,
                 "transpose_mix": mix,
+                "piece_memory": memory,
                 "test_nats_per_quarter": nats_q,
+                "test_nats_per_quarter_no_memory": mix_q,
                 "test_nats_per_quarter_plain": plain_q,
                 "test_pieces": test_names,
                 "density_ratio": mean_of(sides, "density_ratio"),
@@ -220,6 +227,7 @@ def main() -> None:
         "window x batch",
         "updates",
         "test nats/quarter",
+        "no memory",
         "plain model",
         "density ratio",
         "polyphony ratio",
@@ -232,7 +240,9 @@ def main() -> None:
         print(
             f"| {r['config']} | {r['preset']} | {r['encoding']} | {r['seq_len']} x {r['batch']} "
             f"| {r['updates']} | {r['test_nats_per_quarter']:.3f}"
-            f"{' (mixture)' if r['transpose_mix'] else ''} "
+            f"{' (mixture)' if r['transpose_mix'] else ''}"
+            f"{' (memory)' if r['piece_memory'] else ''} "
+            f"| {r['test_nats_per_quarter_no_memory']:.3f} "
             f"| {r['test_nats_per_quarter_plain']:.3f} | {r['density_ratio']:.2f} | "
             f"{r['polyphony_ratio']:.2f} | {r['on_beat_share']:.2f} "
             f"({(r['data_on_beat_share'] or 0):.2f}) | {', '.join(r['flags']) or '-'} |"
