@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from torch.nn import functional as F
 from tests.helpers_generate import random_score, steps_meta
 from tests.test_models import _run_steps
 from tests.test_train import cfg_for, make_datadir
-from tunelab.checkpoint import CheckpointError, export_run, load_run
+from tunelab.checkpoint import CheckpointError, LoadedRun, _inference, export_run, load_run
 from tunelab.constraints import check_tokens
 from tunelab.data.dataset import transpose_tables
 from tunelab.data.midi import make_codec
@@ -23,8 +24,10 @@ from tunelab.generate import generate
 from tunelab.kinds.tokens import grammar_bias
 from tunelab.models.piece_memory import LENGTHS, PRIOR, STRENGTH, PieceMemoryModel
 from tunelab.models.token_rnn import TokenRNN
+from tunelab.models.transformer import Transformer
 from tunelab.models.transpose_mix import TransposeMixture
 from tunelab.sampling import sample
+from tunelab.scoring import piece_nll
 from tunelab.train import train
 
 torch.set_num_threads(1)
@@ -173,10 +176,32 @@ def test_runs_load_with_the_memory_and_export_without_it(tmp_path):
         assert side["settings"].get("piece_memory", False) is bool(asked)
 
 
-def test_other_families_refuse_the_memory(tmp_path):
+def test_scoring_mixes_each_familys_own_figures(setup, tmp_path):
+    """``piece_nll`` scores the wrapper from its inner model's whole-piece NLL (chunks for a
+    windowed Transformer): the same figures as forward(), and as step() token by token."""
+    base, bias, body = setup
+    x = piece(body, 2)
+    torch.manual_seed(1)
+    tf = Transformer(91, d_model=16, layers=2, heads=2, ff_mult=2, dropout=0.0, window=8).eval()
+    for inner in (base, tf):
+        mem = PieceMemoryModel(inner, bias).eval()
+        with torch.no_grad():
+            want = -mem(x)[0, :-1].gather(1, x[0, 1:, None])[:, 0]
+            stepped = -_run_steps(mem, x)[0, :-1].gather(1, x[0, 1:, None])[:, 0]
+        got = piece_nll(mem, x[0], prev_bias=bias, chunk=16)  # several chunks
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(stepped, want, atol=1e-5, rtol=1e-5)
+
+
+def test_a_transformer_run_loads_with_the_memory_and_audio_kinds_refuse_it(tmp_path):
     data = make_datadir(tmp_path / "data")
     run = tmp_path / "run"
     over = ["train.max_steps=2", "train.eval_every=2", "model.family=transformer"]
     train(cfg_for(data, run, *over, "model.d_model=16", "model.heads=2", "model.layers=1"))
-    with pytest.raises(CheckpointError, match="piece_memory needs a token_rnn"):
-        load_run(run, piece_memory=True)
+    loaded = load_run(run, piece_memory=True)
+    assert isinstance(loaded.model, PieceMemoryModel) and isinstance(loaded.model.base, Transformer)
+    with pytest.raises(CheckpointError, match="transpose_mix needs a token_rnn"):
+        load_run(run, transpose_mix=2)
+    audio = LoadedRun(loaded.model.base, loaded.config, {}, 0, run, SimpleNamespace())
+    with pytest.raises(CheckpointError, match="piece_memory needs a token model"):
+        _inference(audio, 0, True)

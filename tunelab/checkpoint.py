@@ -221,9 +221,10 @@ def _inference(run: LoadedRun, transpose_mix: int | None, piece_memory: bool | N
     memory = cfg.get("piece_memory", False) if piece_memory is None else piece_memory
     if int(n) < 0:
         raise ValueError(f"transpose_mix must be >= 0 (semitones either way), got {n}")
-    for name, on in (("transpose_mix", n), ("piece_memory", memory)):
-        if on and (not hasattr(run.kind, "inference_model") or cfg.get("family") != "token_rnn"):
-            raise CheckpointError(f"{run.path}: {name} needs a token_rnn model on MIDI data")
+    if n and (not hasattr(run.kind, "inference_model") or cfg.get("family") != "token_rnn"):
+        raise CheckpointError(f"{run.path}: transpose_mix needs a token_rnn model on MIDI data")
+    if memory and not hasattr(run.kind, "memory_model"):
+        raise CheckpointError(f"{run.path}: piece_memory needs a token model on MIDI data")
     if n:
         run.model = run.kind.inference_model(run.model, int(n)).eval()
         run.transpose_mix = int(n)

@@ -201,8 +201,9 @@ class ModelConfig:
 
     token_rnn: cell, embed_dim, hidden, layers, dropout, skip, roll (piano-roll inputs),
     pitch_head (pitch-relative key logits), weight_drop (DropConnect on recurrent weights),
-    transpose_mix (score and sample as a mixture over transpositions; not used in training),
-    piece_memory (score and sample mixed with a memory of the piece so far; not used in training).
+    transpose_mix (score and sample as a mixture over transpositions; not used in training).
+    token_rnn and transformer: piece_memory (score, and sample when asked, mixed with a memory of
+    the piece so far; not used in training).
     transformer: d_model, layers, heads, ff_mult, dropout, window (None: full causal
     attention; W: each token sees the last W tokens, so generation cost stays flat).
     wavenet: residual_channels, gate_channels, skip_channels, stacks, layers_per_stack
@@ -223,8 +224,9 @@ class ModelConfig:
     # token_rnn: evaluate and generate with the mixture over transpositions -n..n semitones of
     # the input (tunelab.models.transpose_mix; 2n + 1 model rows per piece); 0 = off
     transpose_mix: int = 0
-    # token_rnn: evaluate and generate mixed with the memory of the piece so far: what followed
-    # the longest recent context that occurred before (tunelab.models.piece_memory)
+    # MIDI token models: evaluate (and generate --piece-memory) mixed with the memory of the
+    # piece so far: what followed the longest recent context that occurred before
+    # (tunelab.models.piece_memory)
     piece_memory: bool = False
     d_model: int = 256
     heads: int = 4

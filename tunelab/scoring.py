@@ -8,7 +8,8 @@ with unbounded context (RNNs, full attention) get one forward over the whole pie
 ``step()`` when the piece is longer than the model's ``max_forward_len`` (full attention:
 memory grows as T^2, the cache keeps it linear), or, when the model has
 ``forward_chunk(x, state)`` (SampleRNN), chunks that carry the state from one to the next,
-which is the same computation as one forward and keeps memory flat.
+which is the same computation as one forward and keeps memory flat. A model with
+``rescore(x, nll)`` (the piece memory) is scored by mixing its inner model's figures.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ def piece_nll(
     (the format's rules, as in ``kinds.categorical_loss``).
     """
     x = torch.as_tensor(tokens, dtype=torch.long, device=device)
+    if hasattr(model, "rescore"):  # a wrapper that mixes its inner model's predictions
+        inner = piece_nll(model.base, x, device, label, chunk, prev_bias)
+        return model.rescore(x.cpu(), inner.cpu()).to(inner.device)
     T = len(x)
     lab = None if label is None else torch.tensor([label], device=device)
     bias = None if prev_bias is None else prev_bias.to(device)

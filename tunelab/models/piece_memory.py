@@ -99,7 +99,7 @@ def _mix(lp: torch.Tensor, gates: list[float], shares: list[dict]) -> torch.Tens
 
 class PieceMemoryModel(nn.Module):
     """Wraps a token model with ``forward(x)``, ``init_state`` and ``step`` (``TokenRNN``,
-    ``TransposeMixture``); each row is one piece from its first token.
+    ``Transformer``, ``TransposeMixture``); each row is one piece from its first token.
 
     prev_bias: FloatTensor[V, V] of 0/-inf (the format's rules, as in
     ``kinds.categorical_loss``) or None; the model's outputs are constrained by it and
@@ -137,6 +137,22 @@ class PieceMemoryModel(nn.Module):
                 shares.append(s)
             out.append(_mix(lp[b], gates, shares))
         return torch.stack(out)
+
+    def rescore(self, x: torch.Tensor, nll: torch.Tensor) -> torch.Tensor:
+        """One piece: x LongTensor[T], nll FloatTensor[T-1] of the wrapped model (format-
+        constrained; ``scoring.piece_nll``) -> FloatTensor[T-1] under the mixture.
+
+        Scoring needs only each target's probability, so any family's own whole-piece scoring
+        (chunks for windowed Transformers, a cache for long ones) is mixed afterwards; the same
+        figures as ``forward()`` (tested)."""
+        p_model = (-nll.double()).exp().tolist()
+        toks = x.tolist()
+        mem, out = PieceMemory(), []
+        for t in range(len(toks) - 1):
+            mem.observe(toks[t], p_model[t - 1] if t else None)
+            g, share = mem.predict()
+            out.append((1.0 - g) * p_model[t] + g * share.get(toks[t + 1], 0.0))
+        return -torch.tensor(out, dtype=torch.float64).log().to(nll.dtype)
 
     def init_state(self, batch_size: int, device=None, label=None) -> tuple:
         mems = [PieceMemory() for _ in range(batch_size)]
