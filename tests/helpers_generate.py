@@ -77,3 +77,15 @@ def make_run(run_dir: Path, data_dir: Path, meta: dict, family: str = "token_rnn
     for name in ("best", "last"):
         save_checkpoint(run_dir / "checkpoints" / f"{name}.pt", ckpt)
     return run_dir
+
+
+def assert_samples_in_format(model, steps: int) -> None:
+    """Three pieces sampled from ``model`` (a `steps` model at 2 steps per quarter) are valid
+    token streams with at least one step."""
+    from tunelab.constraints import check_tokens
+    from tunelab.sampling import sample
+
+    meta = steps_meta(max_poly=4)
+    for piece in sample(model, meta, n=3, steps=steps, seed=5):
+        assert not check_tokens(piece, meta)
+        assert meta["specials"]["step"] in piece
