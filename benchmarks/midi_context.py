@@ -8,8 +8,8 @@ Each configuration trains from scratch for ``--minutes`` on ``--threads`` CPU th
 * test NLL in nats per quarter note: the test split scored whole with the accounting of
   ``tunelab evaluate`` (BOS/EOS excluded), nll_per_step x steps per quarter, so grids and
   encodings compare (remi-programs also pays for the instruments: a harder task); scored as
-  the preset does (the token RNNs' transposition mixture and piece memory), with the mixture
-  only, and as the plain model;
+  the preset does (the token RNNs' transposition mixture, the piece memory), without the
+  memory, and as the plain model;
 * ``--samples`` pieces of ``--seconds`` generated from the best checkpoint and audited against
   the training split: note density and polyphony ratios, the share of onsets on the beat
   (phase-aligned; the training data's share next to it) and the audit flags;

@@ -336,7 +336,7 @@ def generate(
     piece_memory: bool = typer.Option(
         False,
         "--piece-memory/--no-piece-memory",
-        help="MIDI token RNNs: sample mixed with the memory of the piece so far, the model "
+        help="MIDI token models: sample mixed with the memory of the piece so far, the model "
         "evaluate scores with model.piece_memory. Off by default: the memory learns from the "
         "piece's own output, and a loop (even of silence) can feed itself.",
         show_default=False,
@@ -427,7 +427,7 @@ def evaluate(
     piece_memory: bool = typer.Option(
         None,
         "--piece-memory/--no-piece-memory",
-        help="MIDI token RNNs: score mixed with the memory of the piece so far (default: the "
+        help="MIDI token models: score mixed with the memory of the piece so far (default: the "
         "run's model.piece_memory).",
         show_default=False,
     ),

@@ -58,7 +58,7 @@ def generate(
     model mixed with the memory of the piece so far, the model ``evaluate`` scores when the run
     has ``model.piece_memory``. Off unless asked for: sampled, the memory learns from the
     piece's own output, and loops feed themselves (README: on Piano-midi.de one of four
-    30-second pieces fell silent and two thinned out)."""
+    60-second pieces fell silent and two thinned out)."""
     from tunelab.bundle import output_home
     from tunelab.checkpoint import load_run
 

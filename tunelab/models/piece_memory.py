@@ -14,7 +14,9 @@ The gate g_L is learnt on the piece itself as it goes, with no training: it star
 the tokens it has predicted at that length so far in this piece (online EM). A piece that
 repeats itself leans on the memory; one that does not soon ignores it. Everything depends on
 the prefix only, so this is an exact autoregressive model: ``evaluate`` scores it and
-``generate`` samples it, token for token the same distribution (tests/test_piece_memory.py).
+``generate --piece-memory`` samples it, token for token the same distribution
+(tests/test_piece_memory.py). ``generate`` leaves it off by default: sampled, the memory learns
+from the piece's own output, and a loop (of silence, too) can feed itself.
 
 This is the cache language model (Kuhn and De Mori, 1990), in the variable-length form of
 prediction by partial matching. On the same checkpoints it lowered the test NLL by 8 % on the
