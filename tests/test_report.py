@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from tests.headless import Browser, find_chromium
 from tests.test_train import cfg_for, make_datadir
 from tunelab.cli import app
+from tunelab.evaluate import evaluate_split
 from tunelab.generate import generate
 from tunelab.ranking import rank_checkpoints
 from tunelab.train import train
@@ -42,6 +43,7 @@ def page(tmp_path_factory) -> Path:
     side = {"file": wav.name, "label": HOSTILE, "flags": ["noise"], "audit": {"note": HOSTILE}}
     wav.with_name(wav.name + ".json").write_text(json.dumps(side))
     rank_checkpoints(run, n=1, seconds=2)
+    evaluate_split(run, "valid", baseline=False, progress=False, piece_memory=True)
     res = CliRunner().invoke(app, ["report", str(run)])
     assert res.exit_code == 0, res.output
     index = Path(res.output.strip().splitlines()[-1])
@@ -60,6 +62,7 @@ def test_page_escapes_users_text_and_names_assets_itself(page):
     for part in ("Run", "Data", "Learning curves", "Checkpoints ranked", "Samples (4)"):
         assert f"<h2>{part}" in text
     assert "http://" not in text and "https://" not in text  # nothing from the network
+    assert "likelihood-valid" in text and "(scored with piece memory)" in text
 
 
 def test_page_in_headless_chromium(page, tmp_path):

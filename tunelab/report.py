@@ -194,7 +194,11 @@ def _summary(run_dir: Path, config: dict, config_text: str, dd) -> str:
             for k, v in lik.items()
             if isinstance(v, int | float) and ("nll" in k or "bits" in k)
         }
-        rows.append((e(f.stem), e(", ".join(f"{k} {_fmt(v)}" for k, v in figs.items()))))
+        # How the model was scored: these change the figures several-fold on repetitive music.
+        how = [f"transposition mixture {lik['transpose_mix']}"] if lik.get("transpose_mix") else []
+        how += ["piece memory"] if lik.get("piece_memory") else []
+        text = ", ".join(f"{k} {_fmt(v)}" for k, v in figs.items())
+        rows.append((e(f.stem), e(text + (f" (scored with {' and '.join(how)})" if how else ""))))
     html_ = "<h2>Run</h2>" + _table([(f"<b>{k}</b>", v) for k, v in rows])
     if dd is not None:
         splits = dd.meta.get("splits") or {}
