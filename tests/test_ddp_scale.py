@@ -200,7 +200,8 @@ def test_audio_shards_cover_the_global_batch():
 def test_batch_must_divide_by_the_world(tmp_path):
     with pytest.raises(ValueError, match="global batch.*divisible by the number of processes"):
         WindowSampler(np.zeros(1000, np.uint16), 16, 6, rank=0, world=4)
-    from tunelab.train import _Dist, _train
+    from tunelab.run_state import Dist as _Dist
+    from tunelab.train import _train
 
     data = make_datadir(tmp_path / "d")
     with pytest.raises(ConfigError, match="train.batch_size=6 is the global batch.*4"):

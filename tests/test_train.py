@@ -273,7 +273,7 @@ def test_ctrl_c_during_the_update_waits_for_the_step_counter():
     import signal
     import time
 
-    from tunelab.train import _defer_interrupt
+    from tunelab.run_state import defer_interrupt as _defer_interrupt
 
     order = []
     with pytest.raises(KeyboardInterrupt):
