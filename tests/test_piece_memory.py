@@ -17,6 +17,7 @@ from tests.helpers_generate import assert_samples_in_format, random_score, steps
 from tests.test_models import _run_steps
 from tests.test_train import cfg_for, make_datadir
 from tunelab.checkpoint import CheckpointError, LoadedRun, _inference, export_run, load_run
+from tunelab.config import ConfigError
 from tunelab.constraints import check_tokens
 from tunelab.data.dataset import transpose_tables
 from tunelab.data.midi import make_codec
@@ -201,3 +202,5 @@ def test_a_transformer_run_loads_with_the_memory_and_audio_kinds_refuse_it(tmp_p
     audio = LoadedRun(loaded.model.base, loaded.config, {}, 0, run, SimpleNamespace())
     with pytest.raises(CheckpointError, match="piece_memory needs a token model"):
         _inference(audio, 0, True)
+    with pytest.raises(ConfigError, match="piece_memory needs a MIDI token family"):
+        train(cfg_for(data, tmp_path / "wn", "model.family=wavenet", "model.piece_memory=true"))

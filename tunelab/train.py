@@ -44,7 +44,7 @@ from tunelab.curves import RunLog, plot_run
 from tunelab.data.dataset import prefetch
 from tunelab.data.store import load_datadir
 from tunelab.kinds import kind_for
-from tunelab.models import build_model
+from tunelab.models import build_model, family_of
 from tunelab.run_state import Dist, Progress, Trainer, all_reduce, setup_dist
 
 
@@ -151,6 +151,8 @@ def _check(cfg: RunConfig) -> None:
     m = cfg.model.transpose_mix
     if m < 0 or (m and cfg.model.family != "token_rnn"):
         raise ConfigError("model.transpose_mix must be >= 0, and 0 unless the family is token_rnn")
+    if cfg.model.piece_memory and family_of(cfg.model).kind != "tokens":
+        raise ConfigError("model.piece_memory needs a MIDI token family (token_rnn, transformer)")
     if t.max_minutes is not None and t.max_minutes <= 0:
         raise ConfigError(
             f"train.max_minutes must be > 0 (or null for no time budget), got {t.max_minutes}"
