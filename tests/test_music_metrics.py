@@ -61,6 +61,23 @@ def test_groove_consistency():
     assert MM.groove_consistency(notes([60], [0]), spq) is None  # a single bar
 
 
+def test_bar_repetition():
+    spq = 1  # bars of 4 steps
+    motif = ([60, 64, 67], [0, 1, 2])
+    # bars: motif, motif, other, (empty), motif, then a partial bar (not counted):
+    # 2 of the 4 non-empty whole bars repeat an earlier one
+    p = motif[0] * 2 + [62, 65] + motif[0] + [60]
+    o = motif[1] + [4 + t for t in motif[1]] + [8, 9] + [16 + t for t in motif[1]] + [20]
+    assert MM.bar_repetition(notes(p, o), spq) == pytest.approx(2 / 4)
+    # A note struck in each bar and held through it: the second bar repeats the first. One
+    # note held over the bar line: the second bar only holds it, so it is another bar; so is
+    # a transposition.
+    assert MM.bar_repetition(notes([60, 60], [0, 4], length=4), spq) == 1 / 2
+    assert MM.bar_repetition(notes([60], [0], length=8), spq) == 0.0
+    assert MM.bar_repetition(notes([60, 61], [0, 4], length=4), spq) == 0.0
+    assert MM.bar_repetition(notes([60], [0]), spq) is None  # a single bar
+
+
 def test_histogram_distances_to_a_reference():
     train = notes([60, 62, 64, 65, 67, 69, 71, 72] * 2, range(16))
     ref = MM.reference_histograms(train)

@@ -1,6 +1,7 @@
 """Symbolic music statistics of one piece (a ``metrics.Roll``), for ``tunelab evaluate``'s
 music metrics and the report: pitch range and entropy, scale consistency, polyphony, empty
-steps, note density, groove consistency, and histogram distances to the training split.
+steps, note density, groove consistency, bar repetition, and histogram distances to the
+training split.
 """
 
 from __future__ import annotations
@@ -90,6 +91,28 @@ def groove_consistency(roll: Roll, steps_per_quarter: int, beats_per_bar: int = 
     return float(1.0 - np.mean(g[1:] ^ g[:-1]))
 
 
+def bar_repetition(roll: Roll, steps_per_quarter: int, beats_per_bar: int = 4) -> float:
+    """#{non-empty bars whose notes (step in the bar, key, onset or held) equal those of an
+    earlier bar} / #{non-empty bars}, over whole 4/4 bars: how much the piece repeats itself
+    literally (loops, written-out repeats, a phrase sung twice). 0.0: no bar comes back; None
+    with fewer than two non-empty bars. Empty bars are left out: silence is not structure."""
+    Q = beats_per_bar * steps_per_quarter
+    bars = roll.n_steps // Q
+    content: list[list] = [[] for _ in range(bars)]
+    for s, k, o in zip(roll.step_of.tolist(), roll.keys().tolist(), roll.onset.tolist()):
+        if s < bars * Q:
+            content[s // Q].append((s % Q, k, o))
+    seen, repeats, filled = set(), 0, 0
+    for notes in content:
+        if not notes:
+            continue
+        sig = tuple(sorted(notes))
+        repeats += sig in seen
+        filled += 1
+        seen.add(sig)
+    return repeats / filled if filled >= 2 else None  # type: ignore[return-value]
+
+
 def interval_histogram(roll: Roll) -> list[float]:
     """Histogram (25 shares) of the melodic intervals of the top line: at each step with an
     onset, the highest key struck; the interval to the previous such key in the same piece,
@@ -137,6 +160,7 @@ def music_metrics(roll: Roll, steps_per_quarter: int, reference: dict | None = N
         "empty_step_rate": empty_step_rate(roll),
         "note_density": note_density(roll, steps_per_quarter),
         "groove_consistency": groove_consistency(roll, steps_per_quarter),
+        "bar_repetition": bar_repetition(roll, steps_per_quarter),
     }
     if reference is not None:
         hist = (pcs / pcs.sum()).tolist() if pcs.sum() else pcs.tolist()
