@@ -99,14 +99,15 @@ def bar_repetition(roll: Roll, steps_per_quarter: int, beats_per_bar: int = 4) -
     Q = beats_per_bar * steps_per_quarter
     bars = roll.n_steps // Q
     content: list[list] = [[] for _ in range(bars)]
-    for s, k, o in zip(roll.step_of.tolist(), roll.keys().tolist(), roll.onset.tolist()):
+    notes = zip(roll.step_of.tolist(), roll.keys().tolist(), roll.onset.tolist(), strict=True)
+    for s, k, o in notes:
         if s < bars * Q:
             content[s // Q].append((s % Q, k, o))
     seen, repeats, filled = set(), 0, 0
-    for notes in content:
-        if not notes:
+    for bar in content:
+        if not bar:
             continue
-        sig = tuple(sorted(notes))
+        sig = tuple(sorted(bar))
         repeats += sig in seen
         filled += 1
         seen.add(sig)
