@@ -85,6 +85,15 @@ class PieceMemory:
         return 0.0, {}
 
 
+def _walk(tokens: list[int], p_next: list[float]):
+    """One piece's memory as it goes: yields (gate, shares) predicting tokens[t + 1] for each
+    position t; ``p_next[t]`` is the model's probability of tokens[t + 1] (updates the gates)."""
+    mem = PieceMemory()
+    for t, y in enumerate(tokens):
+        mem.observe(y, p_next[t - 1] if t else None)
+        yield mem.predict()
+
+
 def _mix(lp: torch.Tensor, gates: list[float], shares: list[dict]) -> torch.Tensor:
     """lp [N, V] model log-probabilities, one gate and share dict per row -> log p [N, V]."""
     N, V = lp.shape
@@ -125,19 +134,12 @@ class PieceMemoryModel(nn.Module):
     def forward(self, x: torch.Tensor, label=None) -> torch.Tensor:
         """x: LongTensor[B, T] (from the start of the pieces) -> log p FloatTensor[B, T, V]."""
         lp = self._log_probs(self.base(x), x)  # [B, T, V]
-        B, T, _ = lp.shape
         # The model's probability of each actual next token, for the gates' updates.
         p_next = lp[:, :-1].gather(2, x[:, 1:, None])[..., 0].exp().tolist()
-        rows = x.tolist()
         out = []
-        for b in range(B):
-            mem, gates, shares = PieceMemory(), [], []
-            for t in range(T):
-                mem.observe(rows[b][t], p_next[b][t - 1] if t else None)
-                g, s = mem.predict()
-                gates.append(g)
-                shares.append(s)
-            out.append(_mix(lp[b], gates, shares))
+        for b, (row, p) in enumerate(zip(x.tolist(), p_next, strict=True)):
+            gates, shares = zip(*_walk(row, p), strict=True)
+            out.append(_mix(lp[b], list(gates), list(shares)))
         return torch.stack(out)
 
     def rescore(self, x: torch.Tensor, nll: torch.Tensor) -> torch.Tensor:
@@ -149,11 +151,10 @@ class PieceMemoryModel(nn.Module):
         figures as ``forward()`` (tested)."""
         p_model = (-nll.double()).exp().tolist()
         toks = x.tolist()
-        mem, out = PieceMemory(), []
-        for t in range(len(toks) - 1):
-            mem.observe(toks[t], p_model[t - 1] if t else None)
-            g, share = mem.predict()
-            out.append((1.0 - g) * p_model[t] + g * share.get(toks[t + 1], 0.0))
+        out = [
+            (1.0 - g) * p_model[t] + g * share.get(toks[t + 1], 0.0)
+            for t, (g, share) in enumerate(_walk(toks[:-1], p_model))
+        ]
         return -torch.tensor(out, dtype=torch.float64).log().to(nll.dtype)
 
     def init_state(self, batch_size: int, device=None, label=None) -> tuple:
