@@ -113,17 +113,20 @@ def prepare(
             from tunelab.data.scan import guess_kind
 
             is_audio = guess_kind(src) == "audio"
+        common = {
+            "builtin": builtin,
+            "overwrite": overwrite,
+            "workers": workers,
+            "ratios": ratios,
+            "dedup_splits": dedup_splits,
+        }
         if is_audio:
             from tunelab.data.audio.prepare import prepare_audio
 
             result = prepare_audio(
                 src or [],
                 out,
-                builtin=builtin,
-                overwrite=overwrite,
-                workers=workers,
-                ratios=ratios,
-                dedup_splits=dedup_splits,
+                **common,
                 sample_rate=sample_rate,
                 clip_seconds=clip_seconds,
                 clip_offset=clip_offset,
@@ -139,11 +142,7 @@ def prepare(
             result = prepare_midi(
                 src or [],
                 out,
-                builtin=builtin,
-                overwrite=overwrite,
-                workers=workers,
-                ratios=ratios,
-                dedup_splits=dedup_splits,
+                **common,
                 encoding=encoding.value,
                 steps_per_quarter=steps_per_quarter,
                 off_piano=off_piano.value,
