@@ -44,7 +44,7 @@ def ensure_data(out: Path, limit: int, clip_seconds: float) -> Path:
 
 def train_run(preset: str, data: Path, run: Path, args, overrides: list[str]) -> dict:
     from tunelab.config import RunConfig, load
-    from tunelab.curves import read_metrics
+    from tunelab.run.curves import read_metrics
     from tunelab.train import train
 
     budget = [f"train.max_minutes={args.minutes}", f"train.max_steps={args.steps or 10**6}"]
@@ -101,7 +101,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from tunelab.evaluate import evaluate_split
-    from tunelab.sampling import Sampling
+    from tunelab.kinds.sampling import Sampling
 
     data = ensure_data(args.out, args.limit, args.clip_seconds)
     rows = []

@@ -76,8 +76,8 @@ def test_nats_per_quarter(
     """Test NLL in nats per quarter note, scored as the run's config says (its transposition
     mixture and piece memory, if any) or with ``transpose_mix`` (0: the plain model) and
     ``memory``."""
-    from tunelab.checkpoint import load_run
     from tunelab.data.store import load_datadir
+    from tunelab.run.checkpoint import load_run
 
     run = load_run(run_dir, "best", transpose_mix=transpose_mix, piece_memory=memory)
     split = load_datadir(data).split("test")
@@ -99,7 +99,7 @@ def mean_of(sides: list[dict], key: str) -> float:
 
 
 def training_shares(run_dir: Path) -> dict:
-    from tunelab.checkpoint import load_run
+    from tunelab.run.checkpoint import load_run
 
     run = load_run(run_dir, "best", transpose_mix=0, piece_memory=False)
     index, _ = run.kind.reference(run.config["data"])

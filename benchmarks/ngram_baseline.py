@@ -15,7 +15,7 @@ import argparse
 import time
 
 from tunelab.data.store import load_datadir
-from tunelab.ngram import fit_best, score
+from tunelab.metrics.ngram import fit_best, score
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from tunelab.data.audio import decode as A  # noqa: E402
 from tunelab.data.audio import encode as E  # noqa: E402
-from tunelab.synth import TIMBRES, render_midi  # noqa: E402
+from tunelab.data.audio.synth import TIMBRES, render_midi  # noqa: E402
 
 FORMATS = [("wav", {"subtype": "PCM_16"}), ("flac", {}), ("mp3", {"format": "MP3"})]
 

@@ -96,9 +96,9 @@ def quality(args) -> None:
         )
     print(f"({rows[0][4]['samples']:,} test samples)")
     if args.precision:
-        from tunelab.checkpoint import load_run
         from tunelab.data.store import load_datadir
         from tunelab.kinds import kind_for
+        from tunelab.run.checkpoint import load_run
 
         r = load_run(out / "samplernn")
         kind = kind_for(r.config["model"], r.meta)

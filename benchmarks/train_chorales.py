@@ -51,8 +51,8 @@ def test_nll(
     """nll_per_token / nll_per_step of the run's best checkpoint on ``split``, as ``tunelab
     evaluate`` scores it (``mix`` None: the run's model.transpose_mix; 0: the plain model;
     ``memory`` None: the run's model.piece_memory)."""
-    from tunelab.checkpoint import load_run
     from tunelab.data.store import load_datadir
+    from tunelab.run.checkpoint import load_run
 
     run = load_run(run_dir, "best", transpose_mix=mix, piece_memory=memory)
     pieces = load_datadir(data_dir).split(split)

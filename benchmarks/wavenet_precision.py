@@ -13,10 +13,10 @@ import argparse
 
 import torch
 
-from tunelab.checkpoint import load_run
 from tunelab.data.store import load_datadir
 from tunelab.kinds import kind_for
 from tunelab.models.wavenet_gen import round_weights_bf16
+from tunelab.run.checkpoint import load_run
 
 
 def main() -> None:

@@ -8,10 +8,10 @@ import numpy as np
 import symusic
 import torch
 
-from tunelab.checkpoint import save_checkpoint
 from tunelab.data.midi import make_codec
 from tunelab.data.store import DataDirWriter
 from tunelab.models import build_model
+from tunelab.run.checkpoint import save_checkpoint
 
 
 def random_piece(
@@ -82,8 +82,8 @@ def make_run(run_dir: Path, data_dir: Path, meta: dict, family: str = "token_rnn
 def assert_samples_in_format(model, steps: int) -> None:
     """Three pieces sampled from ``model`` (a `steps` model at 2 steps per quarter) are valid
     token streams with at least one step."""
-    from tunelab.constraints import check_tokens
-    from tunelab.sampling import sample
+    from tunelab.kinds.constraints import check_tokens
+    from tunelab.kinds.sampling import sample
 
     meta = steps_meta(max_poly=4)
     for piece in sample(model, meta, n=3, steps=steps, seed=5):

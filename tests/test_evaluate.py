@@ -12,15 +12,15 @@ from torch.nn import functional as F
 from typer.testing import CliRunner
 
 from tests.helpers_generate import make_datadir, make_run, random_piece, steps_meta
-from tunelab.checkpoint import load_run
 from tunelab.cli import app
 from tunelab.data.midi import codec_from_meta
 from tunelab.data.store import load_datadir
 from tunelab.generate import generate
+from tunelab.kinds.scoring import piece_nll
 from tunelab.kinds.tokens import likelihood
+from tunelab.metrics.ngram import KneserNey, score
 from tunelab.models.transformer import Transformer
-from tunelab.ngram import KneserNey, score
-from tunelab.scoring import piece_nll
+from tunelab.run.checkpoint import load_run
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ import torch
 from typer.testing import CliRunner
 
 from tests.helpers_generate import make_datadir, make_run
-from tunelab.checkpoint import load_run
 from tunelab.cli import app
-from tunelab.constraints import check_tokens
 from tunelab.data.midi import codec_from_meta
 from tunelab.data.store import load_datadir
 from tunelab.generate import Sampling, generate, safe_name, sample, steps_for_seconds
+from tunelab.kinds.constraints import check_tokens
+from tunelab.run.checkpoint import load_run
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 from tests.helpers_generate import make_datadir, make_run
 from tests.test_train import cfg_for
 from tests.test_train import make_datadir as make_train_data
-from tunelab.checkpoint import load_checkpoint, read_index, record_checkpoint, save_checkpoint
 from tunelab.cli import app
 from tunelab.evaluate import audit_samples
+from tunelab.run.checkpoint import load_checkpoint, read_index, record_checkpoint, save_checkpoint
 from tunelab.train import train
 
 

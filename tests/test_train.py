@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from tunelab.checkpoint import load_run
 from tunelab.config import ConfigError, RunConfig, load
 from tunelab.data.dataset import WindowSampler, eval_windows
 from tunelab.data.store import DataDirWriter, load_datadir
+from tunelab.run.checkpoint import load_run
 from tunelab.train import train
 
 torch.set_num_threads(1)
@@ -273,7 +273,7 @@ def test_ctrl_c_during_the_update_waits_for_the_step_counter():
     import signal
     import time
 
-    from tunelab.run_state import defer_interrupt as _defer_interrupt
+    from tunelab.run.state import defer_interrupt as _defer_interrupt
 
     order = []
     with pytest.raises(KeyboardInterrupt):

@@ -1,7 +1,7 @@
 """``tunelab evaluate``: likelihood of a split, and audits of a folder of samples.
 
 Likelihood: each piece of the split is scored whole from its first element, the way it is
-generated (``tunelab.scoring.piece_nll``), with the accounting of the run's kind of data:
+generated (``tunelab.kinds.scoring.piece_nll``), with the accounting of the run's kind of data:
 
 * tokens (MIDI), per piece ``x_0 .. x_T`` with ``x_0`` = BOS, ``x_T`` = EOS:
   ``nll_per_token`` = sum_{t=1..T} -log p(x_t | x_<t) / ``tokens`` (every predicted token, EOS
@@ -24,8 +24,8 @@ import warnings
 from pathlib import Path
 
 from tunelab.atomic import json_safe, write_json
-from tunelab.bundle import output_home
 from tunelab.kinds import kind_for
+from tunelab.run.bundle import output_home
 
 
 def evaluate_split(
@@ -41,8 +41,8 @@ def evaluate_split(
 ) -> tuple[Path, dict]:
     """Write RUN_DIR/eval/likelihood-<split>.json; returns (path, result). ``transpose_mix``,
     ``piece_memory``: as in ``checkpoint.load_run`` (None: the run's own setting)."""
-    from tunelab.checkpoint import load_run
     from tunelab.data.store import load_datadir
+    from tunelab.run.checkpoint import load_run
 
     run = load_run(run_dir, which, device, transpose_mix, piece_memory)
     dd = load_datadir(data or run.config["data"])
@@ -82,8 +82,8 @@ def audit_samples(
     sample rate. An unreadable file gets only the ``invalid`` flag and its
     reason. Flags recorded in a file's sidecar by ``generate`` (``training_primer``) are kept.
     """
-    from tunelab.checkpoint import load_run
     from tunelab.data.store import printable
+    from tunelab.run.checkpoint import load_run
 
     run = load_run(run_dir, which)  # a run directory or a bundle
     meta, config = run.meta, run.config
@@ -147,7 +147,7 @@ def audit_samples(
 
 def music_metrics(kind, pieces, index) -> tuple[list[dict], dict]:
     """The kind's music statistics per piece and for the set (``kind.music_metrics``: symbolic
-    metrics for MIDI, ``tunelab.audio_features`` for audio); empty for kinds without them."""
+    metrics for MIDI, ``tunelab.metrics.audio_features`` for audio); empty for kinds without them."""
     if not pieces or not hasattr(kind, "music_metrics"):
         return [{} for _ in pieces], {}
     return kind.music_metrics(pieces, index)

@@ -15,8 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tunelab.atomic import json_safe
+from tunelab.kinds.sampling import Sampling, piece_seed, sample
 from tunelab.kinds.tokens import load_primer, steps_for_seconds
-from tunelab.sampling import Sampling, piece_seed, sample
 
 __all__ = ["Sampling", "generate", "load_primer", "safe_name", "sample", "steps_for_seconds"]
 
@@ -59,8 +59,8 @@ def generate(
     has ``model.piece_memory``. Off unless asked for: sampled, the memory learns from the
     piece's own output, and loops feed themselves (README: on Piano-midi.de one of four
     60-second pieces fell silent and two thinned out)."""
-    from tunelab.bundle import output_home
-    from tunelab.checkpoint import load_run
+    from tunelab.run.bundle import output_home
+    from tunelab.run.checkpoint import load_run
 
     sampling = sampling or Sampling()
     sampling.check()

@@ -55,10 +55,10 @@ def rank_checkpoints(
 ) -> tuple[Path, dict]:
     """Generate from every kept checkpoint, rank them (module docstring), write
     RUN_DIR/eval/checkpoints.json; returns (path, result)."""
-    from tunelab.checkpoint import CheckpointError, load_checkpoint, read_index
     from tunelab.evaluate import music_metrics
     from tunelab.generate import generate
     from tunelab.kinds import kind_for
+    from tunelab.run.checkpoint import CheckpointError, load_checkpoint, read_index
 
     run_dir = Path(run_dir)
     paths = kept_checkpoints(run_dir)

@@ -13,7 +13,7 @@ The learning rate is a pure function of (step, elapsed time): cosine over
 time runs out first, so there is no scheduler state to drift on resume.
 
 Under ``torchrun`` (WORLD_SIZE > 1) it runs DDP (gloo on CPU, nccl on CUDA);
-rank 0 writes every file. What a process and a checkpoint hold is in ``tunelab.run_state``.
+rank 0 writes every file. What a process and a checkpoint hold is in ``tunelab.run.state``.
 """
 
 from __future__ import annotations
@@ -31,21 +31,21 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tunelab import carry as carried
-from tunelab.checkpoint import (
+from tunelab.config import ConfigError, RunConfig, dump, to_dict
+from tunelab.data.dataset import prefetch
+from tunelab.data.store import load_datadir
+from tunelab.kinds import kind_for
+from tunelab.models import build_model, family_of
+from tunelab.run import carry as carried
+from tunelab.run.checkpoint import (
     CheckpointError,
     export_safetensors,
     load_checkpoint,
     newest_readable,
     remove_stale_temps,
 )
-from tunelab.config import ConfigError, RunConfig, dump, to_dict
-from tunelab.curves import RunLog, plot_run
-from tunelab.data.dataset import prefetch
-from tunelab.data.store import load_datadir
-from tunelab.kinds import kind_for
-from tunelab.models import build_model, family_of
-from tunelab.run_state import Dist, Progress, Trainer, all_reduce, setup_dist
+from tunelab.run.curves import RunLog, plot_run
+from tunelab.run.state import Dist, Progress, Trainer, all_reduce, setup_dist
 
 
 @dataclass
@@ -75,7 +75,7 @@ def lr_at(cfg, step: int, elapsed_s: float) -> float:
 def forward(net: nn.Module, x: torch.Tensor, y: torch.Tensor, label, state=None):
     """The model's outputs for the positions that have targets: y [B, N] holds the targets of
     x's last N positions (N < T when a window's head is context only, as for WaveNet).
-    With a carried ``state`` (see tunelab/carry.py): ``(outputs, state after the window)``."""
+    With a carried ``state`` (see tunelab/run/carry.py): ``(outputs, state after the window)``."""
     if state is not None:
         return net(x, label, state=state)
     if y.shape[1] == x.shape[1]:

@@ -25,8 +25,8 @@ def training_reference(kind, data_dir, to_float: Callable[[np.ndarray], np.ndarr
     """The copy index of the run's training audio (at most REFERENCE_MINUTES), or (None,
     reason). ``to_float`` turns an int16 piece [N] into the float audio [N] the kind's output
     is compared in (mu-law runs: the mu-law round trip, so quantisation is no difference)."""
-    from tunelab.audio_metrics import TrainingAudio
     from tunelab.data.store import DataDirError, load_datadir
+    from tunelab.metrics.audio import TrainingAudio
 
     if not data_dir:
         return None, "no data directory recorded in the run"

@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab import frame_ops as ops
 from tunelab.data.audio.encode import from_int16
+from tunelab.kinds import frame_ops as ops
 
 NOISE_RMS = 1e-3  # the start: silence plus noise of this RMS (-60 dBFS)
 TRAINING_CLIP_S = 2.0  # --from-training: seconds of training audio that prime the model
@@ -136,7 +136,7 @@ def sample(
     kind, model, plan: Plan, n, seed, device, progress, timing, save_every=None, partial=None
 ) -> list[Clip]:
     """n streams of plan.frames frames; stream i depends only on (seed, i)."""
-    from tunelab.sampling import piece_seed
+    from tunelab.kinds.sampling import piece_seed
 
     ids = plan.labels * n if plan.labels else [
         i % kind.n_labels if kind.n_labels else None for i in range(n)

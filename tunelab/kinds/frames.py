@@ -2,7 +2,7 @@
 
 Data: the int16 pieces of an audio data directory (as for ``mulaw``), cut into frames of
 ``frame_size`` samples every ``frame_hop`` (default half a frame), in time or FFT form
-(``tunelab.frame_ops``). The model config chooses the form (``with_settings`` puts it in the
+(``tunelab.kinds.frame_ops``). The model config chooses the form (``with_settings`` puts it in the
 kind's meta). Each feature is normalised by the mean and standard deviation of the training
 split's frames of that form, size and hop, computed once, cached beside the data
 (``frame-stats-FORM-SIZE-HOP.json``, written atomically) and kept in ``meta["frames"]
@@ -23,7 +23,7 @@ null; ``tokens`` counts the predicted frames.
 
 Generation (``tunelab.kinds.frame_gen``): the model runs on its own output frame after frame,
 with ``--temperature`` scaling the Gaussian noise added to each predicted frame (0: the
-deterministic GRUV generator). Audits: ``tunelab.audio_metrics``, plus the mean-frame test.
+deterministic GRUV generator). Audits: ``tunelab.metrics.audio``, plus the mean-frame test.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab import frame_ops as ops
 from tunelab.atomic import write_json
 from tunelab.data.audio.encode import frame_dim, from_int16
 from tunelab.data.dataset import PieceWindows, piece_windows
 from tunelab.kinds import frame_gen as gen
+from tunelab.kinds import frame_ops as ops
 from tunelab.kinds.audio_io import read_float, training_reference
 from tunelab.kinds.frame_gen import NOISE_RMS, TRAINING_CLIP_S, Clip, Plan  # noqa: F401
 
@@ -287,7 +287,7 @@ class Kind:
         return training_reference(self, data_dir, from_int16)
 
     def primer_from_training(self, plan: Plan, index) -> dict | None:
-        from tunelab.audio_metrics import COPY_NCC
+        from tunelab.metrics.audio import COPY_NCC
 
         if plan.primer_info["source"] != "file" or index is None:
             return None
@@ -297,7 +297,7 @@ class Kind:
     def audit(self, clips, plan, index) -> list[dict]:
         """The audio audits, the RMS envelope, and the mean-frame test on each clip's frames
         (on frames cut from the audio for files read from disk)."""
-        from tunelab import audio_metrics as am
+        from tunelab.metrics import audio as am
 
         audits = am.audit_audio([c.audio for c in clips], self.sample_rate, index)
         mean = self.time_frames(torch.zeros(1, self.vocab_size))[0].numpy()
@@ -320,7 +320,7 @@ class Kind:
         return read_float(path, self.sample_rate)
 
     def thresholds(self) -> dict:
-        from tunelab.audio_metrics import thresholds
+        from tunelab.metrics.audio import thresholds
 
         return thresholds()
 
@@ -330,7 +330,7 @@ class Kind:
         return out | ({"training_start": clip.start} if clip.start else {})
 
     def _write_wav(self, audio: np.ndarray, path: Path) -> None:
-        from tunelab.synth import write_wav  # atomic
+        from tunelab.data.audio.synth import write_wav  # atomic
 
         write_wav(path, audio, self.sample_rate)
 

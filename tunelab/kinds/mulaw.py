@@ -9,7 +9,7 @@ sample of a piece from silence (``lead_in``), the way generation starts, in
 ``bits_per_sample``, beside the training split's class histogram as a baseline.
 Generation runs the family's fused kernel (``model.generator``: ``models/wavenet_gen.py``,
 ``models/samplernn_gen.py``) in chunks with a progress bar and optional partial WAVs; the
-audits are ``tunelab.audio_metrics``.
+audits are ``tunelab.metrics.audio``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tunelab.data.audio.encode import from_int16, mu_law_decode, mu_law_encode
 from tunelab.data.dataset import PieceWindows, piece_windows
 from tunelab.kinds import categorical_loss
 from tunelab.kinds.audio_io import read_float, training_reference
-from tunelab.scoring import piece_nll
+from tunelab.kinds.scoring import piece_nll
 
 NO_LABEL = "(none)"  # the label name of pieces without one (as in meta.json "labels")
 CHUNK = 4096  # samples per stream generated between progress updates / partial saves
@@ -237,7 +237,7 @@ class Kind:
     ) -> list[Clip]:  # fmt: skip
         """n streams of plan.samples; stream i depends only on (seed, i). ``partial(i)``
         names stream i's file, rewritten every ``save_every`` seconds of audio."""
-        from tunelab.sampling import piece_seed
+        from tunelab.kinds.sampling import piece_seed
 
         temperature = 1.0 if sampling is None else sampling.temperature
         ids = self._stream_labels(plan, n)
@@ -299,7 +299,7 @@ class Kind:
         )
 
     def primer_from_training(self, plan: Plan, index) -> dict | None:
-        from tunelab.audio_metrics import COPY_NCC
+        from tunelab.metrics.audio import COPY_NCC
 
         if index is None or plan.primer is None:
             return None
@@ -307,7 +307,7 @@ class Kind:
         return {"from_training": bool(a["max_xcorr"] >= COPY_NCC), "audit": a}
 
     def audit(self, clips, plan, index) -> list[dict]:
-        from tunelab.audio_metrics import audit_audio
+        from tunelab.metrics.audio import audit_audio
 
         streams = [mu_law_decode(c.classes, self.vocab_size) for c in clips]
         return audit_audio(streams, self.sample_rate, index)
@@ -315,7 +315,7 @@ class Kind:
     def music_metrics(self, clips, index) -> tuple[list[dict], dict]:
         """Per clip ``audio_features``; for the set, the Fréchet distance of its per-second
         features to those of the training audio (at most FRECHET_REFERENCE_S seconds)."""
-        from tunelab.audio_features import audio_features, set_frechet
+        from tunelab.metrics.audio_features import audio_features, set_frechet
 
         streams = [mu_law_decode(c.classes, self.vocab_size) for c in clips]
         per = [audio_features(x, self.sample_rate) for x in streams]
@@ -335,7 +335,7 @@ class Kind:
         return read_float(path, self.sample_rate)
 
     def thresholds(self) -> dict:
-        from tunelab.audio_metrics import thresholds
+        from tunelab.metrics.audio import thresholds
 
         return thresholds()
 
@@ -344,7 +344,7 @@ class Kind:
         return {"duration_seconds": n / self.sample_rate, "samples": n, "label": clip.label}
 
     def _write_wav(self, classes: np.ndarray, path: Path) -> None:
-        from tunelab.synth import write_wav  # atomic: a partial file is whole or absent
+        from tunelab.data.audio.synth import write_wav  # atomic: a partial file is whole or absent
 
         write_wav(path, mu_law_decode(classes, self.vocab_size), self.sample_rate)
 

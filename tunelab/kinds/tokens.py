@@ -3,7 +3,7 @@
 Dimensions from ``meta.json`` (vocabulary, no labels), windows over the flat token
 arrays (windows may straddle pieces: pieces carry BOS/EOS) with random transposition,
 cross-entropy, per-token/per-step likelihood with an n-gram baseline, the decoding
-grammar (``tunelab.constraints``) and the writer: a standard MIDI file, a WAV preview
+grammar (``tunelab.kinds.constraints``) and the writer: a standard MIDI file, a WAV preview
 rendered with the SoundFont synthesizer, and audits against the training split.
 """
 
@@ -21,8 +21,8 @@ from tunelab.data.dataset import WindowSampler, eval_windows, transpose_tables
 from tunelab.data.midi import Rejected, codec_from_meta
 from tunelab.data.streams import PieceStreams, stream_eval_batches
 from tunelab.kinds import categorical_loss
-from tunelab.metrics import token_nll_summary
-from tunelab.scoring import piece_nll
+from tunelab.kinds.scoring import piece_nll
+from tunelab.metrics.midi import token_nll_summary
 
 
 def steps_for_seconds(seconds: float, meta: dict) -> int:
@@ -37,7 +37,7 @@ def load_primer(path: str | Path, meta: dict) -> list[int]:
     are dropped with a warning, so the continuation starts from a valid state."""
     import symusic
 
-    from tunelab.constraints import make_constraint
+    from tunelab.kinds.constraints import make_constraint
 
     path = Path(path)
     try:
@@ -201,12 +201,12 @@ class Kind:
         return likelihood(model, pieces, self.meta, device, progress)
 
     def check_data(self, data_meta: dict, where) -> None:
-        from tunelab.midi_audit import check_same_encoding
+        from tunelab.kinds.midi_audit import check_same_encoding
 
         check_same_encoding(self.meta, data_meta, where)
 
     def baseline(self, datadir, split: str) -> dict:
-        from tunelab.ngram import ngram_baseline
+        from tunelab.metrics.ngram import ngram_baseline
 
         return ngram_baseline(datadir, split)
 
@@ -230,7 +230,7 @@ class Kind:
         return Plan(gen, tokens, primer_steps, settings, info)
 
     def sample(self, model, plan: Plan, n, seed, sampling, device, progress, timing, **_):
-        from tunelab.sampling import sample
+        from tunelab.kinds.sampling import sample
 
         return sample(
             model,
@@ -247,14 +247,14 @@ class Kind:
 
     def reference(self, data_dir):
         """The training split's audit index, or (None, reason)."""
-        from tunelab.midi_audit import training_index
+        from tunelab.kinds.midi_audit import training_index
 
         return training_index(self.meta, data_dir)
 
     def primer_from_training(self, plan: Plan, index) -> dict | None:
         """The primer's copy audit: is it (mostly) a training excerpt?"""
-        from tunelab.metrics import WINDOW, copy_audit
-        from tunelab.midi_audit import roll_from_tokens
+        from tunelab.kinds.midi_audit import roll_from_tokens
+        from tunelab.metrics.midi import WINDOW, copy_audit
 
         if index is None or not plan.primer_steps:
             return None
@@ -269,8 +269,8 @@ class Kind:
 
     def audit(self, pieces, plan: Plan | None, index) -> list[dict]:
         """One audit per piece (of what follows the primer), with ``flags``."""
-        from tunelab.constraints import check_tokens
-        from tunelab.midi_audit import audit_rolls, roll_from_tokens, roll_tail
+        from tunelab.kinds.constraints import check_tokens
+        from tunelab.kinds.midi_audit import audit_rolls, roll_from_tokens, roll_tail
 
         skip = plan.primer_steps if plan else 0
         rolls = [roll_tail(roll_from_tokens(p, self.meta), skip) for p in pieces]
@@ -280,8 +280,8 @@ class Kind:
     def music_metrics(self, pieces, index) -> tuple[list[dict], dict]:
         """Per piece ``music_metrics.music_metrics`` (histogram distances to the training split when
         ``index``); for the set, the mean of each histogram distance."""
-        from tunelab.midi_audit import roll_from_tokens
-        from tunelab.music_metrics import music_metrics, reference_histograms
+        from tunelab.kinds.midi_audit import roll_from_tokens
+        from tunelab.metrics.music import music_metrics, reference_histograms
 
         ref = reference_histograms(index.roll) if index is not None else None
         per = [music_metrics(roll_from_tokens(p, self.meta), self.spq, ref) for p in pieces]
@@ -304,7 +304,7 @@ class Kind:
             raise ValueError(f"{path}: cannot read MIDI ({err})") from err
 
     def thresholds(self) -> dict:
-        from tunelab.metrics import thresholds
+        from tunelab.metrics.midi import thresholds
 
         return thresholds()
 
@@ -330,7 +330,7 @@ class Kind:
 def _write_preview(score, path: Path, side: dict, sr: int = 16000) -> None:
     """WAV preview with the SoundFont synthesizer (skipped with a warning if it fails)."""
     try:
-        from tunelab.synth import render_midi, write_wav
+        from tunelab.data.audio.synth import render_midi, write_wav
 
         audio = render_midi(score, sample_rate=sr, peak=0.8)
         write_wav(path, audio, sr)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelab.atomic import atomic_path
-from tunelab.synth import TIMBRES
+from tunelab.data.audio.synth import TIMBRES
 
 RENDER_VERSION = 1
 LIMIT_ENV = "TUNELAB_BUILTIN_LIMIT"  # shared with the MIDI builtin: first N chorales only
@@ -43,7 +43,7 @@ def _render_one(job: tuple[str, str, int, int]) -> tuple[str, str | None]:
     midi_path, dst, program, sr = job
     import soundfile as sf
 
-    from tunelab.synth import render_midi
+    from tunelab.data.audio.synth import render_midi
 
     try:
         audio = render_midi(midi_path, sample_rate=sr, program=program)

@@ -106,7 +106,7 @@ class _GridCodec:
 
     def allowed_after(self) -> np.ndarray:
         """bool [V, V]: may token j follow token i? The format's rules that the previous token
-        alone decides (a subset of ``tunelab.constraints``, never stricter than the codec):
+        alone decides (a subset of ``tunelab.kinds.constraints``, never stricter than the codec):
         after a key, only lower keys (either block) or STEP; after BOS or STEP, any key, STEP
         or EOS; BOS only after EOS (windows run across pieces); after EOS anything."""
         V, n = self.vocab_size, N_KEYS

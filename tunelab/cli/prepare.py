@@ -1,0 +1,155 @@
+"""``tunelab prepare``: a folder of MIDI or audio files -> a prepared data directory (the
+command's arguments; the work is in ``tunelab.data.midi.prepare`` and
+``tunelab.data.audio.prepare``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from tunelab.cli.common import fail as _fail
+from tunelab.cli.common import os_error as _os_error
+
+BUILTINS = ("bach-chorales", "bach-chorales-audio")
+
+
+class Kind(StrEnum):
+    auto = "auto"
+    midi = "midi"
+    audio = "audio"
+
+
+class Encoding(StrEnum):
+    steps = "steps"
+    onsets = "onsets"
+    remi = "remi"
+    remi_programs = "remi-programs"
+
+
+class OffPiano(StrEnum):
+    reject = "reject"
+    drop = "drop"
+    fold = "fold"
+
+
+def _ratios(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
+        _fail(
+            f"--split {text!r}: give three non-negative fractions that sum to 1, e.g. 0.9,0.05,0.05"
+        )
+    return parts  # type: ignore[return-value]
+
+
+def prepare(
+    src: list[Path] = typer.Argument(None, help="Folders or files to scan (recursively)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Data directory to create."),
+    kind: Kind = typer.Option(Kind.auto, help="midi or audio; auto picks by the files found."),
+    builtin: str = typer.Option(
+        None, help="Use a built-in collection instead of SRC: bach-chorales or bach-chorales-audio."
+    ),
+    overwrite: bool = typer.Option(False, help="Replace an existing data directory at --out."),
+    workers: int = typer.Option(0, help="Parallel worker processes (0: one per CPU core)."),
+    split: str = typer.Option(
+        "0.9,0.05,0.05", help="train,valid,test fractions when SRC has no train/valid/test folders."
+    ),
+    dedup_splits: bool = typer.Option(
+        False,
+        help="Move pieces of valid/ or test/ folders whose tokens equal an earlier split's piece "
+        "into that split (by default the folders' split is kept and duplicates only reported).",
+    ),
+    # MIDI
+    encoding: Encoding = typer.Option(Encoding.steps, help="[midi] Token encoding."),
+    steps_per_quarter: int = typer.Option(24, help="[midi] Grid steps per quarter note."),
+    off_piano: OffPiano = typer.Option(
+        OffPiano.reject,
+        help="[midi] Notes outside MIDI 21-108: reject the file, drop them, or fold by octaves.",
+    ),
+    keep_drums: bool = typer.Option(False, help="[midi] Keep drum tracks (dropped by default)."),
+    # audio
+    sample_rate: int = typer.Option(16000, help="[audio] Target sample rate in Hz."),
+    clip_seconds: float = typer.Option(
+        None, help="[audio] Keep at most this many seconds per file."
+    ),
+    clip_offset: float = typer.Option(0.0, help="[audio] Start each clip this many seconds in."),
+    trim_db: float = typer.Option(
+        -50.0, help="[audio] Trim leading/trailing audio quieter than this RMS level (dBFS)."
+    ),
+    tempo: float = typer.Option(
+        None,
+        help="[audio] Time-stretch every clip to this tempo (BPM), pitch kept; a clip without "
+        "a beat (too short or too steady) is kept at its own tempo and counted.",
+    ),
+    tempo_strict: bool = typer.Option(
+        False, "--tempo-strict", help="[audio] With --tempo: reject clips without a beat instead."
+    ),
+    label: str = typer.Option(
+        "auto",
+        help="[audio] Label source: auto (genre tag when tags exist), genre, year, artist, "
+        "title, folder, none, or a path to a CSV/JSON sidecar mapping file to label.",
+    ),
+    min_label_count: int = typer.Option(
+        1, help="[audio] Merge labels with fewer files than this into 'other'."
+    ),
+) -> None:
+    """Turn a folder of MIDI or audio files into a prepared data directory."""
+    from tunelab.data.store import DataDirError
+
+    ratios = _ratios(split)
+    if builtin is None and not src:
+        _fail("give SRC folders/files or --builtin bach-chorales")
+    if builtin is not None and src:
+        _fail("give either SRC or --builtin, not both")
+    if builtin is not None and builtin not in BUILTINS:
+        _fail(f"unknown builtin {builtin!r}; choose one of {', '.join(BUILTINS)}")
+    try:
+        is_audio = kind == Kind.audio or (builtin or "").endswith("-audio")
+        if kind == Kind.auto and builtin is None:
+            from tunelab.data.scan import guess_kind
+
+            is_audio = guess_kind(src) == "audio"
+        common = {
+            "builtin": builtin,
+            "overwrite": overwrite,
+            "workers": workers,
+            "ratios": ratios,
+            "dedup_splits": dedup_splits,
+        }
+        if is_audio:
+            from tunelab.data.audio.prepare import prepare_audio
+
+            result = prepare_audio(
+                src or [],
+                out,
+                **common,
+                sample_rate=sample_rate,
+                clip_seconds=clip_seconds,
+                clip_offset=clip_offset,
+                trim_db=trim_db,
+                tempo=tempo,
+                tempo_strict=tempo_strict,
+                label=label,
+                min_label_count=min_label_count,
+            )
+        else:
+            from tunelab.data.midi.prepare import prepare_midi
+
+            result = prepare_midi(
+                src or [],
+                out,
+                **common,
+                encoding=encoding.value,
+                steps_per_quarter=steps_per_quarter,
+                off_piano=off_piano.value,
+                keep_drums=keep_drums,
+            )
+    except (DataDirError, FileNotFoundError) as e:
+        _fail(str(e))
+    except OSError as e:  # disk full, read-only folder: the earlier data set is untouched
+        _fail(_os_error(e, "the earlier data directory, if any, is intact", out))
+    raise typer.Exit(result)

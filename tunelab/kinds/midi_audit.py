@@ -1,0 +1,114 @@
+"""Audits of MIDI token streams against the training split (copying, statistics, sameness).
+
+Token streams become grid rolls (``roll_from_tokens``) that the pure metrics in
+``tunelab.metrics.midi`` compare with a window index of the training split; ``audit_rolls``
+gives one audit dict per piece with its ``flags``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tunelab.data.midi import Rejected, codec_from_meta, quantize
+from tunelab.metrics import midi as M
+
+
+def check_same_encoding(meta: dict, data_meta: dict, where) -> None:
+    for k in ("encoding", "vocab_size", "steps_per_quarter"):
+        if meta.get(k) != data_meta.get(k):
+            raise ValueError(
+                f"{where}: data {k}={data_meta.get(k)!r} differs from the run's {meta.get(k)!r}"
+            )
+
+
+def roll_from_tokens(tokens, meta: dict) -> M.Roll:
+    """Grid roll of one token stream (remi: decoded, then quantized onto the grid)."""
+    enc = meta.get("encoding", "steps")
+    if enc in ("steps", "onsets"):
+        sp = meta["specials"]
+        return M.roll_from_grid_tokens(tokens, sp["step"], sp["bos"], 2 if enc == "onsets" else 1)
+    codec = codec_from_meta(meta)
+    try:
+        grid = quantize(codec.decode(tokens), int(meta["steps_per_quarter"]), off_piano="drop")
+    except Rejected:
+        n = codec.count_steps(tokens)
+        return M.Roll(
+            *(np.zeros(0, np.int64),) * 2, np.zeros(n, np.int64), "onsets", np.zeros(0, bool)
+        )
+    return M.roll_from_notes(grid.pitch, grid.onset, grid.offset)
+
+
+def roll_tail(roll: M.Roll, start: int) -> M.Roll:
+    """The steps from ``start`` on (e.g. what was generated after a primer)."""
+    keep = roll.step_of >= start
+    return M.Roll(
+        roll.ids[keep],
+        roll.step_of[keep] - start,
+        roll.piece_of_step[start:],
+        roll.space,
+        roll.onset[keep],
+    )
+
+
+def concat_rolls(rolls: list[M.Roll]) -> M.Roll:
+    offs = np.cumsum([0] + [r.n_steps for r in rolls])
+    return M.Roll(
+        np.concatenate([r.ids for r in rolls] or [np.zeros(0, np.int64)]),
+        np.concatenate(
+            [r.step_of + o for r, o in zip(rolls, offs, strict=False)] or [np.zeros(0, np.int64)]
+        ),
+        np.concatenate(
+            [np.full(r.n_steps, i) for i, r in enumerate(rolls)] or [np.zeros(0, np.int64)]
+        ).astype(np.int64),
+        rolls[0].space if rolls else "steps",
+        np.concatenate([r.onset for r in rolls] or [np.zeros(0, bool)]),
+    )
+
+
+def training_index(meta: dict, data_dir: str | Path | None) -> tuple[M.TrainingIndex | None, str]:
+    """The training split's window index, or (None, reason) when the data is not there."""
+    from tunelab.data.store import DataDirError, load_datadir
+
+    if not data_dir:
+        return None, "no data directory recorded in the run"
+    try:
+        dd = load_datadir(data_dir)
+        check_same_encoding(meta, dd.meta, dd.path)
+        train = dd.split("train")
+    except (DataDirError, ValueError, OSError) as e:
+        return None, str(e)
+    enc = meta.get("encoding", "steps")
+    if enc in ("steps", "onsets"):
+        roll = roll_from_tokens(np.asarray(train.data, np.int64), meta)
+    else:
+        roll = concat_rolls([roll_from_tokens(np.asarray(p, np.int64), meta) for p in train])
+    return M.TrainingIndex(roll, int(meta["steps_per_quarter"])), f"training split of {dd.path}"
+
+
+def audit_rolls(
+    rolls: list[M.Roll],
+    problems: list[list[str]],
+    index: M.TrainingIndex | None,
+    spq: int,
+) -> list[dict]:
+    """One audit dict per piece: copy audit (when ``index``), statistics vs training,
+    validity problems, the most similar other piece, and ``flags``."""
+    sim = M.pairwise_similarity(rolls) if len(rolls) > 1 else np.ones((1, 1))
+    out = []
+    for i, roll in enumerate(rolls):
+        a: dict = {"problems": problems[i]}
+        stats = M.piece_stats(roll, spq)
+        a.update(stats)
+        if index is not None:
+            a.update(M.copy_audit(roll, index))
+            a.update(M.compare_stats(stats, index.stats))
+        if len(rolls) > 1:
+            others = np.delete(sim[i], i)
+            j = int(np.argmax(others))
+            a["max_similarity"] = float(others[j])
+            a["most_similar"] = j + (j >= i)
+        a["flags"] = M.flags_for(a, index.stats if index else None, spq)
+        out.append(a)
+    return out

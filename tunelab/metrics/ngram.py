@@ -1,0 +1,135 @@
+"""An n-gram count baseline over the same tokens: interpolated Kneser-Ney.
+
+For order n, history h (the previous n-1 tokens; pieces are left-padded with BOS) and token w:
+
+    P_n(w | h) = max(c(h w) - D_n, 0) / c(h)  +  D_n * N1+(h .) / c(h) * P_{n-1}(w | h')
+
+where h' drops the oldest token of h, c are raw counts at the highest order and continuation
+counts N1+(. h w) (number of distinct tokens seen before ``h w``) at lower orders, N1+(h .) is
+the number of distinct tokens seen after h, and D_m = n1 / (n1 + 2 n2) from the count-of-counts
+of order m (Ney et al.). An unseen history falls through to the lower order. The recursion ends
+in the uniform distribution 1 / V, so every token has non-zero probability.
+
+NLL accounting is ``tunelab.metrics.midi.token_nll_summary``, as for the models: per token over every predicted token,
+per step over the non-BOS/EOS targets divided by the number of grid steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from tunelab.data.midi import codec_from_meta
+from tunelab.metrics.midi import token_nll_summary
+
+
+class KneserNey:
+    """Interpolated Kneser-Ney n-gram model over int token sequences."""
+
+    def __init__(self, order: int, vocab_size: int, bos: int):
+        if order < 1:
+            raise ValueError("order must be >= 1")
+        self.order, self.vocab_size, self.bos = order, vocab_size, bos
+        # per order m (1..n): counts[m][(h, w)], total[m][h], types[m][h]
+        self.counts: list[Counter] = [Counter() for _ in range(order + 1)]
+        self.total: list[Counter] = [Counter() for _ in range(order + 1)]
+        self.types: list[Counter] = [Counter() for _ in range(order + 1)]
+        self.discount = [0.75] * (order + 1)
+
+    def _padded(self, tokens) -> list[int]:
+        return [self.bos] * (self.order - 1) + np.asarray(tokens, np.int64).tolist()
+
+    def fit(self, pieces) -> KneserNey:
+        n = self.order
+        top = self.counts[n]
+        for p in pieces:
+            t = self._padded(p)
+            for i in range(n, len(t) + 1):
+                top[tuple(t[i - n : i])] += 1
+        # continuation counts: order m counts the distinct left extensions of each m-gram
+        for m in range(n - 1, 0, -1):
+            lower = self.counts[m]
+            for gram in self.counts[m + 1]:
+                lower[gram[1:]] += 1
+        for m in range(1, n + 1):
+            for gram, c in self.counts[m].items():
+                self.total[m][gram[:-1]] += c
+                self.types[m][gram[:-1]] += 1
+            coc = Counter(min(c, 3) for c in self.counts[m].values())
+            n1, n2 = coc[1], coc[2]
+            self.discount[m] = n1 / (n1 + 2 * n2) if n1 + n2 else 0.75
+        return self
+
+    def prob(self, history: tuple, w: int) -> float:
+        """P(w | history), history: the previous order-1 tokens (oldest first)."""
+        p = 1.0 / self.vocab_size
+        for m in range(1, self.order + 1):  # lowest order first, interpolating upwards
+            h = history[len(history) - (m - 1) :] if m > 1 else ()
+            tot = self.total[m].get(h, 0)
+            if tot == 0:
+                continue  # unseen history: keep the lower-order estimate
+            d = self.discount[m]
+            c = self.counts[m].get((*h, w), 0)
+            p = max(c - d, 0.0) / tot + d * self.types[m][h] / tot * p
+        return p
+
+    def nll(self, tokens) -> np.ndarray:
+        """-log P(x_t | x_<t) for t = 1..T-1 (nats): float64[T-1]."""
+        t = self._padded(tokens)
+        k = self.order - 1
+        return np.array(
+            [-math.log(self.prob(tuple(t[i - k : i]), t[i])) for i in range(k + 1, len(t))]
+        )
+
+
+def score(model: KneserNey, pieces, meta: dict) -> dict:
+    """nll_per_token / tokens / nll_per_step / steps of ``pieces`` (see module docstring)."""
+    codec = codec_from_meta(meta)
+    scored = ((p, model.nll(p)) for p in (np.asarray(p, np.int64) for p in pieces) if len(p) >= 2)
+    return token_nll_summary(
+        scored, meta["specials"]["bos"], meta["specials"]["eos"], codec.count_steps
+    )
+
+
+def fit_best(
+    train, valid, meta: dict, orders=range(1, 17), patience: int = 2
+) -> tuple[KneserNey, dict]:
+    """Fit each order on ``train``; keep the one with the lowest valid NLL per token.
+
+    Stops after ``patience`` orders in a row without improvement. Returns (model, {order: valid
+    figures}).
+    """
+    best, best_nll, table, worse = None, math.inf, {}, 0
+    train = [np.asarray(p, np.int64) for p in train]
+    for n in orders:
+        m = KneserNey(n, int(meta["vocab_size"]), int(meta["specials"]["bos"])).fit(train)
+        r = score(m, valid, meta)
+        table[n] = r
+        if r["nll_per_token"] is not None and r["nll_per_token"] < best_nll:
+            best, best_nll, worse = m, r["nll_per_token"], 0
+        else:
+            worse += 1
+            if worse >= patience:
+                break
+    return best, table
+
+
+def ngram_baseline(datadir, split: str = "test", max_train_tokens: int = 1_000_000) -> dict:
+    """Baseline figures for ``tunelab evaluate``: order chosen on valid, scored on ``split``.
+
+    Returns keys containing ``baseline`` (empty when the training split is too large for a
+    quick pure-Python count model, or when there is no validation data).
+    """
+    meta = datadir.meta
+    train, valid = datadir.split("train"), datadir.split("valid")
+    if len(train.data) > max_train_tokens or len(valid) == 0:
+        return {}
+    model, _ = fit_best(train, valid, meta)
+    r = score(model, datadir.split(split), meta)
+    return {
+        "baseline_ngram_order": model.order,
+        "baseline_ngram_nll_per_token": r["nll_per_token"],
+        "baseline_ngram_nll_per_step": r["nll_per_step"],
+    }

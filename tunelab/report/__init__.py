@@ -1,0 +1,1 @@
+"""The static report page (``page``) and its plots (``plots``)."""

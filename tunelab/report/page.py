@@ -1,0 +1,404 @@
+"""``tunelab report RUN_DIR``: one static page to read a run, listen to it and judge it.
+
+Writes ``RUN_DIR/report/index.html`` and ``RUN_DIR/report/assets/`` (PNG pictures, WAV audio),
+a page that opens from disk with no network: no script, no CDN, styles inline. It holds the run
+summary (config, data set, hardware, time), the data's distributions, the learning curves, the
+checkpoint ranking of ``evaluate --checkpoints`` when there is one, and every generated file in
+``RUN_DIR/samples`` with an audio player (MIDI rendered with the SoundFont), a piano roll (MIDI)
+or spectrogram (audio) and its audit from the sidecar, failed flags in red.
+
+Everything read from users' files (config values, labels, file names, MIDI track names and
+markers, sidecars) is escaped with ``html.escape``; asset names are made here
+(``sample-007.wav``), never taken from file names. A Content-Security-Policy forbids scripts.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from tunelab.atomic import write_text
+from tunelab.report import plots as P
+
+FLAGS = ("copied", "silent", "noise", "identical", "training_primer", "invalid")
+MIDI_SUFFIXES = (".mid", ".midi")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+CSP = (
+    "default-src 'none'; img-src 'self' file: data:; media-src 'self' file:; "
+    "style-src 'unsafe-inline'; script-src 'none'"
+)
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1.5em;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 8px;
+text-align:left;vertical-align:top;font-size:.9em}th{background:#f4f4f4}
+.fail{color:#fff;background:#c62828;font-weight:bold}.ok{color:#2e7d32}
+.sample{border:1px solid #ddd;border-radius:6px;padding:.6em 1em;margin:1em 0}
+.note{background:#fff3cd;padding:.5em 1em;border-radius:4px}img{max-width:100%}
+pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.85em;max-height:24em}
+.grid{display:flex;flex-wrap:wrap;gap:1em}.grid img{max-width:48%}.muted{color:#777}
+"""
+
+
+def e(x) -> str:
+    """Escaped text of any value (quotes too: safe inside attributes)."""
+    return html.escape(str(x), quote=True)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list) and len(v) > 6 and all(isinstance(x, int | float) for x in v):
+        return "[" + ", ".join(f"{x:.2g}" for x in v) + "]"
+    return str(v)
+
+
+def _f(v, spec: str) -> str:
+    """``format(v, spec)``, or str(v) for a value that is not a number (odd log lines)."""
+    try:
+        return format(v, spec)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _table(rows, head=None, cls=None) -> str:
+    """rows: [(cell, ...)] of already-escaped HTML strings."""
+    out = ["<table>"]
+    if head:
+        out.append("<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>")
+    for r in rows:
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _img(asset: Path | None, alt: str) -> str:
+    if asset is None:
+        return ""
+    return f'<img src="assets/{asset.name}" alt="{e(alt)}">'
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """Write RUN_DIR/report/index.html and its assets; returns the page's path."""
+    import yaml
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists() and not (run_dir / "samples").is_dir():
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no config.yaml, no samples/)")
+    out = run_dir / "report"
+    assets = out / "assets"
+    if assets.exists():
+        shutil.rmtree(assets)  # only what an earlier report made
+    assets.mkdir(parents=True)
+    config_text = ""
+    if (run_dir / "config.yaml").exists():
+        config_text = (run_dir / "config.yaml").read_text(encoding="utf-8", errors="replace")
+    try:
+        config = yaml.safe_load(config_text) or {}
+    except yaml.YAMLError:
+        config = {}
+    config = config if isinstance(config, dict) else {}
+    dd = _datadir(config.get("data"))
+    parts = [
+        _summary(run_dir, config, config_text, dd),
+        _data(dd, assets),
+        _curves(run_dir, assets),
+        _ranking(run_dir),
+        _samples(run_dir, assets),
+    ]
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        f"<title>tunelab report: {e(run_dir.resolve().name)}</title><style>{STYLE}</style>"
+        f"</head><body><h1>tunelab report: {e(run_dir.resolve().name)}</h1>"
+        + "".join(parts)
+        + f"<p class='muted'>made {e(time.strftime('%Y-%m-%d %H:%M:%S'))} by tunelab report"
+        "</p></body></html>"
+    )
+    return write_text(out / "index.html", page)
+
+
+def _datadir(path):
+    from tunelab.data.store import DataDirError, load_datadir
+
+    if not isinstance(path, str) or not path:
+        return None
+    try:
+        return load_datadir(path)
+    except (DataDirError, OSError, ValueError):
+        return None
+
+
+# -- summary --------------------------------------------------------------------------------
+
+
+def _hardware() -> str:
+    import os
+    import platform
+
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return (
+        f"{platform.platform()}, {os.cpu_count()} CPU cores, GPU: {gpu}, "
+        f"Python {platform.python_version()}, torch {torch.__version__}"
+    )
+
+
+def _summary(run_dir: Path, config: dict, config_text: str, dd) -> str:
+    from tunelab.run.curves import read_metrics
+
+    recs = read_metrics(run_dir / "metrics.jsonl")
+    train = [r for r in recs if "loss" in r]
+    valid = [r for r in recs if isinstance(r.get("valid_loss"), int | float)]
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    rows = [
+        ("run", e(run_dir.resolve())),
+        ("model family", e(model.get("family", "?"))),
+        ("data", e(config.get("data", "?")) + ("" if dd else " <i>(not found)</i>")),
+        ("device (config)", e(config.get("device", "?"))),
+        ("this machine", e(_hardware())),
+    ]
+    if train:
+        last = train[-1]
+        rows.append(("steps trained", e(last["step"])))
+        rows.append(("training time", e(f"{_f(last.get('minutes', 0), '.1f')} minutes")))
+        if "tokens_per_s" in last:
+            rows.append(("speed (last log)", e(f"{_f(last['tokens_per_s'], ',.0f')} targets/s")))
+    if valid:
+        best = min(valid, key=lambda r: r["valid_loss"])
+        rows.append(
+            ("best valid loss", e(f"{_f(best['valid_loss'], '.4f')} at step {best.get('step')}"))
+        )
+    ck = run_dir / "checkpoints" / "last.pt"
+    if ck.exists():
+        rows.append(
+            ("last saved", e(time.strftime("%Y-%m-%d %H:%M", time.localtime(ck.stat().st_mtime))))
+        )
+    for f in sorted((run_dir / "eval").glob("likelihood-*.json")):
+        lik = _read_json(f) or {}
+        figs = {
+            k: v
+            for k, v in lik.items()
+            if isinstance(v, int | float) and ("nll" in k or "bits" in k)
+        }
+        # How the model was scored: these change the figures several-fold on repetitive music.
+        how = [f"transposition mixture {lik['transpose_mix']}"] if lik.get("transpose_mix") else []
+        how += ["piece memory"] if lik.get("piece_memory") else []
+        text = ", ".join(f"{k} {_fmt(v)}" for k, v in figs.items())
+        rows.append((e(f.stem), e(text + (f" (scored with {' and '.join(how)})" if how else ""))))
+    html_ = "<h2>Run</h2>" + _table([(f"<b>{k}</b>", v) for k, v in rows])
+    if dd is not None:
+        splits = dd.meta.get("splits") or {}
+        srows = [(e(s), e(c.get("pieces")), e(c.get("items"))) for s, c in splits.items()]
+        html_ += f"<h3>Data set: {e(dd.path)} ({e(dd.meta.get('kind', 'midi'))})</h3>"
+        html_ += _table(srows, ("split", "pieces", "tokens / samples"))
+    return html_ + f"<details><summary>config.yaml</summary><pre>{e(config_text)}</pre></details>"
+
+
+# -- data, curves, ranking ------------------------------------------------------------------
+
+
+def _data(dd, assets: Path) -> str:
+    if dd is None:
+        return ""
+    from tunelab.data.store import SPLITS
+
+    pieces = [p for s in SPLITS for p in dd.split(s).pieces]
+    labels = Counter(str(p["label"]) for p in pieces if p.get("label") is not None)
+    imgs = [_img(P.label_counts(labels, assets / "data-labels.png"), "labels")]
+    if dd.meta.get("kind") == "audio":
+        loud = [p["loudness_db"] for p in pieces if p.get("loudness_db") is not None]
+        imgs.append(_img(P.loudness_histogram(loud, assets / "data-loudness.png"), "loudness"))
+    else:
+        from tunelab.kinds.midi_audit import training_index
+
+        index, _ = training_index(dd.meta, dd.path)
+        if index is not None:
+            r = index.roll
+            pitches = (r.keys()[r.onset] + 21).astype(np.int64)
+            imgs.append(_img(P.pitch_histogram(pitches, assets / "data-pitches.png"), "pitches"))
+    label_rows = [(e(k), e(v)) for k, v in labels.most_common(30)]
+    text = _table(label_rows, ("label", "pieces")) if label_rows else ""
+    return "<h2>Data</h2><div class='grid'>" + "".join(imgs) + "</div>" + text
+
+
+def _curves(run_dir: Path, assets: Path) -> str:
+    if not (run_dir / "metrics.jsonl").exists():
+        return ""
+    from tunelab.run.curves import plot_run
+
+    imgs = []
+    for p in plot_run(run_dir):  # RUN_DIR/plots/loss.png, speed.png
+        dst = assets / f"curve-{p.stem}.png"
+        shutil.copyfile(p, dst)
+        imgs.append(_img(dst, p.stem))
+    return "<h2>Learning curves</h2><div class='grid'>" + "".join(imgs) + "</div>"
+
+
+def _ranking(run_dir: Path) -> str:
+    res = _read_json(run_dir / "eval" / "checkpoints.json")
+    if not isinstance(res, dict) or not isinstance(res.get("checkpoints"), list):
+        return ""
+    rows = []
+    for r in res["checkpoints"]:
+        flags = ", ".join(f"{k} {v}" for k, v in (r.get("flag_counts") or {}).items() if v)
+        rows.append(
+            (
+                e(r.get("rank")),
+                e(r.get("name")),
+                e(r.get("step")),
+                e(f"{r.get('flagged')}/{r.get('pieces')}")
+                + (f" <span class='fail'>{e(flags)}</span>" if flags else ""),
+                e(_fmt(r.get("distance"))),
+                e(_fmt(r.get("valid_loss")))
+                + f" <span class='muted'>({e(r.get('valid_loss_source'))})</span>",
+            )
+        )
+    note = f"<p class='note'>{e(res['note'])}</p>" if res.get("note") else ""
+    head = ("rank", "checkpoint", "step", "flagged pieces", "distance to training", "valid loss")
+    return (
+        "<h2>Checkpoints ranked by what they generate</h2>"
+        + note
+        + _table(rows, head)
+        + f"<p class='muted'>{e(res.get('rule', ''))}</p>"
+    )
+
+
+# -- samples --------------------------------------------------------------------------------
+
+
+def _sample_files(samples: Path) -> list[Path]:
+    """MIDI files and audio files, but not the WAV previews rendered beside MIDI files."""
+    files = sorted(p for p in samples.rglob("*") if p.is_file())
+    midi = {p.with_suffix("") for p in files if p.suffix.lower() in MIDI_SUFFIXES}
+    return [
+        p
+        for p in files
+        if p.suffix.lower() in MIDI_SUFFIXES
+        or (p.suffix.lower() in AUDIO_SUFFIXES and p.with_suffix("") not in midi)
+    ]
+
+
+def _samples(run_dir: Path, assets: Path) -> str:
+    samples = run_dir / "samples"
+    files = _sample_files(samples) if samples.is_dir() else []
+    if not files:
+        return "<h2>Samples</h2><p>No samples yet: run <code>tunelab generate RUN_DIR</code>.</p>"
+    blocks = [_sample(i, f, samples, assets) for i, f in enumerate(files)]
+    counts: Counter = Counter()
+    for f in files:
+        side = _read_json(f.with_name(f.name + ".json"))
+        flags = side.get("flags") if isinstance(side, dict) else None
+        counts.update({str(x) for x in flags} if isinstance(flags, list) else ["(no audit)"])
+    verdict = ", ".join(f"{e(k)}: {v}" for k, v in counts.most_common()) or "no flags"
+    return (
+        f"<h2>Samples ({len(files)})</h2><p>Flags over all samples: <b>{verdict}</b>. "
+        "Flags: <i>copied</i> (a long run or most windows found in the training set), "
+        "<i>silent</i>, <i>noise</i> (statistics far from the training data), <i>identical</i> "
+        "(near-duplicate of another sample), <i>training_primer</i>, <i>invalid</i>.</p>"
+        + "".join(blocks)
+    )
+
+
+def _sample(i: int, f: Path, root: Path, assets: Path) -> str:
+    from tunelab.data.store import printable
+
+    side = _read_json(f.with_name(f.name + ".json"))
+    side = side if isinstance(side, dict) else {}
+    name = printable(str(f.relative_to(root)))
+    stem = f"sample-{i:03d}"
+    extra, note = [], ""
+    try:
+        if f.suffix.lower() in MIDI_SUFFIXES:
+            audio, picture, extra = _midi_assets(f, assets, stem)
+        else:
+            audio, picture = _audio_assets(f, assets, stem)
+    except Exception as err:  # one unreadable file must not cost the page
+        audio, picture = None, None
+        note = f"<p class='fail'>could not read this file: {e(err)}</p>"
+    player = ""
+    if audio is not None:
+        player = f'<audio controls preload="auto" src="assets/{audio.name}"></audio>'
+    return (
+        f"<div class='sample'><h3>{e(name)}</h3>{note}{player}<br>{_img(picture, name)}"
+        + _audit_table(side, extra)
+        + "</div>"
+    )
+
+
+def _midi_assets(f: Path, assets: Path, stem: str):
+    """(WAV, piano roll, MIDI text rows): the preview WAV beside the file when generate wrote
+    one, else rendered here with the SoundFont."""
+    import symusic
+
+    from tunelab.data.audio.synth import render_midi, write_wav
+
+    wav = assets / f"{stem}.wav"
+    preview = f.with_suffix(".wav")
+    if preview.exists():
+        shutil.copyfile(preview, wav)
+    else:
+        sr = 16000
+        audio = render_midi(str(f), sample_rate=sr, peak=0.8)
+        write_wav(wav, audio if len(audio) else np.zeros(sr // 2, np.float32), sr)
+    picture = P.piano_roll(f, assets / f"{stem}.png")
+    score = symusic.Score(str(f))
+    texts = [("track", t.name) for t in score.tracks if t.name]
+    texts += [("marker", m.text) for m in score.markers]
+    texts += [("lyric", x.text) for t in score.tracks for x in t.lyrics][:20]
+    return wav, picture, texts
+
+
+def _audio_assets(f: Path, assets: Path, stem: str):
+    import soundfile as sf
+
+    audio, sr = sf.read(str(f), dtype="float32", always_2d=True)
+    mono = audio.mean(axis=1)
+    wav = assets / f"{stem}.wav"
+    if f.suffix.lower() == ".wav":
+        shutil.copyfile(f, wav)
+    else:  # players read WAV everywhere
+        from tunelab.data.audio.synth import write_wav
+
+        write_wav(wav, mono, sr)
+    return wav, P.spectrogram(mono, sr, assets / f"{stem}.png")
+
+
+def _audit_table(side: dict, extra: list) -> str:
+    """Flags (failed in red), the sidecar's settings, audit figures and music metrics."""
+    flags = side.get("flags") if isinstance(side.get("flags"), list) else []
+    known = list(FLAGS) + [f for f in flags if f not in FLAGS]
+    cells = "".join(
+        f"<td class='fail'>{e(f)}: failed</td>" if f in flags else f"<td class='ok'>{e(f)}: ok</td>"
+        for f in known
+    )
+    out = f"<table><tr><th>flags</th>{cells}</tr></table>" if side else "<p>no sidecar</p>"
+    rows = [(e(k), e(v)) for k, v in extra]
+    for k in ("label", "seed", "checkpoint_step", "duration_seconds"):
+        if k in side:
+            rows.append((e(k), e(_fmt(side[k]))))
+    out += _table(rows) if rows else ""
+    figures = []
+    for group in ("audit", "metrics"):
+        d = side.get(group)
+        if isinstance(d, dict):
+            for k, v in d.items():
+                if not isinstance(v, dict):
+                    figures.append((e(f"{group}: {k}"), e(_fmt(v))))
+    if figures:  # long: folded, one click away
+        out += "<details><summary>audit figures and music metrics</summary>"
+        out += _table(figures) + "</details>"
+    return out

@@ -1,0 +1,2 @@
+"""A run on disk: checkpoints, export bundles, the checkpointed training state, carried
+RNN state and the learning curves."""
