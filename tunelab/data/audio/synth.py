@@ -27,8 +27,6 @@ import soxr
 
 from tunelab.atomic import atomic_path
 
-RENDER_RATE = 48000  # midirenderer's fixed output rate
-
 # General MIDI programs for the built-in timbres (0-based program numbers).
 TIMBRES = {"organ": 19, "strings": 48, "piano": 0, "choir": 52}
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from tunelab.data.store import SPLITS
 
-TAG_FIELDS = ("genre", "year", "artist", "title")
 MAX_LABEL = 64
 
 
