@@ -184,3 +184,31 @@ def test_samples_audit_of_undecodable_file_names(run, tmp_path):
     by = {e["file"]: e for e in json.loads((run / "eval" / "samples.json").read_text())["files"]}
     assert set(by) == {"caf\\xe9.mid", "bad-\\xe9.mid"}
     assert by["bad-\\xe9.mid"]["flags"] == ["invalid"] and "metrics" in by["caf\\xe9.mid"]
+
+
+def test_evaluate_names_the_fixed_model_before_the_piece_memory(run):
+    """The piece memory adapts to each piece as it scores it (online adaptation): the terminal
+    line gives the fixed model's figures first, then the memory's, named; the file keeps the
+    fixed model's under fixed_model_*, equal to scoring with --no-piece-memory."""
+    cmd = ["evaluate", str(run), "--split", "valid", "--no-baseline"]
+    r = CliRunner().invoke(app, [*cmd, "--piece-memory"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((run / "eval" / "likelihood-valid.json").read_text())
+    assert res["piece_memory"] is True
+    line = next(ln for ln in r.output.splitlines() if ln.startswith("valid:"))
+    fixed = (
+        f"fixed model {res['fixed_model_nll_per_token']:.4f} nats/token, "
+        f"{res['fixed_model_nll_per_step']:.4f} nats/step"
+    )
+    memory = (
+        f"with piece memory (online adaptation) {res['nll_per_token']:.4f} nats/token, "
+        f"{res['nll_per_step']:.4f} nats/step"
+    )
+    assert fixed in line and memory in line and line.index(fixed) < line.index(memory)
+    plain = CliRunner().invoke(app, [*cmd, "--no-piece-memory"])
+    assert plain.exit_code == 0, plain.output
+    alone = json.loads((run / "eval" / "likelihood-valid.json").read_text())
+    assert "fixed_model_nll_per_token" not in alone and "fixed model" not in plain.output
+    assert res["fixed_model_nll_per_token"] == pytest.approx(alone["nll_per_token"], rel=1e-9)
+    assert res["fixed_model_nll_per_step"] == pytest.approx(alone["nll_per_step"], rel=1e-9)
+    assert res["nll_per_step"] != pytest.approx(alone["nll_per_step"], rel=1e-9)

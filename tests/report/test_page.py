@@ -4,7 +4,6 @@ browser (headless Chromium): every player loads, every picture shows, no planted
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -23,7 +22,6 @@ from tunelab.train import train
 
 HOSTILE = "<script>alert(1)</script>"
 HOSTILE_NAME = "<img src=x onerror=alert(2)>.mid"  # a file name cannot hold "/"
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "report.png"
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +61,9 @@ def test_page_escapes_users_text_and_names_assets_itself(page):
         assert f"<h2>{part}" in text
     assert "http://" not in text and "https://" not in text  # nothing from the network
     assert "likelihood-valid" in text and "(scored with piece memory)" in text
+    # The memory adapts to each piece as it is scored: the fixed model's figures come first.
+    fixed, memory = "fixed model: nll_per_token", "with piece memory (online adaptation): nll"
+    assert fixed in text and memory in text and text.index(fixed) < text.index(memory)
 
 
 def test_page_in_headless_chromium(page, tmp_path):
@@ -84,10 +85,9 @@ def test_page_in_headless_chromium(page, tmp_path):
     assert HOSTILE in state["text"] and HOSTILE_NAME in state["text"]
     assert not dialogs and state["scripts"] == 0 and not state["injected"]
     assert state["failed"] == ["noise: failed"] and state["red"] == "rgb(198, 40, 40)"
+    # The screenshot stays under tmp_path: docs/report.png shows the demo's page
+    # (benchmarks/report_screenshot.py), not this page with its planted tags.
     assert shot.stat().st_size > 10_000
-    if os.environ.get("TUNELAB_UPDATE_SCREENSHOT"):  # the README's picture
-        SCREENSHOT.parent.mkdir(exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
 
 
 CHECK = """(async () => {

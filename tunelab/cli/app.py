@@ -329,6 +329,15 @@ def evaluate(
                 )
                 if not r["learned"]:
                     typer.echo("NOT LEARNED: the model does not beat both trivial baselines")
+            elif r.get("fixed_model_nll_per_token") is not None:
+                # The piece memory adapts to each piece as it is scored: the fixed model first.
+                fixed = r.get("fixed_model_nll_per_step")
+                fixed = f", {fixed:.4f} nats/step" if fixed else ""
+                typer.echo(
+                    f"{split}: fixed model {r['fixed_model_nll_per_token']:.4f} nats/token"
+                    f"{fixed}; with piece memory (online adaptation) "
+                    f"{r['nll_per_token']:.4f} nats/token{extra}"
+                )
             else:
                 typer.echo(f"{split}: {r['nll_per_token']:.4f} nats/token{extra}")
     except (CheckpointError, DataDirError, ValueError, FileNotFoundError, KeyError) as e:

@@ -77,20 +77,34 @@ def grammar_bias(meta: dict) -> torch.Tensor | None:
 
 def likelihood(model, pieces, meta: dict, device="cpu", progress: bool = False) -> dict:
     """Pieces (int arrays, BOS..EOS) scored whole under the format-constrained model
-    (``grammar_bias``); see ``metrics.token_nll_summary``."""
+    (``grammar_bias``); see ``metrics.token_nll_summary``.
+
+    The piece memory (a model with ``rescore``) adapts to each piece as it scores it, so its
+    figures do not compare with models that do not adapt: the fixed model's figures under it,
+    from the same pass, are added as ``fixed_model_nll_per_token`` and ``..._per_step``."""
     pieces = [np.asarray(p, np.int64) for p in pieces]
     bias = grammar_bias(meta)
     if progress:
         from tunelab.progress import progress_bar
 
         pieces = progress_bar(pieces, desc="scoring", unit="piece")
-    scored = (
-        (p, piece_nll(model, p, device, prev_bias=bias).double().cpu().numpy())
-        for p in pieces
-        if len(p) >= 2
-    )
-    sp = meta["specials"]
-    return token_nll_summary(scored, sp["bos"], sp["eos"], codec_from_meta(meta).count_steps)
+    memory = hasattr(model, "rescore")
+    scored, fixed = [], []
+    for p in (p for p in pieces if len(p) >= 2):
+        if memory:  # piece_nll's own path for a wrapper, keeping the inner model's figures
+            inner = piece_nll(model.base, p, device, prev_bias=bias)
+            fixed.append((p, inner.double().cpu().numpy()))
+            nll = model.rescore(torch.from_numpy(p), inner.cpu())
+        else:
+            nll = piece_nll(model, p, device, prev_bias=bias)
+        scored.append((p, nll.double().cpu().numpy()))
+    sp, count = meta["specials"], codec_from_meta(meta).count_steps
+    result = token_nll_summary(scored, sp["bos"], sp["eos"], count)
+    if memory:
+        f = token_nll_summary(fixed, sp["bos"], sp["eos"], count)
+        result["fixed_model_nll_per_token"] = f["nll_per_token"]
+        result["fixed_model_nll_per_step"] = f["nll_per_step"]
+    return result
 
 
 @dataclass

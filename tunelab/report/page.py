@@ -188,17 +188,7 @@ def _summary(run_dir: Path, config: dict, config_text: str, dd) -> str:
             ("last saved", e(time.strftime("%Y-%m-%d %H:%M", time.localtime(ck.stat().st_mtime))))
         )
     for f in sorted((run_dir / "eval").glob("likelihood-*.json")):
-        lik = _read_json(f) or {}
-        figs = {
-            k: v
-            for k, v in lik.items()
-            if isinstance(v, int | float) and ("nll" in k or "bits" in k)
-        }
-        # How the model was scored: these change the figures several-fold on repetitive music.
-        how = [f"transposition mixture {lik['transpose_mix']}"] if lik.get("transpose_mix") else []
-        how += ["piece memory"] if lik.get("piece_memory") else []
-        text = ", ".join(f"{k} {_fmt(v)}" for k, v in figs.items())
-        rows.append((e(f.stem), e(text + (f" (scored with {' and '.join(how)})" if how else ""))))
+        rows.append((e(f.stem), e(_likelihood_text(_read_json(f) or {}))))
     html_ = "<h2>Run</h2>" + _table([(f"<b>{k}</b>", v) for k, v in rows])
     if dd is not None:
         splits = dd.meta.get("splits") or {}
@@ -206,6 +196,33 @@ def _summary(run_dir: Path, config: dict, config_text: str, dd) -> str:
         html_ += f"<h3>Data set: {e(dd.path)} ({e(dd.meta.get('kind', 'midi'))})</h3>"
         html_ += _table(srows, ("split", "pieces", "tokens / samples"))
     return html_ + f"<details><summary>config.yaml</summary><pre>{e(config_text)}</pre></details>"
+
+
+def _likelihood_text(lik: dict) -> str:
+    """A likelihood file's figures. The piece memory adapts to each piece as it is scored, so
+    the fixed model's figures (``fixed_model_*``) come first and the memory's are named."""
+    figs = {
+        k: v for k, v in lik.items() if isinstance(v, int | float) and ("nll" in k or "bits" in k)
+    }
+    fixed = {
+        k.removeprefix("fixed_model_"): figs.pop(k)
+        for k in list(figs)
+        if k.startswith("fixed_model_")
+    }
+
+    def join(d: dict) -> str:
+        return ", ".join(f"{k} {_fmt(v)}" for k, v in d.items())
+
+    text = join(figs)
+    if fixed:
+        adapted = {k: figs.pop(k) for k in fixed if k in figs}
+        parts = [f"fixed model: {join(fixed)}"]
+        parts += [f"with piece memory (online adaptation): {join(adapted)}"]
+        text = "; ".join(parts + ([join(figs)] if figs else []))
+    # How the model was scored: these change the figures several-fold on repetitive music.
+    how = [f"transposition mixture {lik['transpose_mix']}"] if lik.get("transpose_mix") else []
+    how += ["piece memory"] if lik.get("piece_memory") else []
+    return text + (f" (scored with {' and '.join(how)})" if how else "")
 
 
 # -- data, curves, ranking ------------------------------------------------------------------
