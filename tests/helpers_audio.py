@@ -1,5 +1,7 @@
-"""Shared by the audio model tests (any family of kind mulaw): a tiny labelled audio data set,
-the exact-resume check and the random inputs of the generator comparisons."""
+"""Shared by the audio tests: signals made on the spot (sine, drum loop, WAV headers, PyAV
+containers) for the decoding, tempo, tag and prepare tests; and for the audio model tests (any
+family of kind mulaw) a tiny labelled audio data set, the exact-resume check and the random
+inputs of the generator comparisons."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import math
 import os
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,78 @@ import torch
 from tunelab.config import RunConfig, load
 
 SR = 16000
+
+
+# -- signals the tests make ----------------------------------------------------------
+
+
+def sine(freq=440.0, seconds=1.0, sr=44100, amp=0.5, channels=1) -> np.ndarray:
+    """float32[N, C] sine."""
+    t = np.arange(int(seconds * sr)) / sr
+    x = (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+    return np.repeat(x[:, None], channels, axis=1)
+
+
+def drum_loop(bpm: float, seconds: float = 8.0, sr: int = SR, seed: int = 0) -> np.ndarray:
+    """A synthetic drum loop, float32[N]: kick on each bar's downbeat, a noise snare on
+    every beat, quiet short hats on the off-beat eighths."""
+    rng = np.random.default_rng(seed)
+    n = int(sr * seconds)
+    x = np.zeros(n, np.float32)
+    length = int(0.05 * sr)
+    t = np.arange(length)
+    i = 0
+    while (s := int(round(i * 30.0 / bpm * sr))) < n:
+        if i % 8 == 0:
+            hit = np.sin(2 * np.pi * 60 * t / sr) * np.exp(-t / (0.008 * sr))
+        elif i % 2 == 0:
+            hit = 0.6 * 0.7 * rng.standard_normal(length) * np.exp(-t / (0.008 * sr))
+        else:
+            hit = 0.25 * rng.standard_normal(length) * np.exp(-t / (0.002 * sr))
+        e = min(n, s + length)
+        x[s:e] += hit[: e - s]
+        i += 1
+    return 0.5 * x
+
+
+def dominant_hz(x: np.ndarray, sr: int) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.fft.rfftfreq(len(x), 1 / sr)[np.argmax(spec)])
+
+
+def write_av(path, x: np.ndarray, sr: int, fmt: str, codec: str) -> None:
+    """Encode float32[N, C] with PyAV (for containers libsndfile cannot write)."""
+    import av
+
+    layout = "mono" if x.shape[1] == 1 else "stereo"
+    with av.open(str(path), "w", format=fmt) as c:
+        st = c.add_stream(codec, rate=sr, layout=layout)
+        for i in range(0, len(x), 1024):
+            blk = np.ascontiguousarray(x[i : i + 1024].T)
+            frame = av.AudioFrame.from_ndarray(blk, format="fltp", layout=layout)
+            frame.sample_rate, frame.pts = sr, i
+            for p in st.encode(frame):
+                c.mux(p)
+        for p in st.encode(None):
+            c.mux(p)
+
+
+def wav_header(channels: int, rate: int, bits: int = 16, n_data: int = 0) -> bytes:
+    """A canonical 44-byte PCM WAV header with arbitrary (possibly invalid) fields."""
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block, block, bits)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + n_data)
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", n_data)
+    )
+
+
+# -- audio model runs -----------------------------------------------------------------
 
 
 def chorale_audio(root: Path, cache: Path | None = None) -> tuple[Path, Path]:

@@ -9,8 +9,8 @@ import numpy as np
 import soundfile as sf
 from typer.testing import CliRunner
 
-from tests.data.audio.test_audio import drum_loop, sine
 from tests.data.audio.test_prepare import SR, _prepare
+from tests.helpers_audio import drum_loop, sine
 from tunelab.cli import app
 from tunelab.data.store import load_datadir
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.data.audio.test_audio import drum_loop, sine
+from tests.helpers_audio import drum_loop, sine
 from tunelab.data.audio import decode as A
 from tunelab.data.audio import encode as E
 from tunelab.data.audio import prepare as audio_prepare
@@ -200,6 +200,32 @@ def test_tempo_normalisation_in_prepare(tmp_path):
         for x in dd.split(s):
             est = estimate_tempo(E.from_int16(x), SR)
             assert abs(est.bpm / 120 - 1) < 0.02 or abs(est.bpm / 240 - 1) < 0.02
+
+
+def test_fuzzed_headers_never_crash(tmp_path):
+    from tunelab.data.audio.prepare import Options, process_file
+
+    src = tmp_path / "src.wav"
+    sf.write(str(src), sine(440, 0.3, 8000), 8000, subtype="PCM_16")
+    flac = tmp_path / "src.flac"
+    sf.write(str(flac), sine(440, 0.3, 8000), 8000)
+    rng = np.random.default_rng(0)
+    opts = Options(SR, None, 0.0, -50.0, None)
+    statuses = set()
+    for base in (src, flac):
+        raw = bytearray(base.read_bytes())
+        for k in range(20):
+            b = bytearray(raw)
+            for pos in rng.integers(0, 64, size=4):
+                b[pos] = rng.integers(0, 256)
+            f = tmp_path / f"fuzz{k}{base.suffix}"
+            f.write_bytes(bytes(b))
+            r = process_file(f, opts)
+            assert r["status"] in ("accepted", "rejected")
+            if r["status"] == "rejected":
+                assert f.name in r["reason"] and r["key"]
+            statuses.add(r["status"])
+    assert "rejected" in statuses
 
 
 def _crashing(path, opts):
