@@ -98,6 +98,7 @@ def main() -> None:
     ap.add_argument("--clip-seconds", type=float, default=30.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=Path("/tmp/frame_bench"))
+    ap.add_argument("--json", type=Path, metavar="PATH", help="write the printed figures as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from tunelab.evaluate import evaluate_split
@@ -144,6 +145,13 @@ def main() -> None:
     print("|---|---:|")
     for name, t, _, _ in rows:
         print(f"| {name} | {t['audio_per_s']:.2f} |")
+    if args.json:
+        from tunelab.atomic import json_safe, write_json
+
+        runs = [{"run": n, "training": t, "valid": ev, "diagnostics": d} for n, t, ev, d in rows]
+        head = {"minutes": args.minutes, "threads": args.threads, "set": args.set}
+        head |= {"samples": args.samples, "seconds": args.seconds}
+        write_json(args.json, json_safe({**head, "runs": runs}))
 
 
 if __name__ == "__main__":

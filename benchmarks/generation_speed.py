@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from tunelab.atomic import json_safe, write_json
 from tunelab.config import RunConfig, load, to_dict
 from tunelab.data.dataset import transpose_tables
 from tunelab.data.midi import make_codec
@@ -99,47 +101,53 @@ def no_cache(model, tokens: int, context: int) -> float:
     return tokens / (time.perf_counter() - t0)
 
 
-def row(name: str, rate: float, note: str = "") -> None:
+def row(name: str, rate: float, note: str = "") -> dict:
     shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2f}"
     print(f"| {name} | {shown} | {1000 / rate:,.3f} | {note} |")
+    return {"loop": name, "tokens_per_s": rate, "ms_per_token": 1000 / rate, "notes": note}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--tokens", type=int, default=3000)
+    ap.add_argument("--json", type=Path, metavar="PATH", help="write the printed figures as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch 1, vocab {V}\n")
     print("| loop | tokens/s | ms/token | notes |")
     print("|---|---:|---:|---|")
+    rows = []
     for preset in ("midi-gru", "midi-lstm", "midi-roll"):
         model_cfg = to_dict(load(RunConfig, preset).model)
         model = build_model(model_cfg, V).eval()
-        row(f"{preset}: tunelab sample()", ours(model, args.tokens), "constraints on")
-        row(f"{preset}: bare step() + argmax", step_only(model, args.tokens), "loop floor")
+        rows.append(row(f"{preset}: tunelab sample()", ours(model, args.tokens), "constraints on"))
+        rate = step_only(model, args.tokens)
+        rows.append(row(f"{preset}: bare step() + argmax", rate, "loop floor"))
         n = model_cfg["transpose_mix"]
         if n:  # what generate runs for this preset: 2n + 1 rows per piece
             mix = TransposeMixture(model, transpose_tables(CODEC, n), grammar_bias(META)).eval()
-            row(f"{preset}: sample() of its transpose_mix={n}", ours(mix, args.tokens), "generate")
+            name = f"{preset}: sample() of its transpose_mix={n}"
+            rows.append(row(name, ours(mix, args.tokens), "generate"))
         if model.roll_step_id is not None:  # the plain reference has no roll inputs
             continue
-        row(
-            f"{preset}: plain nn.{model.cell.upper()} loop",
-            plain_rnn(model, args.tokens),
-            "reference",
-        )
+        name = f"{preset}: plain nn.{model.cell.upper()} loop"
+        rows.append(row(name, plain_rnn(model, args.tokens), "reference"))
     cfg = to_dict(load(RunConfig, "midi-transformer").model)
     for window in (cfg["window"], None):
         model = build_model({**cfg, "window": window}, V).eval()
         name = f"midi-transformer (window={window})"
         for ctx in (100, 10_000):
-            row(
-                f"{name}: tunelab sample() @ {ctx:,} ctx", ours(model, args.tokens, ctx), "KV cache"
-            )
+            rate = ours(model, args.tokens, ctx)
+            rows.append(row(f"{name}: tunelab sample() @ {ctx:,} ctx", rate, "KV cache"))
         for ctx, n in ((100, 100), (10_000, 2)):
-            row(f"{name}: no cache @ {ctx:,} ctx", no_cache(model, n, ctx), "reference")
+            rows.append(
+                row(f"{name}: no cache @ {ctx:,} ctx", no_cache(model, n, ctx), "reference")
+            )
+    if args.json:
+        head = {"torch": torch.__version__, "threads": args.threads, "tokens": args.tokens}
+        write_json(args.json, json_safe({**head, "batch": 1, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--min-quarters", type=float, default=100.0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per file")
+    ap.add_argument("--json", type=Path, metavar="PATH", help="write the printed figures as JSON")
     args = ap.parse_args()
     jobs = []
     for i, src in enumerate(corpus_paths()):
@@ -98,9 +99,17 @@ def main() -> None:
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", "-".join(rel))
         (args.out / split).mkdir(parents=True, exist_ok=True)
         jobs.append((src, args.out / split / (Path(name).stem + ".mid"), args.min_quarters))
+    lines = []
     with ThreadPoolExecutor(args.workers) as pool:
         for line in pool.map(lambda job: convert_with_limit(job, args.timeout), jobs):
             print(line, flush=True)
+            lines.append(line)
+    if args.json:  # one line per corpus file: written (with its length) or skipped (why)
+        from tunelab.atomic import write_json
+
+        skipped = [ln for ln in lines if ln.startswith("skip ")]
+        written = [ln for ln in lines if not ln.startswith("skip ")]
+        write_json(args.json, {"out": str(args.out), "written": written, "skipped": skipped})
 
 
 if __name__ == "__main__":

@@ -160,6 +160,7 @@ def main() -> None:
     ap.add_argument("--quarters", type=int, default=64, help="length of the piano rolls")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--json", type=Path, metavar="PATH", help="write the printed figures as JSON")
     args = ap.parse_args()
     if not args.src.is_dir():
         raise SystemExit(f"{args.src}: no such folder (apt-get install -y openttd-openmsx)")
@@ -248,6 +249,12 @@ def main() -> None:
             f"({(r['data_on_beat_share'] or 0):.2f}) | {', '.join(r['flags']) or '-'} |"
         )
     print(f"test pieces: {', '.join(rows[0]['test_pieces']) if rows else '-'}")
+    if args.json:  # the same rows as --out/results.json, with the settings
+        from tunelab.atomic import json_safe, write_json
+
+        head = {"src": str(args.src), "minutes": args.minutes, "threads": args.threads}
+        head |= {"samples": args.samples, "seconds": args.seconds, "torch": torch.__version__}
+        write_json(args.json, json_safe({**head, "configs": rows}))
 
 
 if __name__ == "__main__":

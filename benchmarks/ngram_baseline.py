@@ -22,6 +22,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", help="a prepared MIDI data directory")
     ap.add_argument("--max-order", type=int, default=16)
+    ap.add_argument("--json", metavar="PATH", help="write the printed figures as JSON")
     args = ap.parse_args()
     dd = load_datadir(args.data)
     meta = dd.meta
@@ -44,6 +45,14 @@ def main() -> None:
         f"{test['nll_per_step']:.4f} nats/step ({test['tokens']:,} tokens, {test['steps']:,} "
         f"steps, {test['pieces']} pieces); fitting all orders took {fit_s:.1f} s"
     )
+    if args.json:
+        from tunelab.atomic import json_safe, write_json
+
+        head = {"data": args.data, "encoding": meta["encoding"], "train_tokens": len(train.data)}
+        head |= {"steps_per_quarter": meta["steps_per_quarter"], "fit_seconds": fit_s}
+        valid_rows = [{"order": n, **r} for n, r in table.items()]
+        res = {**head, "valid": valid_rows, "best_order": best.order, "test": test}
+        write_json(args.json, json_safe(res))
 
 
 if __name__ == "__main__":

@@ -92,8 +92,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("src", type=Path, help="piano-roll JSON or pickle with train/valid/test")
     ap.add_argument("out", type=Path, help="folder to write train/, valid/, test/ into")
+    ap.add_argument("--json", type=Path, metavar="PATH", help="write the printed figures as JSON")
     args = ap.parse_args()
     rolls = load_rolls(args.src)
+    counts = {}
     for split, pieces in rolls.items():
         folder = args.out / split
         folder.mkdir(parents=True, exist_ok=True)
@@ -101,6 +103,11 @@ def main() -> None:
             roll_to_score(piece).dump_midi(str(folder / f"{split}_{i:03d}.mid"))
         steps = sum(len(p) for p in pieces)
         print(f"{split}: {len(pieces)} pieces, {steps} steps -> {folder}")
+        counts[split] = {"pieces": len(pieces), "steps": steps, "folder": str(folder)}
+    if args.json:
+        from tunelab.atomic import write_json
+
+        write_json(args.json, {"src": str(args.src), "splits": counts})
 
 
 if __name__ == "__main__":

@@ -112,6 +112,7 @@ def run_prepare(src: Path, out: Path, tempo: float | None) -> tuple[float, float
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chorales", type=int, default=24, help="collection size (files)")
+    ap.add_argument("--json", type=Path, metavar="PATH", help="write the printed figures as JSON")
     args = ap.parse_args()
     longest_s = 0.0
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,6 +158,20 @@ def main() -> None:
         print(f"| {label} | {secs / 60:.1f} | {wall:.1f} | {secs / wall:.0f}x | {mem} |")
     self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\n(benchmark process peak RSS {self_mb:.0f} MiB)")
+    if args.json:
+        from tunelab.atomic import json_safe, write_json
+
+        out = []
+        for label, secs, wall, rss in rows:
+            r = {"what": label, "audio_minutes": secs / 60, "wall_s": wall}
+            r["x_real_time"] = secs / wall
+            if isinstance(rss, tuple):
+                r["rss_main_mib"], r["rss_worker_mib"] = rss
+            else:
+                r["heap_mib"], r["largest_file_s"] = rss, longest_s
+            out.append(r)
+        head = {"chorales": args.chorales, "cpu_count": os.cpu_count(), "peak_rss_mib": self_mb}
+        write_json(args.json, json_safe({**head, "rows": out}))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tunelab.atomic import json_safe, write_json
 from tunelab.config import RunConfig, load, read_yaml
 from tunelab.models import build_model
 from tunelab.models.samplernn_gen import generate_reference, round_weights_bf16
@@ -57,7 +58,7 @@ def prepare_data(out: Path, chorales: int, clip_seconds: float) -> Path:
     return data
 
 
-def quality(args) -> None:
+def quality(args) -> dict:
     from tunelab.evaluate import evaluate_split
     from tunelab.train import train
 
@@ -95,6 +96,10 @@ def quality(args) -> None:
             f"| `{preset}` | {steps:,} | {sps:,.0f} | {v:.3f} | **{b:.3f}** | {base - b:.2f} | {s:.0f} |"
         )
     print(f"({rows[0][4]['samples']:,} test samples)")
+    res = {"data": str(data), "baseline_histogram_bits_per_sample": base, "models": []}
+    for preset, steps, sps, v, ev, s in rows:
+        res["models"].append({"preset": preset, "updates": steps, "scored_samples_per_s": sps})
+        res["models"][-1] |= {"best_valid_bits_per_sample": v, "test": ev, "scoring_s": s}
     if args.precision:
         from tunelab.data.store import load_datadir
         from tunelab.kinds import kind_for
@@ -109,6 +114,8 @@ def quality(args) -> None:
         print(
             f"| float32 | {f32:.4f} | +0.0000 |\n| bfloat16 matrices | {b16:.4f} | {b16 - f32:+.4f} |"
         )
+        res["precision_valid_bits_per_sample"] = {"float32": f32, "bfloat16 matrices": b16}
+    return res
 
 
 def rate(fn, samples: int) -> float:
@@ -128,7 +135,7 @@ def fused_rate(model, streams: int, samples: int, weights: str, threads: int) ->
     return rate(lambda: gen.run(None, u[:, 32:], 1.0), streams * samples)
 
 
-def speed(args) -> None:
+def speed(args) -> list[dict]:
     torch.manual_seed(0)
     models = {p: build_model(read_yaml(p)["model"], 256, N_LABELS).eval() for p in PRESETS}
     for p, m in models.items():
@@ -155,6 +162,10 @@ def speed(args) -> None:
           "| vs WaveNet's eager loop |\n|---|---:|---:|---:|---:|")  # fmt: skip
     for name, streams, r in rows:
         print(f"| {name} | {streams} | {r:,.0f} | {1e6 * streams / r:,.1f} | {r / eager:,.1f}x |")
+    return [
+        {"generation": name, "streams": streams, "samples_per_s": r, "vs_wavenet_eager": r / eager}
+        for name, streams, r in rows
+    ]
 
 
 def main() -> None:
@@ -176,13 +187,17 @@ def main() -> None:
     ap.add_argument("--step-samples", type=int, default=1000, help="PyTorch step() loops")
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--progress", action="store_true", help="progress bars")
+    ap.add_argument("--json", type=Path, metavar="PATH", help="write the printed figures as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s)")
+    res = {"torch": torch.__version__, "threads": args.threads, "minutes": args.minutes}
     if args.minutes > 0:
-        quality(args)
+        res["quality"] = quality(args)
     if args.samples > 0:
-        speed(args)
+        res["speed"] = speed(args)
+    if args.json:
+        write_json(args.json, json_safe(res))
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tunelab.atomic import json_safe, write_json
+
 
 def ensure_data(path: Path) -> Path:
     if not (path / "meta.json").exists():
@@ -94,6 +96,7 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="extra override for every preset (repeatable), e.g. --set train.progress=false",
     )
+    ap.add_argument("--json", type=Path, metavar="PATH", help="write the printed figures as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -146,6 +149,24 @@ def main() -> None:
     print("(NLL in nats; /step: per quantized time step, BOS/EOS targets excluded; mix and")
     print("memory: the model.transpose_mix and model.piece_memory that valid and test are scored")
     print("with, as tunelab evaluate does; no memory: with the mixture only; plain: neither)")
+    if args.json:
+        runs = [
+            {
+                "preset": preset,
+                "updates": steps,
+                "minutes": wall,
+                "transpose_mix": mix,
+                "piece_memory": memory,
+                "valid": valid,
+                "test": test,
+                "test_no_memory": no_mem,
+                "test_plain": plain,
+            }
+            for preset, steps, wall, valid, test, no_mem, plain, mix, memory in rows
+        ]
+        head = {"data": str(data), "minutes": args.minutes, "threads": args.threads}
+        head |= {"torch": torch.__version__, "overrides": args.overrides}
+        write_json(args.json, json_safe({**head, "runs": runs}))
 
 
 if __name__ == "__main__":

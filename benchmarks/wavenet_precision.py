@@ -10,9 +10,11 @@ The target: within 0.01 bits per sample of float32.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 
+from tunelab.atomic import json_safe, write_json
 from tunelab.data.store import load_datadir
 from tunelab.kinds import kind_for
 from tunelab.models.wavenet_gen import round_weights_bf16
@@ -24,6 +26,7 @@ def main() -> None:
     ap.add_argument("run")
     ap.add_argument("--split", default="valid")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, metavar="PATH", help="write the printed figures as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run = load_run(args.run)
@@ -40,6 +43,12 @@ def main() -> None:
     print("|---|---:|---:|")
     for name, bits, _ in rows:
         print(f"| {name} | {bits:.4f} | {bits - rows[0][1]:+.4f} |")
+    if args.json:
+        out = [
+            {"weights": n, "bits_per_sample": b, "difference": b - rows[0][1]} for n, b, _ in rows
+        ]
+        head = {"run": args.run, "split": args.split, "samples": rows[0][2]}
+        write_json(args.json, json_safe({**head, "rows": out}))
 
 
 if __name__ == "__main__":

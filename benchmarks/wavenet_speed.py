@@ -32,11 +32,13 @@ import argparse
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from tunelab.atomic import json_safe, write_json
 from tunelab.models.wavenet import WaveNet
 from tunelab.models.wavenet_gen import FusedWaveNet, generate_incremental, generate_naive
 
@@ -185,6 +187,7 @@ def main() -> None:
     ap.add_argument("--train-bf16", action="store_true", help="also ours under bf16 autocast")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--scored", type=int, default=16000)
+    ap.add_argument("--json", type=Path, metavar="PATH", help="write the printed figures as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -243,8 +246,8 @@ def main() -> None:
         f"(weights of the {L} layers + post: {sum(p.numel() for n, p in model.named_parameters() if 'embed' not in n) * 4 / 2**20:.1f} MiB in float32)"
     )
 
+    rows = []
     if args.train_steps:
-        rows = []
         for bf16 in (False, True) if args.train_bf16 else (False,):
             m = WaveNet.from_config(cfg, 256)
             r = train_rate(m, args.batch, args.scored, args.train_steps, bf16)
@@ -259,6 +262,18 @@ def main() -> None:
         for name, r in rows:
             vs = f"{r / peer['train']:,.2f}x" if peer else "-"
             print(f"| {name} | {r:,.0f} | {args.batch * args.scored / r:,.1f} | {vs} |")
+    if args.json:
+        gen = [{"generation": n, "streams": s, "samples_per_s": r} for n, s, r in gen_rows]
+        for g in gen:
+            g["us_per_sample_per_stream"] = 1e6 * g["streams"] / g["samples_per_s"]
+            g["vs_peer"] = g["samples_per_s"] / peer["gen"] if peer else None
+        train = [{"training": n, "scored_samples_per_s": r} for n, r in rows]
+        for t in train:
+            t["s_per_step"] = args.batch * args.scored / t["scored_samples_per_s"]
+            t["vs_peer"] = t["scored_samples_per_s"] / peer["train"] if peer else None
+        head = {"config": cfg, "receptive_field": rf, "threads": args.threads}
+        head |= {"batch": args.batch, "scored": args.scored, "first_call_s": first_call}
+        write_json(args.json, json_safe({**head, "generation": gen, "training": train}))
 
 
 if __name__ == "__main__":
