@@ -22,6 +22,7 @@ class Kind(StrEnum):
 
 
 class Encoding(StrEnum):
+    auto = "auto"
     steps = "steps"
     onsets = "onsets"
     remi = "remi"
@@ -29,6 +30,7 @@ class Encoding(StrEnum):
 
 
 class OffPiano(StrEnum):
+    auto = "auto"
     reject = "reject"
     drop = "drop"
     fold = "fold"
@@ -64,13 +66,29 @@ def prepare(
         "into that split (by default the folders' split is kept and duplicates only reported).",
     ),
     # MIDI
-    encoding: Encoding = typer.Option(Encoding.steps, help="[midi] Token encoding."),
-    steps_per_quarter: int = typer.Option(24, help="[midi] Grid steps per quarter note."),
-    off_piano: OffPiano = typer.Option(
-        OffPiano.reject,
-        help="[midi] Notes outside MIDI 21-108: reject the file, drop them, or fold by octaves.",
+    encoding: Encoding = typer.Option(
+        Encoding.auto,
+        help="[midi] Token encoding; auto: remi-programs for several instruments, else steps "
+        "(remi when a bar costs over twice the tokens), printed with the reason.",
     ),
-    keep_drums: bool = typer.Option(False, help="[midi] Keep drum tracks (dropped by default)."),
+    steps_per_quarter: str = typer.Option(
+        "auto",
+        help="[midi] Grid steps per quarter note; auto: the finest grid that holds 90% of the "
+        "onsets, capped so that a bar fits a 128-token window.",
+    ),
+    off_piano: OffPiano = typer.Option(
+        OffPiano.auto,
+        help="[midi] Notes outside the encoding's range (the 88 keys; all 128 pitches with "
+        "remi-programs): reject the file, drop them, fold by octaves, or auto (drop when at "
+        "most 5% of a piece's notes, else reject the piece).",
+    ),
+    keep_drums: bool = typer.Option(
+        None,
+        "--keep-drums/--drop-drums",
+        help="[midi] Keep drum tracks; default: kept by remi-programs, dropped by the piano "
+        "encodings.",
+        show_default=False,
+    ),
     # audio
     sample_rate: int = typer.Option(16000, help="[audio] Target sample rate in Hz."),
     clip_seconds: float = typer.Option(
@@ -101,6 +119,8 @@ def prepare(
     from tunelab.data.store import DataDirError
 
     ratios = _ratios(split)
+    if steps_per_quarter != "auto" and not steps_per_quarter.isdigit():
+        _fail(f"--steps-per-quarter {steps_per_quarter!r}: give a whole number or auto")
     if builtin is None and not src:
         _fail("give SRC folders/files or --builtin bach-chorales")
     if builtin is not None and src:
@@ -112,7 +132,10 @@ def prepare(
         if kind == Kind.auto and builtin is None:
             from tunelab.data.scan import guess_kind
 
-            is_audio = guess_kind(src) == "audio"
+            try:
+                is_audio = guess_kind(src) == "audio"
+            except ValueError as e:  # both MIDI and audio files: the user chooses
+                _fail(str(e))
         common = {
             "builtin": builtin,
             "overwrite": overwrite,
@@ -144,7 +167,9 @@ def prepare(
                 out,
                 **common,
                 encoding=encoding.value,
-                steps_per_quarter=steps_per_quarter,
+                steps_per_quarter=(
+                    steps_per_quarter if steps_per_quarter == "auto" else int(steps_per_quarter)
+                ),
                 off_piano=off_piano.value,
                 keep_drums=keep_drums,
             )

@@ -84,7 +84,38 @@ def require_sources(srcs: list[Path]) -> None:
 
 
 def guess_kind(srcs: list[Path]) -> str:
-    """'midi' or 'audio': whichever kind of file is more common under ``srcs``."""
+    """'midi' or 'audio': the only kind of file found under ``srcs``.
+
+    Raises ValueError with both counts when the folder holds both (the user must choose: a
+    data set is one kind, and dropping the other kind without a word loses files)."""
     n_midi = len(scan(srcs, MIDI_EXTS))
     n_audio = len(scan(srcs, AUDIO_EXTS))
-    return "audio" if n_audio > n_midi else "midi"
+    if n_midi and n_audio:
+        raise ValueError(
+            f"found {n_midi} MIDI and {n_audio} audio files; a data set holds one kind: "
+            "choose with --kind midi or --kind audio (the other kind is listed as ignored)"
+        )
+    return "audio" if n_audio else "midi"
+
+
+def ignored(srcs: list[Path], exts: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(display path, reason) of every file under ``srcs`` that a prepare of ``exts`` files
+    skips, so that the manifest lists every input file."""
+    kind = "MIDI" if exts == MIDI_EXTS else "audio"
+    other = AUDIO_EXTS if exts == MIDI_EXTS else MIDI_EXTS
+    out = []
+    for src in map(Path, srcs):
+        files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
+        for p in files:
+            suffix = p.suffix.lower()
+            if suffix in exts:
+                continue
+            if suffix in other:
+                why = (
+                    f"{'audio' if kind == 'MIDI' else 'MIDI'} file: this data set is {kind} "
+                    f"(prepare it apart with --kind {'audio' if kind == 'MIDI' else 'midi'})"
+                )
+            else:
+                why = f"not a {kind} file name ({', '.join(exts)})"
+            out.append((str(p), why))
+    return out

@@ -122,6 +122,43 @@ def assign_splits(
     return out
 
 
+SMALL_SPLIT_PIECES = 10  # fewer pieces than this in valid or test: its figures are one sample
+
+
+def split_warnings(counts: dict, by_folder: bool) -> list[str]:
+    """Plain-word warnings about splits too small to measure (``counts``: split ->
+    ``{"pieces", "items"}``), and, for a collection of fewer than SMALL_SPLIT_PIECES pieces,
+    how the split was made and what its figures mean."""
+    total = sum(c["pieces"] for c in counts.values())
+    out = []
+    for name in ("valid", "test"):
+        c = counts.get(name, {"pieces": 0, "items": 0})
+        if c["pieces"] == 0:
+            out.append(
+                f"{name} is empty: figures on {name} cannot be measured "
+                f"({total} pieces in all; give more files or a {name}/ folder)"
+            )
+        elif c["pieces"] < SMALL_SPLIT_PIECES:
+            s = "" if c["pieces"] == 1 else "s"
+            out.append(
+                f"{name} holds only {c['pieces']} piece{s} ({c['items']:,} items): its figures "
+                f"describe {'that piece' if c['pieces'] == 1 else 'those pieces'}, not the "
+                "collection, and move a lot from one split to another"
+            )
+    if total < SMALL_SPLIT_PIECES:
+        how = (
+            "by your train/valid/test folders"
+            if by_folder
+            else "by piece, from a hash of each file's name (stable across runs)"
+        )
+        parts = ", ".join(f"{k} {v['pieces']}" for k, v in counts.items())
+        out.append(
+            f"only {total} pieces: the split was made {how} ({parts}); treat every figure as "
+            "a rough check of this run, not a measure of the model"
+        )
+    return out
+
+
 def cross_split_duplicates(
     keys: list[str], hashes: list[str], fixed: list[str | None]
 ) -> dict[str, list[str]]:
@@ -210,6 +247,8 @@ class DataDirWriter:
         # names are untrusted and a "[/x]" in one would crash (or restyle) the console print.
         self.examples: list[str] = []
         self.duplicates: dict[str, list[str]] = {}  # set by finish: cross_split_duplicates
+        self.warnings: list[str] = []  # set by finish: split_warnings
+        self.ignored = 0  # input files of another kind (manifest status "ignored")
         self.dedup_splits = False
 
     def __enter__(self) -> DataDirWriter:
@@ -245,6 +284,12 @@ class DataDirWriter:
             self.examples.append(escape(f"{path}: {reason}"))
         self.add_manifest({"path": path, "status": "rejected", "reason": reason})
 
+    def ignore(self, path: str, reason: str) -> None:
+        """Record an input file that this kind of data set does not read (manifest status
+        ``ignored``), so that every file found appears in the manifest."""
+        self.ignored += 1
+        self.add_manifest({"path": printable(path), "status": "ignored", "reason": reason})
+
     def rejection_report(self) -> list[str]:
         """Lines for the end-of-run summary: rejections by reason, a few examples."""
         n = sum(self.rejections.values())
@@ -256,6 +301,17 @@ class DataDirWriter:
             *(f"  {line}" for line in self.examples[:5]),
             escape(f"every file's status: {self.out / 'manifest.jsonl'}"),
         ]
+
+    def warning_report(self) -> list[str]:
+        """Lines for the summary: ignored files and the splits' warnings, in plain words."""
+        lines = [f"[yellow]warning:[/] {escape(w)}" for w in self.warnings]
+        if self.ignored:
+            lines.insert(
+                0,
+                f"[yellow]ignored {self.ignored}[/] files of another kind or name; "
+                + escape(f"each is listed with its reason in {self.out / 'manifest.jsonl'}"),
+            )
+        return lines
 
     def duplicate_report(self) -> list[str]:
         """Lines for the summary: pieces of the user's valid/test folders equal to an earlier
@@ -338,6 +394,7 @@ class DataDirWriter:
                     offset += p.length
                     n += 1
             counts[split] = {"pieces": n, "items": offset}
+        self.warnings = split_warnings(counts, by_folder=any(p.fixed for p in pieces))
         del spool
         (self.stage / "spool.bin").unlink()
         for e in self._manifest:  # tell the user where each accepted file went
@@ -357,7 +414,14 @@ class DataDirWriter:
             "action": "moved" if dedup_splits else "kept",
         }
         write_json(
-            self.stage / "stats.json", {**stats, "splits": counts, "cross_split_duplicates": dups}
+            self.stage / "stats.json",
+            {
+                **stats,
+                "splits": counts,
+                "split_warnings": self.warnings,
+                "ignored": self.ignored,
+                "cross_split_duplicates": dups,
+            },
         )
         # What a shared model was trained on, without the data: one SHA-256 over every
         # piece's content digest and split (equal data sets give equal fingerprints).

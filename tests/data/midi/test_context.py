@@ -40,17 +40,21 @@ TRIPLETS = [i / 3 for i in range(48)]
 def test_prepare_reports_the_finest_grid_and_tokens_per_bar(tmp_path, rhythms, finest, capsys):
     for i, r in enumerate(rhythms * 3):
         write_rhythm(tmp_path / "src" / f"p{i}.mid", r)
-    assert run([tmp_path / "src"], tmp_path / "d", steps_per_quarter=24) == 0
+    assert run([tmp_path / "src"], tmp_path / "d", steps_per_quarter=24, encoding="steps") == 0
     err = capsys.readouterr().err
     dd = load_datadir(tmp_path / "d")
     ctx = dd.stats["context"]
     assert ctx["finest_grid_spq"] == finest
-    assert ctx["recommended"]["steps_per_quarter"] == finest
+    # 12 steps per quarter: a bar of steps costs 12 * (4 + 12) = 192 tokens, more than the
+    # 128-token window of midi-roll and midi-gru, so the advice caps the grid at 8 (128)
+    rec = finest if finest <= 4 else 8
+    assert ctx["recommended"]["steps_per_quarter"] == rec
+    assert ("capped at 8" in ctx["recommended"]["why"]) == (finest == 12)
     # 4 bars of steps at these grids: 64 tokens (1 per quarter) .. 768 (12): carry beyond 256
     enc = ctx["recommended"]["encoding"]
     fits = "midi-roll" if enc == "steps" else "midi-gru"
     assert ctx["recommended"]["preset"] == (fits if finest <= 4 else "midi-gru-carry")
-    assert f"--steps-per-quarter {finest}" in err
+    assert f"--steps-per-quarter {rec}" in err
     # steps at 24 per quarter: 96 step tokens per 4/4 bar plus 3 sounding keys per step
     assert ctx["measured_tokens_per_bar"] == pytest.approx(96 * 4, rel=0.05)
     assert ctx["tokens_per_bar"]["steps"]["24"] == pytest.approx(96 * 4, rel=0.05)
@@ -64,7 +68,7 @@ def test_prepare_reports_the_finest_grid_and_tokens_per_bar(tmp_path, rhythms, f
         measured = load_datadir(tmp_path / "r").stats["context"]["measured_tokens_per_bar"]
         assert measured == pytest.approx(ctx["tokens_per_bar"]["remi"], rel=0.1)
     assert show_info(tmp_path / "d", plots=False) == 0
-    assert f"--steps-per-quarter {finest}" in capsys.readouterr().out
+    assert f"--steps-per-quarter {rec}" in capsys.readouterr().out
 
 
 def test_windows_and_batches_sized_in_bars(tmp_path):

@@ -27,7 +27,7 @@ from tunelab.data.audio import decode as A
 from tunelab.data.audio import encode as E
 from tunelab.data.audio.tags import folder_label, load_sidecar, read_tags, sidecar_label
 from tunelab.data.pool import run_isolated
-from tunelab.data.scan import AUDIO_EXTS, Found, require_sources, scan
+from tunelab.data.scan import AUDIO_EXTS, Found, ignored, require_sources, scan
 from tunelab.data.store import DataDirError, DataDirWriter, printable
 
 BUILTINS = ("bach-chorales-audio",)
@@ -35,6 +35,7 @@ TAG_LABELS = ("genre", "year", "artist", "title")
 LOUDNESS_DB = -20.0
 MIN_SECONDS = 0.1
 STATS_FRAME = 1024
+TRIMMED_SHARE = 0.10  # trimming that removes more of the decoded audio is said in plain words
 
 
 @dataclass(frozen=True)
@@ -222,6 +223,8 @@ def prepare_audio(
         found, groups, raw_labels, tags, label_source = _inputs(
             srcs, builtin, sample_rate, workers, label, limit
         )
+        for path, why in ignored(list(srcs), AUDIO_EXTS) if builtin is None else []:
+            writer.ignore(path, why)
         if not found:
             console.print(f"[red]no audio files ({', '.join(AUDIO_EXTS)}) found in the sources")
             writer.abort()
@@ -295,7 +298,7 @@ def prepare_audio(
         out,
         stats,
         counts,
-        writer.rejection_report() + writer.duplicate_report(),
+        writer.rejection_report() + writer.duplicate_report() + writer.warning_report(),
         trimmed_frac,
     )
     return 0
@@ -342,7 +345,7 @@ def _summary(console, out, stats, counts, rejection_report, trimmed_frac) -> Non
         "splits: "
         + ", ".join(f"{k} {v['pieces']} pieces / {v['items']:,} samples" for k, v in counts.items())
     )
-    if trimmed_frac > 1 / 3:
+    if trimmed_frac > TRIMMED_SHARE:
         console.print(
             f"[yellow]warning:[/] trimming silence removed {trimmed_frac:.0%} of the decoded audio "
             f"({stats['trimmed_seconds']:.1f}s of {stats['decoded_seconds']:.1f}s); "

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 class _GridCodec:
     """Shared by ``steps`` and ``onsets``: a piece is BOS, per step (keys, STEP), EOS."""
 
+    pitch_range = (PITCH_LO, PITCH_HI)  # the 88 piano keys: the grid encodings are piano rolls
     encoding = ""
     n_pitch_blocks = 1
 

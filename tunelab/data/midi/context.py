@@ -26,6 +26,7 @@ ON_GRID_TOLERANCE = 0.1  # of one grid step
 NEEDED_SHARE = 0.9
 WINDOW_BARS = 4.0  # a training window should hold this many bars for the recommendation
 MAX_PLAIN_WINDOW = 256  # tokens: longer 4-bar windows call for carried state (midi-gru-carry)
+BAR_WINDOW = 128  # tokens: the training window of midi-roll and midi-gru; a bar must fit in it
 
 
 def timing(score: symusic.Score, grid, spq: int) -> dict:
@@ -128,37 +129,87 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(float(x), 2)
 
 
-def recommend(t: Timing, spq: int, encoding: str) -> dict:
-    """Steps per quarter and encoding for this collection, with the reason.
-
-    The grid: the finest one the onsets need (12 when none does: performed timing, where a
-    finer grid only spends tokens on jitter). The encoding: ``remi`` with programs when the
-    collection has several instruments (the grid encodings are piano only); otherwise
-    ``steps`` unless a bar costs more than twice the tokens of ``remi`` (a window then holds
-    too few bars). The preset: when 4 bars fit in ``MAX_PLAIN_WINDOW`` tokens, ``midi-roll``
-    for ``steps`` (the best measured on piano-roll material) and ``midi-gru`` for ``remi``
-    (``midi-roll`` reads grid piano rolls only); else ``midi-gru-carry`` (its state carries the
-    piece beyond the window).
-    """
+def choose_grid(t: Timing, encoding: str) -> tuple[int, str]:
+    """Steps per quarter for ``encoding``, and why: the finest grid holding NEEDED_SHARE of
+    the onsets (12 when none does: performed timing, where a finer grid only spends tokens on
+    jitter), capped for the grid encodings so that a bar fits BAR_WINDOW tokens (notes shorter
+    than a step of the capped grid are then dropped, and prepare says how many)."""
     finest = t.finest_grid()
-    rec_spq = finest if finest is not None else 12
+    spq = finest if finest is not None else 12
     why = (
-        f"{NEEDED_SHARE:.0%} of the onsets lie on a grid of {rec_spq} steps per quarter"
+        f"{NEEDED_SHARE:.0%} of the onsets lie on a grid of {spq} steps per quarter"
         if finest is not None
         else f"no grid up to {CANDIDATE_SPQ[-1]} steps per quarter holds {NEEDED_SHARE:.0%} "
         "of the onsets (performed timing); 12 keeps sixteenths and triplets"
     )
-    steps_bar = t.tokens_per_bar("steps", rec_spq) or 0.0
-    remi_bar = t.tokens_per_bar("remi", rec_spq) or 0.0
+    bar = t.tokens_per_bar(encoding, spq) if encoding in ("steps", "onsets") else None
+    if bar is not None and bar > BAR_WINDOW:
+        # Of the grids whose bar fits, the one that holds the most onsets (the finer on a tie):
+        # the largest that fits may hold fewer (6 holds triplets but not sixteenths).
+        fits = [s for s in CANDIDATE_SPQ if s < spq and t.tokens_per_bar(encoding, s) <= BAR_WINDOW]
+        on = dict(zip(CANDIDATE_SPQ, t.on_grid.tolist(), strict=True))
+        capped = max(fits, key=lambda s: (on[s], s)) if fits else 1
+        share = on[capped] / t.onsets if t.onsets else 0.0
+        why += (
+            f"; capped at {capped} so that a bar ({t.tokens_per_bar(encoding, capped):.0f} tokens, "
+            f"not {bar:.0f}) fits the {BAR_WINDOW}-token window of midi-roll and midi-gru "
+            f"({share:.0%} of the onsets lie on that grid)"
+        )
+        spq = capped
+    return spq, why
+
+
+def choose_encoding(t: Timing, spq: int) -> tuple[str, str]:
+    """The encoding for this collection at ``spq``, and why: ``remi`` with programs when the
+    collection has several instruments (the grid encodings are piano only); otherwise
+    ``steps`` unless a bar costs more than twice the tokens of ``remi`` (a window then holds
+    too few bars)."""
+    steps_bar = t.tokens_per_bar("steps", spq) or 0.0
+    remi_bar = t.tokens_per_bar("remi", spq) or 0.0
     if len(t.programs) > 1:
-        enc = "remi-programs"
-        why_enc = f"{len(t.programs)} instruments (GM programs): remi-programs keeps them"
-    elif remi_bar and steps_bar > 2 * remi_bar:
-        enc = "remi"
-        why_enc = f"a bar costs {steps_bar:.0f} tokens with steps but {remi_bar:.0f} with remi"
-    else:
-        enc = "steps"
-        why_enc = f"a bar costs {steps_bar:.0f} tokens with steps ({remi_bar:.0f} with remi)"
+        return (
+            "remi-programs",
+            f"{len(t.programs)} instruments (GM programs): remi-programs keeps them",
+        )
+    if remi_bar and steps_bar > 2 * remi_bar:
+        return "remi", f"a bar costs {steps_bar:.0f} tokens with steps but {remi_bar:.0f} with remi"
+    return "steps", f"a bar costs {steps_bar:.0f} tokens with steps ({remi_bar:.0f} with remi)"
+
+
+def choose(t: Timing, spq: int | None = None, encoding: str | None = None) -> dict:
+    """The settings ``prepare`` uses: the given ones, and for each one left to choose (None)
+    what the collection calls for (``recommend``), each with its reason."""
+    if spq is None and encoding is None:
+        rec = recommend(t)
+        return {k: rec[k] for k in ("steps_per_quarter", "encoding", "why_grid", "why_encoding")}
+    if spq is None:
+        spq, why = choose_grid(t, encoding)
+        return {
+            "steps_per_quarter": spq,
+            "encoding": encoding,
+            "why_grid": why,
+            "why_encoding": "given",
+        }
+    enc, why = choose_encoding(t, spq)
+    if encoding is not None:
+        enc, why = encoding, "given"
+    return {"steps_per_quarter": spq, "encoding": enc, "why_grid": "given", "why_encoding": why}
+
+
+def recommend(t: Timing, spq: int | None = None, encoding: str | None = None) -> dict:
+    """Steps per quarter, encoding and preset for this collection, with the reason.
+
+    The encoding is chosen on the finest grid the onsets need (``choose_encoding``), then
+    the grid for that encoding (``choose_grid``: capped so a bar fits the window). The
+    preset: when 4 bars fit in ``MAX_PLAIN_WINDOW`` tokens, ``midi-roll`` for ``steps`` (the
+    best measured on piano-roll material) and ``midi-gru`` for ``remi`` (``midi-roll`` reads
+    grid piano rolls only); else ``midi-gru-carry`` (its state carries the piece beyond the
+    window). ``spq`` and ``encoding`` (the prepared settings) are not used: the advice is
+    the same whatever was prepared.
+    """
+    finest = t.finest_grid()
+    enc, why_enc = choose_encoding(t, finest if finest is not None else 12)
+    rec_spq, why = choose_grid(t, enc.split("-")[0])
     bar = t.tokens_per_bar(enc.split("-")[0], rec_spq, programs=enc == "remi-programs") or 0.0
     window = int(round(WINDOW_BARS * bar))
     # A 128-256 token window that holds 4 bars needs no carried state; longer bars do.
@@ -172,4 +223,6 @@ def recommend(t: Timing, spq: int, encoding: str) -> dict:
         "seq_len_for_4_bars": window,
         "preset": preset,
         "why": f"{why}; {why_enc}",
+        "why_grid": why,
+        "why_encoding": why_enc,
     }

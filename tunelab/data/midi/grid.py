@@ -17,6 +17,9 @@ N_KEYS = PITCH_HI - PITCH_LO + 1
 DEFAULT_QPM = 120.0
 MAX_STEPS = 400_000  # ~1.4 h at 120 qpm and 24 steps/quarter; beyond that the ticks are absurd
 TEMPO_RANGE = (1.0, 1000.0)  # qpm values outside are ignored (absurd tempo events)
+# off_piano="auto": a piece with at most this share of its notes off the range keeps the rest
+# (the off-range notes are dropped and counted); more, and it is rejected as not piano music.
+OFF_RANGE_SHARE = 0.05
 _NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
@@ -87,21 +90,25 @@ def quantize(
     keep_drums: bool = False,
     max_steps: int = MAX_STEPS,
     by_program: bool = False,
+    pitch_range: tuple[int, int] = (PITCH_LO, PITCH_HI),
 ) -> Grid:
     """Filter and quantize a tick-based score onto the grid; raises ``Rejected`` with a reason.
 
     Rules, in order (each counted in ``Grid.counts``): drum tracks dropped unless
-    ``keep_drums``; notes shorter than one step dropped; notes outside MIDI 21..108
-    reject the file (``off_piano="reject"``), are dropped (``"drop"``) or moved by octaves
-    into range (``"fold"``). Onsets and offsets are rounded to the nearest step (a kept note
+    ``keep_drums``; notes shorter than one step dropped (drum hits kept, lasting a step); notes outside ``pitch_range``
+    (MIDI 21..108, the piano, unless a multi-instrument encoding widens it) reject the file
+    (``off_piano="reject"``), are dropped (``"drop"``), moved by octaves into range
+    (``"fold"``), or (``"auto"``) dropped when they are at most OFF_RANGE_SHARE of the notes
+    and else reject the file. Onsets and offsets are rounded to the nearest step (a kept note
     lasts at least one step). Same-key notes that start on the same step are merged (the
     longest kept); a same-key note still sounding when the key is struck again is cut there,
     so every later encoding sees non-overlapping notes. With ``by_program`` the same-key rules
     apply per instrument (GM program, -1 for drums) and ``Grid.program`` is filled, so
     instruments doubling a note keep their own notes.
     """
-    if off_piano not in ("reject", "drop", "fold"):
-        raise ValueError(f"off_piano must be reject, drop or fold, not {off_piano!r}")
+    if off_piano not in ("reject", "drop", "fold", "auto"):
+        raise ValueError(f"off_piano must be reject, drop, fold or auto, not {off_piano!r}")
+    lo_key, hi_key = pitch_range
     tpq = int(score.tpq)
     if tpq <= 0:
         raise Rejected(f"invalid ticks per quarter note ({tpq})", "bad_ticks")
@@ -138,29 +145,32 @@ def quantize(
     prog = np.concatenate([p["program"] for p in parts]).astype(np.int64)
     time = np.maximum(time, 0)
 
-    short = dur * steps_per_quarter < tpq
+    # A drum hit's length means nothing (the kit rings on its own): kept, lasting a step.
+    short = (dur * steps_per_quarter < tpq) & (prog >= 0)
     counts["short_notes_dropped"] = int(short.sum())
     keep = ~short
     time, dur, pitch, vel, prog = time[keep], dur[keep], pitch[keep], vel[keep], prog[keep]
 
-    off = (pitch < PITCH_LO) | (pitch > PITCH_HI)
+    off = (pitch < lo_key) | (pitch > hi_key)
     if off.any():
-        if off_piano == "reject":
+        many = off.sum() > OFF_RANGE_SHARE * len(pitch)
+        if off_piano == "reject" or (off_piano == "auto" and many):
             lo, hi = int(pitch[off].min()), int(pitch[off].max())
+            share = f" ({off.sum() / len(pitch):.0%} of the notes)" if off_piano == "auto" else ""
             raise Rejected(
-                f"{int(off.sum())} notes outside the piano range 21-108 (pitches {lo}..{hi}); "
-                "use --off-piano drop or fold to keep the file",
+                f"{int(off.sum())} notes outside the range {lo_key}-{hi_key}{share} "
+                f"(pitches {lo}..{hi}); use --off-piano drop or fold to keep the file",
                 "off_piano",
             )
-        if off_piano == "drop":
+        if off_piano in ("drop", "auto"):
             counts["off_piano_notes_dropped"] = int(off.sum())
             time, dur, pitch, vel, prog = time[~off], dur[~off], pitch[~off], vel[~off], prog[~off]
         else:
             counts["off_piano_notes_folded"] = int(off.sum())
-            up = -((pitch - PITCH_LO) // 12)  # octaves to add when below range
-            down = (pitch - PITCH_HI + 11) // 12  # octaves to remove when above
-            pitch = pitch + 12 * np.where(pitch < PITCH_LO, up, 0)
-            pitch = pitch - 12 * np.where(pitch > PITCH_HI, down, 0)
+            up = -((pitch - lo_key) // 12)  # octaves to add when below range
+            down = (pitch - hi_key + 11) // 12  # octaves to remove when above
+            pitch = pitch + 12 * np.where(pitch < lo_key, up, 0)
+            pitch = pitch - 12 * np.where(pitch > hi_key, down, 0)
     if len(pitch) == 0:
         dropped = {k: v for k, v in counts.items() if v and "dropped" in k}
         raise Rejected(

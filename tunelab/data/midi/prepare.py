@@ -22,8 +22,9 @@ from rich.markup import escape
 from tunelab.data.midi import codec as midi_codec
 from tunelab.data.midi import context as midi_context
 from tunelab.data.midi import grid as midi
+from tunelab.data.midi.summary import dropped_notes, print_summary
 from tunelab.data.pool import run_isolated
-from tunelab.data.scan import MIDI_EXTS, Found, require_sources, scan
+from tunelab.data.scan import MIDI_EXTS, Found, ignored, require_sources, scan
 from tunelab.data.store import DataDirError, DataDirWriter, printable
 
 BUILTINS = ("bach-chorales",)
@@ -34,7 +35,7 @@ MAX_FILE_BYTES = 64 * 2**20  # larger "MIDI" files are not music collections' fi
 class Options:
     encoding: str = "steps"
     steps_per_quarter: int = 24
-    off_piano: str = "reject"
+    off_piano: str = "auto"
     keep_drums: bool = False
 
 
@@ -66,34 +67,54 @@ def _unwrap_rmid(data: bytes) -> bytes:
     return data[i:]
 
 
+def _read_score(path: Path) -> symusic.Score:
+    """The parsed file; raises ``Rejected`` naming what is wrong with it."""
+    size = os.path.getsize(path)
+    if size > MAX_FILE_BYTES:
+        raise midi.Rejected(f"file too large ({size} bytes)", "too_large")
+    data = Path(path).read_bytes()
+    _check_header(data)
+    if data[:4] == b"RIFF":
+        data = _unwrap_rmid(data)
+        _check_header(data)
+    try:
+        return symusic.Score.from_midi(data)
+    except Exception as e:
+        if "chunk length" in str(e) or "remaining bytes" in str(e):
+            raise midi.Rejected(f"truncated MIDI file ({e})", "truncated") from e
+        raise midi.Rejected(f"unreadable MIDI ({e})", "unreadable") from e
+
+
+def survey_file(path: Path) -> dict | None:
+    """The timing figures of one file (``context.timing``) on the finest candidate grid, for
+    choosing the grid and encoding before encoding; None when the file cannot be read (the
+    encoding pass rejects it with the reason)."""
+    try:
+        score = _read_score(path)
+        spq = midi_context.CANDIDATE_SPQ[-1]
+        grid = midi.quantize(score, spq, "drop", by_program=True, pitch_range=(0, 127))
+        return midi_context.timing(score, grid, spq)
+    except Exception:  # rejected or unreadable: reported by process_file
+        return None
+
+
 def process_file(path: Path, opts: Options) -> dict:
     """One file -> ``{"status": "accepted", "tokens", "info", ...}`` or a rejection.
 
     Never raises: every failure becomes ``{"status": "rejected", "reason", "key"}``.
     """
     try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise midi.Rejected(f"file too large ({size} bytes)", "too_large")
-        data = Path(path).read_bytes()
-        _check_header(data)
-        if data[:4] == b"RIFF":
-            data = _unwrap_rmid(data)
-            _check_header(data)
-        try:
-            score = symusic.Score.from_midi(data)
-        except Exception as e:
-            if "chunk length" in str(e) or "remaining bytes" in str(e):
-                raise midi.Rejected(f"truncated MIDI file ({e})", "truncated") from e
-            raise midi.Rejected(f"unreadable MIDI ({e})", "unreadable") from e
+        score = _read_score(path)
+        codec = midi_codec.make_codec(opts.encoding, opts.steps_per_quarter)
         grid = midi.quantize(
             score,
             opts.steps_per_quarter,
             opts.off_piano,
             opts.keep_drums,
             by_program=opts.encoding == "remi-programs",  # instruments keep their own notes
+            pitch_range=codec.pitch_range,
         )
-        tokens = midi_codec.make_codec(opts.encoding, opts.steps_per_quarter).encode_grid(grid)
+        tokens = codec.encode_grid(grid)
         poly = grid.polyphony()
         tempos = grid.tempos
         qpm = _mean_tempo(tempos, grid.n_steps)
@@ -108,7 +129,7 @@ def process_file(path: Path, opts: Options) -> dict:
                 "max_polyphony": int(poly.max()),
             },
             "counts": grid.counts,
-            "pitch_hist": np.bincount(grid.pitch - midi.PITCH_LO, minlength=midi.N_KEYS),
+            "pitch_hist": np.bincount(grid.pitch, minlength=128),
             "poly_hist": np.bincount(poly),
             "timing": midi_context.timing(score, grid, opts.steps_per_quarter),
         }
@@ -132,6 +153,11 @@ def _mean_tempo(tempos: list[list[float]], n_steps: int) -> float:
 def _work(job: tuple[int, str, Options]) -> tuple[int, dict]:
     i, path, opts = job
     return i, process_file(Path(path), opts)
+
+
+def _survey_work(job: tuple[int, str, None]) -> tuple[int, dict | None]:
+    i, path, _ = job
+    return i, survey_file(Path(path))
 
 
 def _inputs(srcs: list[Path], builtin: str | None) -> tuple[list[Found], list[str | None]]:
@@ -158,33 +184,52 @@ def prepare_midi(
     workers: int = 0,
     ratios: tuple[float, float, float] = (0.9, 0.05, 0.05),
     dedup_splits: bool = False,
-    encoding: str = "steps",
-    steps_per_quarter: int = 24,
-    off_piano: str = "reject",
-    keep_drums: bool = False,
+    encoding: str = "auto",
+    steps_per_quarter: int | str = "auto",
+    off_piano: str = "auto",
+    keep_drums: bool | None = None,
 ) -> int:
-    """Build a MIDI data directory at ``out``; returns 0, or 1 when no file was usable."""
+    """Build a MIDI data directory at ``out``; returns 0, or 1 when no file was usable.
+
+    ``steps_per_quarter`` and ``encoding`` "auto": what the collection calls for
+    (``context.choose``, from a first pass over the files), printed with the reason and kept
+    in stats.json ``choices``. ``keep_drums`` None: kept by ``remi-programs`` (the one
+    encoding with a drum kit), dropped by the piano encodings."""
     from rich.console import Console
 
     from tunelab.progress import progress_bar as tqdm  # plain lines off a terminal
 
     console = Console(stderr=True, soft_wrap=True)
-    if steps_per_quarter < 1:
+    if steps_per_quarter != "auto" and int(steps_per_quarter) < 1:
         raise DataDirError(f"--steps-per-quarter must be at least 1, not {steps_per_quarter}")
-    opts = Options(encoding, steps_per_quarter, off_piano, keep_drums)
-    codec = midi_codec.make_codec(encoding, steps_per_quarter)  # fail fast on a bad encoding
+    if encoding != "auto":
+        midi_codec.make_codec(encoding, 1)  # fail fast on a bad encoding
     if builtin is None:
         require_sources(srcs)  # before creating anything
     writer = DataDirWriter(out, "uint16", overwrite=overwrite)  # refuses a finished dir early
     with writer:
         found, groups = _inputs(list(srcs), builtin)
+        for path, why in ignored(list(srcs), MIDI_EXTS) if builtin is None else []:
+            writer.ignore(path, why)
         if not found:
             console.print(f"[red]no MIDI files ({', '.join(MIDI_EXTS)}) found in the sources")
             writer.abort()
             return 1
+        choices = _choose(found, workers, steps_per_quarter, encoding, console)
+        steps_per_quarter, encoding = choices["steps_per_quarter"], choices["encoding"]
+        if keep_drums is None:
+            keep_drums = encoding == "remi-programs"
+            choices["keep_drums"] = keep_drums
+            choices["why_drums"] = (
+                "remi-programs carries a drum kit"
+                if keep_drums
+                else f"{encoding} is a piano encoding (--keep-drums puts drums on piano keys)"
+            )
+        opts = Options(encoding, int(steps_per_quarter), off_piano, keep_drums)
+        codec = midi_codec.make_codec(encoding, steps_per_quarter)
         filters: Counter = Counter()
         rejections, examples = writer.rejections, writer.examples
-        pitch_hist = np.zeros(midi.N_KEYS, np.int64)
+        pitch_hist = np.zeros(128, np.int64)
         poly_hist = np.zeros(1, np.int64)
         totals = Counter()
         qpms: list[float] = []
@@ -234,6 +279,7 @@ def prepare_midi(
             # All pieces' median; _training_tempo refines it once the splits exist.
             "tempo_qpm": float(statistics.median(qpms)),
             "filters": {"off_piano": off_piano, "keep_drums": keep_drums},
+            "pitch_range": list(codec.pitch_range),
         }
         context = timing.summary(steps_per_quarter, encoding, totals["tokens"])
         meta["tokens_per_bar"] = context["measured_tokens_per_bar"]  # for train.seq_bars
@@ -245,10 +291,12 @@ def prepare_midi(
             "rejections": dict(sorted(rejections.items())),
             "rules": {
                 "drum_tracks": "kept" if keep_drums else "dropped",
-                "off_piano_notes (outside MIDI 21-108)": {
+                f"off_range_notes (outside MIDI {codec.pitch_range[0]}-{codec.pitch_range[1]})": {
                     "reject": "reject the file",
                     "drop": "drop the notes",
                     "fold": "move by octaves into range",
+                    "auto": f"drop them when at most {midi.OFF_RANGE_SHARE:.0%} of a piece's "
+                    "notes, else reject the piece",
                 }[off_piano],
                 "short_notes": "notes shorter than one step are dropped",
                 "same_key_overlaps": "merged (same onset) or cut where the key is struck again",
@@ -260,48 +308,54 @@ def prepare_midi(
             "tokens": totals["tokens"],
             "steps": totals["steps"],
             "notes": totals["notes"],
-            "pitch_histogram": {str(p + midi.PITCH_LO): int(c) for p, c in enumerate(pitch_hist)},
+            "pitch_histogram": {
+                str(p): int(pitch_hist[p])
+                for p in range(codec.pitch_range[0], codec.pitch_range[1] + 1)
+            },
             "polyphony_histogram": [int(c) for c in poly_hist],
             "context": context,
+            "choices": choices,
+            "dropped": dropped_notes(filters, totals["notes"]),
         }
         counts = writer.finish(
             meta, stats, ratios, refine=_training_tempo, dedup_splits=dedup_splits
         )
-    _summary(console, out, stats, counts, writer.rejection_report() + writer.duplicate_report())
+    report = writer.rejection_report() + writer.duplicate_report() + writer.warning_report()
+    print_summary(console, out, stats, counts, report)
     return 0
+
+
+def _choose(found: list[Found], workers: int, spq, encoding: str, console) -> dict:
+    """The grid and encoding to prepare with: given ones kept, "auto" ones chosen from a first
+    pass that reads every file (``survey_file``) and printed with the reason."""
+    if spq != "auto" and encoding != "auto":
+        return {"steps_per_quarter": int(spq), "encoding": encoding}
+    from tunelab.progress import progress_bar as tqdm
+
+    t = midi_context.Timing()
+    jobs = [(i, str(f.path), None) for i, f in enumerate(found)]
+    n = max(1, min(workers or os.cpu_count() or 1, len(found)))
+    results = run_isolated(jobs, n, _survey_work, chunk=8)
+    try:
+        for _, r in tqdm(results, total=len(jobs), desc="surveying MIDI", unit="file"):
+            if r is not None:
+                t.add(r)
+    finally:
+        results.close()
+    choices = midi_context.choose(
+        t, None if spq == "auto" else int(spq), None if encoding == "auto" else encoding
+    )
+    if spq == "auto":
+        console.print(
+            f"chose --steps-per-quarter {choices['steps_per_quarter']}: "
+            f"{escape(choices['why_grid'])}"
+        )
+    if encoding == "auto":
+        console.print(f"chose --encoding {choices['encoding']}: {escape(choices['why_encoding'])}")
+    return choices
 
 
 def _training_tempo(dd) -> dict:
     """meta.tempo_qpm: median tempo of the training pieces (all pieces if none train)."""
     pieces = [p for split in dd.reference_splits() for p in split.pieces]
     return {"tempo_qpm": float(statistics.median(p["qpm"] for p in pieces))}
-
-
-def _summary(console, out: Path, stats: dict, counts: dict, rejection_report: list[str]) -> None:
-    console.print(
-        f"[green]prepared[/] {stats['accepted']} of {stats['files']} files -> {escape(str(out))} "
-        f"({stats['tokens']:,} tokens, {stats['steps']:,} steps, {stats['notes']:,} notes)"
-    )
-    split_text = ", ".join(
-        f"{k} {v['pieces']} pieces / {v['items']:,} tokens" for k, v in counts.items()
-    )
-    console.print(f"splits: {split_text}")
-    for line in rejection_report:
-        console.print(line)
-    ctx = stats["context"]
-    rec = ctx["recommended"]
-    per_bar = ctx["tokens_per_bar"]
-    console.print(
-        f"grid: the notes need {ctx['finest_grid_spq'] or 'more than 48 (performed timing)'} "
-        f"steps per quarter; tokens per bar: {ctx['measured_tokens_per_bar']} here, "
-        + ", ".join(f"{k} {v}" for k, v in per_bar.items() if not isinstance(v, dict))
-        + ", steps "
-        + ", ".join(f"{v} @{s}" for s, v in per_bar["steps"].items())
-    )
-    console.print(
-        f"recommended: --steps-per-quarter {rec['steps_per_quarter']} --encoding "
-        f"{rec['encoding']}, then train {rec['preset']} ({escape(rec['why'])})"
-    )
-    hits = {k: v for k, v in stats["filters"].items() if v}
-    if hits:
-        console.print("filters: " + ", ".join(f"{k} {v}" for k, v in hits.items()))

@@ -24,7 +24,7 @@ def _remi_tokenizer(params: tuple):
 
     p = dict(params)
     cfg = TokenizerConfig(
-        pitch_range=(PITCH_LO, PITCH_HI),  # inclusive in MidiTok
+        pitch_range=tuple(p.get("pitch_range", (PITCH_LO, PITCH_HI))),  # inclusive in MidiTok
         beat_res={(a, b): r for a, b, r in p["beat_res"]},
         num_velocities=p["num_velocities"],
         special_tokens=["PAD", "BOS", "EOS"],
@@ -56,12 +56,20 @@ class RemiCodec:
             # Positions at full grid resolution (exact onsets); durations coarser after a bar.
             "beat_res": [[0, 4, steps_per_quarter], [4, 12, max(1, steps_per_quarter // 6)]],
             "num_velocities": 16,
-            **({"programs": True} if programs else {}),
+            # Several instruments: every MIDI pitch (the 88-key rule is the piano's); data
+            # prepared before this had no key and keeps the piano range.
+            **({"programs": True, "pitch_range": [0, 127]} if programs else {}),
         }
         self.programs = bool(self.params.get("programs", False))
+        self.pitch_range = tuple(self.params.get("pitch_range", (PITCH_LO, PITCH_HI)))
         self.encoding = "remi-programs" if self.programs else "remi"
         key = tuple(
-            (k, tuple(tuple(x) for x in v) if isinstance(v, list) else v)
+            (
+                k,
+                tuple(tuple(x) if isinstance(x, list) else x for x in v)
+                if isinstance(v, list)
+                else v,
+            )
             for k, v in sorted(self.params.items())
         )
         self.tok = _remi_tokenizer(key)
@@ -92,6 +100,7 @@ class RemiCodec:
             off_piano=off_piano,
             keep_drums=keep_drums,
             by_program=self.programs,
+            pitch_range=self.pitch_range,
         )
         return self.encode_grid(grid)
 
