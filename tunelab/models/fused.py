@@ -1,20 +1,235 @@
-"""The driver shared by the fused numba generators (``wavenet_gen.FusedWaveNet``,
-``samplernn_gen.FusedSampleRNN``): input checks, threading and the prime/run protocol.
+"""What the fused numba generators (``wavenet_gen.FusedWaveNet``, ``samplernn_gen.FusedSampleRNN``)
+share: the sampling rule, the numba building blocks of their kernels, the packing of weights
+for them, and the driver (input checks, threading, the prime/run protocol).
 
-A subclass sets ``_weights``, ``n``, ``classes``, ``threads`` (``_threads``), ``pos = 0`` and
-``last = None``, and gives its kernel (``_kernel``, contract of ``wavenet_gen._steps``: it
-advances streams s0..s1-1 by N samples, updating the state arrays in place) and the
-kernel's state arrays (``_state()``). ``_primed`` is the hook for how much of a primer can
-matter (all of it for an RNN; the last receptive_field - 1 samples for a WaveNet).
+The sampling rule: every generator takes its randomness as explicit uniforms u[B, N] in
+[0, 1), so for the same inputs the PyTorch references and the kernels produce the same
+samples. Temperature 0 is argmax; otherwise the inverse CDF of softmax(z / T) at u, i.e. the
+first class whose running sum of exp((z - max z) / T) (in float64) exceeds u * total.
+
+Kernel contract (``FusedDriver._kernel``, an ``@njit(nogil=True)`` function)::
+
+    kernel(s0, s1, inputs, feed, uniforms, temperature, out, pos, weights, *state)
+
+advances streams s0..s1-1 by N samples. inputs: int64[B, N] samples to feed (feed=True,
+priming: no sampling, out untouched) or int64[B, 1] the first input (feed=False: sample N
+into out int64[B, N], feeding each back); uniforms float64[B, N]; pos: samples fed before;
+weights: the tuple of arrays the generator packed; state: its arrays, updated in place. It
+releases the GIL, so blocks of streams run on plain threads at once (not numba's
+``prange``, whose OpenMP workers spin and starve PyTorch's on a small machine). Kernels are
+compiled on first use and cached on disk (``cache=True``).
 """
 
 from __future__ import annotations
 
+import copy
+import math
 import os
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 import torch
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
+from torch import nn
+
+# -- the sampling rule, in PyTorch (the references) and in numba (the kernels) ---------------
+
+
+def sample_logits(logits: torch.Tensor, temperature: float, u: torch.Tensor) -> torch.Tensor:
+    """logits FloatTensor[B, V], u FloatTensor[B] in [0, 1) -> LongTensor[B] (rule in module doc)."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    z = logits.double()
+    p = torch.exp((z - z.max(dim=-1, keepdim=True).values) / temperature)
+    c = torch.cumsum(p, dim=-1)
+    target = u.to(c.device, torch.float64)[:, None] * c[:, -1:]
+    # c is non-decreasing: the count of entries <= target is the first index where c > target.
+    return (c <= target).sum(dim=-1).clamp_(max=logits.shape[-1] - 1)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def sample_row(z, temperature, u):
+    """The sampling rule for one row of logits z[V] (float32) and one uniform u."""
+    V = z.shape[0]
+    best = 0
+    for i in range(1, V):
+        if z[i] > z[best]:
+            best = i
+    if temperature == 0.0:
+        return best
+    m = np.float64(z[best])
+    total = 0.0
+    for i in range(V):
+        total += math.exp((np.float64(z[i]) - m) / temperature)
+    target = u * total
+    c = 0.0
+    for i in range(V):
+        c += math.exp((np.float64(z[i]) - m) / temperature)
+        if c > target:
+            return i
+    return V - 1
+
+
+# -- the kernels' building blocks --------------------------------------------------------------
+
+_TANH_CLAMP = np.float32(7.90531110763549805)
+
+
+@numba.njit(cache=True, inline="always")
+def tanh32(x):
+    """float32 tanh as a rational function (Eigen's fast tanh, |error| < 4e-7): unlike
+    math.tanh it vectorises, and the gates would otherwise cost as much as the matmuls."""
+    x = min(max(x, -_TANH_CLAMP), _TANH_CLAMP)
+    x2 = x * x
+    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+    p = x2 * p + np.float32(-8.60467152213735e-11)
+    p = x2 * p + np.float32(5.12229709037114e-08)
+    p = x2 * p + np.float32(1.48572235717979e-05)
+    p = x2 * p + np.float32(6.37261928875436e-04)
+    p = x2 * p + np.float32(4.89352455891786e-03)
+    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+    q = x2 * q + np.float32(2.26843463243900e-03)
+    q = x2 * q + np.float32(4.89352518554385e-03)
+    return x * p / q
+
+
+@numba.njit(cache=True, inline="always")
+def sigmoid32(x):
+    """float32 sigmoid through tanh32: sigmoid(x) = 1/2 + tanh(x/2)/2."""
+    half = np.float32(0.5)
+    return half + half * tanh32(half * x)
+
+
+_FM = {"contract", "reassoc"}  # FMA and reordered sums: lets LLVM vectorise the dot products
+
+
+@intrinsic
+def _bits_as_f32(typingctx, u):
+    """Reinterpret uint32 bits as float32 (numba has no scalar bit cast)."""
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return types.float32(types.uint32), codegen
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def matmul(X, WT, Z):
+    """Z[m, n] = X[m, k] @ WT[n, k].T for m streams (float32, contiguous).
+
+    Written out rather than np.dot: BLAS (with threads of its own) is slower for these small
+    shapes and oversubscribes the cores when streams run on several threads. Dot products
+    over contiguous rows, 4 outputs x 2 streams at a time: every weight load feeds two
+    streams, every input load four outputs.
+    """
+    m, k = X.shape
+    n = WT.shape[0]
+    n4 = n - n % 4
+    for j in range(0, m - m % 2, 2):
+        for o in range(0, n4, 4):
+            a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = np.float32(0)
+            for i in range(k):
+                x, y = X[j, i], X[j + 1, i]
+                w0, w1 = WT[o, i], WT[o + 1, i]
+                w2, w3 = WT[o + 2, i], WT[o + 3, i]
+                a0 += x * w0
+                a1 += x * w1
+                a2 += x * w2
+                a3 += x * w3
+                b0 += y * w0
+                b1 += y * w1
+                b2 += y * w2
+                b3 += y * w3
+            Z[j, o], Z[j, o + 1], Z[j, o + 2], Z[j, o + 3] = a0, a1, a2, a3
+            Z[j + 1, o], Z[j + 1, o + 1], Z[j + 1, o + 2], Z[j + 1, o + 3] = b0, b1, b2, b3
+        for o in range(n4, n):
+            a0 = b0 = np.float32(0)
+            for i in range(k):
+                w0 = WT[o, i]
+                a0 += X[j, i] * w0
+                b0 += X[j + 1, i] * w0
+            Z[j, o], Z[j + 1, o] = a0, b0
+    if m % 2:
+        j = m - 1
+        for o in range(0, n4, 4):
+            a0 = a1 = a2 = a3 = np.float32(0)
+            for i in range(k):
+                x = X[j, i]
+                a0 += x * WT[o, i]
+                a1 += x * WT[o + 1, i]
+                a2 += x * WT[o + 2, i]
+                a3 += x * WT[o + 3, i]
+            Z[j, o], Z[j, o + 1], Z[j, o + 2], Z[j, o + 3] = a0, a1, a2, a3
+        for o in range(n4, n):
+            a0 = np.float32(0)
+            for i in range(k):
+                a0 += X[j, i] * WT[o, i]
+            Z[j, o] = a0
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def matmul_bf16(X, WP, Z):
+    """matmul with bfloat16 weights packed in pairs (``pack``): WP[n, k//2 (+1 if k is odd)]
+    uint32 holds w[o, i] in its high half and w[o, i + k//2] in its low half. The high half
+    is a float32 once masked, the low half once shifted: two cheap ops per two weights, which
+    matters as the single-stream case is bound by weight bytes, then by these ops."""
+    m, k = X.shape
+    n = WP.shape[0]
+    h = k // 2
+    mask, shift = np.uint32(0xFFFF0000), np.uint32(16)
+    n4 = n - n % 4
+    for j in range(m):
+        for o in range(0, n4, 4):
+            a0 = a1 = a2 = a3 = np.float32(0)
+            for i in range(h):
+                x, y = X[j, i], X[j, i + h]
+                u0, u1, u2, u3 = WP[o, i], WP[o + 1, i], WP[o + 2, i], WP[o + 3, i]
+                a0 += x * _bits_as_f32(u0 & mask) + y * _bits_as_f32(u0 << shift)
+                a1 += x * _bits_as_f32(u1 & mask) + y * _bits_as_f32(u1 << shift)
+                a2 += x * _bits_as_f32(u2 & mask) + y * _bits_as_f32(u2 << shift)
+                a3 += x * _bits_as_f32(u3 & mask) + y * _bits_as_f32(u3 << shift)
+            Z[j, o], Z[j, o + 1], Z[j, o + 2], Z[j, o + 3] = a0, a1, a2, a3
+        for o in range(n4, n):
+            a0 = np.float32(0)
+            for i in range(h):
+                u0 = WP[o, i]
+                a0 += X[j, i] * _bits_as_f32(u0 & mask) + X[j, i + h] * _bits_as_f32(u0 << shift)
+            Z[j, o] = a0
+        if k % 2:  # the odd last column sits alone in the high half of an extra column
+            for o in range(n):
+                Z[j, o] += X[j, k - 1] * _bits_as_f32(WP[o, h] & mask)
+
+
+def mm(X, W, Z):
+    """Z = X @ W.T inside a kernel: matmul for float32 weights, matmul_bf16 for packed pairs."""
+
+
+@overload(mm)
+def _mm_impl(X, W, Z):
+    if W.dtype == types.uint32:
+        return lambda X, W, Z: matmul_bf16(X, W, Z)
+    return lambda X, W, Z: matmul(X, W, Z)
+
+
+# -- packing weights for a kernel ----------------------------------------------------------------
+
+
+def pack(t: torch.Tensor, bf16: bool = False) -> np.ndarray:
+    """A kernel's copy of a tensor: float32 array; with bf16, weights [..., n, k] rounded to
+    bfloat16 and packed in pairs as matmul_bf16 reads them: uint32[..., n, k//2 (+1 if k is odd)]."""
+    t = t.detach().to("cpu", torch.float32).contiguous()
+    if not bf16:
+        return t.numpy()
+    b = t.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16).astype(np.uint32)
+    h = b.shape[-1] // 2
+    pairs = [(b[..., :h] << 16) | b[..., h : 2 * h]]
+    if b.shape[-1] % 2:
+        pairs.append(b[..., 2 * h :] << 16)
+    return np.ascontiguousarray(np.concatenate(pairs, axis=-1))
 
 
 def check_weights(weights: str) -> bool:
@@ -24,17 +239,44 @@ def check_weights(weights: str) -> bool:
     return weights == "bfloat16"
 
 
+def round_bf16(t: torch.Tensor) -> torch.Tensor:
+    """t rounded to bfloat16, in t's dtype: the values a packed bfloat16 weight holds."""
+    return t.to(torch.bfloat16).to(t.dtype)
+
+
+def rounded_copy(model: nn.Module, matrices: Callable[[nn.Module], Iterable[torch.Tensor]]):
+    """A copy of model whose ``matrices(copy)`` (the weights a generator packs as bfloat16)
+    are rounded to bfloat16: the model a bfloat16 fused generator equals."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for w in matrices(model):
+            w.copy_(round_bf16(w))
+    return model
+
+
+# -- the driver --------------------------------------------------------------------------------
+
+
 class FusedDriver:
     """Resumable fused generator for n streams: ``prime(x)`` feeds samples without sampling;
     ``run(first, uniforms, T)`` samples N more per stream, and can be called again with
-    first=None to continue where it stopped."""
+    first=None to continue where it stopped.
+
+    A subclass packs its weights, calls ``__init__``, and gives its kernel (``_kernel``, see
+    the module doc) and the kernel's state arrays (``_state()``). ``_primed`` is the hook for
+    how much of a primer can matter (all of it for an RNN; the last receptive_field - 1
+    samples for a WaveNet).
+    """
 
     _kernel = None  # the @njit kernel, wrapped in staticmethod by the subclass
-    n: int
-    pos: int
-    classes: int
-    threads: int
-    last: np.ndarray | None  # the last sampled values, fed by run(None, ...)
+
+    def __init__(self, packed: tuple, n: int, classes: int, threads: int | None):
+        """packed: the kernel's weights; threads: blocks of streams run at once (default:
+        the usable cores, at most n)."""
+        self._packed = packed
+        self.n, self.pos, self.classes = n, 0, classes
+        self.threads = max(1, min(n, threads or len(os.sched_getaffinity(0))))
+        self.last: np.ndarray | None = None  # the last sampled values, fed by run(None, ...)
 
     def _state(self) -> tuple:
         """The kernel's state arrays, updated in place."""
@@ -44,14 +286,9 @@ class FusedDriver:
         """The part of a primer int64[n, P] that can reach a later output (default: all)."""
         return x
 
-    @staticmethod
-    def _threads(n: int, threads: int | None) -> int:
-        """Blocks of streams run at once (default: the usable cores, at most n)."""
-        return max(1, min(n, threads or len(os.sched_getaffinity(0))))
-
     def _call(self, inputs: np.ndarray, feed: bool, uniforms: np.ndarray, temperature: float):
         out = np.empty(uniforms.shape, np.int64)
-        args = (inputs, feed, uniforms, float(temperature), out, self.pos, self._weights)
+        args = (inputs, feed, uniforms, float(temperature), out, self.pos, self._packed)
         state = self._state()
         n, k, steps = self.n, self.threads, self._kernel
         bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]

@@ -1,16 +1,20 @@
 """Sample mu-law streams from a SampleRNN: a PyTorch reference (model.step()) and a fused numba kernel.
 
-Both take the randomness as explicit uniforms u[B, N] and share WaveNet's sampling rule
-(``tunelab.models.wavenet_gen.sample_logits``), so for the same inputs they produce the
-same samples.
+Both take the randomness as explicit uniforms u[B, N] and share one sampling rule
+(``tunelab.models.fused.sample_logits``), so for the same inputs they produce the same
+samples.
 
 ``FusedSampleRNN`` runs the whole per-sample network for a block of streams in one
-``@njit`` kernel, reusing WaveNet's register-blocked matmuls (float32 or packed bfloat16
-weights), rational tanh and sampling: the sample tier's input layer is F table lookups
-(an embedding followed by a linear layer is a table, see ``tunelab.models.samplernn``),
-then the MLP; every F samples the GRU steps once and the upsampling layer writes the next
-frame's F conditioning vectors. The GRU's input weights for the label are folded into a
-per-stream bias. Streams are split into one block per thread, as for WaveNet.
+``@njit`` kernel, built from the blocks WaveNet's uses (``tunelab.models.fused``:
+register-blocked matmuls over float32 or packed bfloat16 weights, rational tanh, sampling):
+the sample tier's input layer is F table lookups (an embedding followed by a linear layer is
+a table, see ``tunelab.models.samplernn``), then the MLP; every F samples the GRU steps once
+and the upsampling layer writes the next frame's F conditioning vectors. The GRU's input
+weights for the label are folded into a per-stream bias. Streams are split into one block
+per thread, as for WaveNet.
+
+The model is read, never imported (``SampleRNN.generator`` imports this module): every
+function here takes a ``tunelab.models.samplernn.SampleRNN``.
 """
 
 from __future__ import annotations
@@ -20,15 +24,25 @@ import copy
 import numba
 import numpy as np
 import torch
+from torch import nn
 
-from tunelab.models.fused import FusedDriver, check_weights
-from tunelab.models.samplernn import SampleRNN
-from tunelab.models.wavenet_gen import _mm, _np, _sample, _tanh, sample_logits
+from tunelab.models.fused import (
+    FusedDriver,
+    check_weights,
+    mm,
+    pack,
+    round_bf16,
+    rounded_copy,
+    sample_logits,
+    sample_row,
+    sigmoid32,
+    tanh32,
+)
 
 
 @torch.inference_mode()
 def generate_reference(
-    model: SampleRNN,
+    model: nn.Module,
     first: torch.Tensor,
     uniforms: torch.Tensor,
     temperature: float,
@@ -50,27 +64,21 @@ def generate_reference(
     return out
 
 
-def round_weights_bf16(model: SampleRNN) -> SampleRNN:
+def _rounded_matrices(model: nn.Module) -> list[torch.Tensor]:
+    """The matrices FusedSampleRNN(weights="bfloat16") packs as bfloat16."""
+    mats = [model.upsample.weight, *(fc.weight for fc in model.fcs), model.out.weight]
+    return mats + [getattr(model.gru, f"weight_{k}_l{i}") for i in range(model.frame_layers)
+                   for k in ("ih", "hh")]  # fmt: skip
+
+
+def round_weights_bf16(model: nn.Module) -> nn.Module:
     """A copy of model with the weights FusedSampleRNN(weights="bfloat16") rounds, rounded."""
-    model = copy.deepcopy(model)
-    with torch.no_grad():
-        mats = [model.upsample.weight, *(fc.weight for fc in model.fcs), model.out.weight]
-        mats += [getattr(model.gru, f"weight_{k}_l{i}") for i in range(model.frame_layers)
-                 for k in ("ih", "hh")]  # fmt: skip
-        for w in mats:
-            w.copy_(w.to(torch.bfloat16))
-    return model
-
-
-@numba.njit(cache=True, inline="always")
-def _sigmoid(x):
-    half = np.float32(0.5)
-    return half + half * _tanh(half * x)
+    return rounded_copy(model, _rounded_matrices)
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def _steps(s0, s1, inputs, feed, uniforms, temperature, out, pos, w, hist, hidden, cond):
-    """Advance streams s0..s1-1 by N samples (contract of wavenet_gen._steps).
+    """Advance streams s0..s1-1 by N samples (the kernel contract of ``tunelab.models.fused``).
 
     hist int64[B, F]: the last F inputs (Q = padding); hidden float32[L, B, H_f];
     cond float32[B, F*H]: the current frame's conditioning vectors. All updated in place.
@@ -106,17 +114,17 @@ def _steps(s0, s1, inputs, feed, uniforms, temperature, out, pos, w, hist, hidde
                 for j in range(m):
                     Hold[j] = hidden[li, s0 + j]
                 if li == 0:
-                    _mm(X0, wih0, GI)
+                    mm(X0, wih0, GI)
                 else:
-                    _mm(Hin, wih[li - 1], GI)
-                _mm(Hold, whh[li], GH)
+                    mm(Hin, wih[li - 1], GI)
+                mm(Hold, whh[li], GH)
                 for j in range(m):
                     bi = bih0[s0 + j] if li == 0 else bih[li - 1]
                     bh = bhh[li]
                     for g in range(Hf):  # torch's gate order: reset, update, new
-                        r = _sigmoid(GI[j, g] + bi[g] + GH[j, g] + bh[g])
-                        z = _sigmoid(GI[j, Hf + g] + bi[Hf + g] + GH[j, Hf + g] + bh[Hf + g])
-                        c = _tanh(
+                        r = sigmoid32(GI[j, g] + bi[g] + GH[j, g] + bh[g])
+                        z = sigmoid32(GI[j, Hf + g] + bi[Hf + g] + GH[j, Hf + g] + bh[Hf + g])
+                        c = tanh32(
                             GI[j, 2 * Hf + g]
                             + bi[2 * Hf + g]
                             + r * (GH[j, 2 * Hf + g] + bh[2 * Hf + g])
@@ -124,7 +132,7 @@ def _steps(s0, s1, inputs, feed, uniforms, temperature, out, pos, w, hist, hidde
                         hn = (np.float32(1) - z) * c + z * Hold[j, g]
                         hidden[li, s0 + j, g] = hn
                         Hin[j, g] = hn
-            _mm(Hin, up_w, C)
+            mm(Hin, up_w, C)
             for j in range(m):
                 for r in range(Fs * H):
                     cond[s0 + j, r] = C[j, r] + up_b[r]
@@ -141,14 +149,14 @@ def _steps(s0, s1, inputs, feed, uniforms, temperature, out, pos, w, hist, hidde
             for r in range(H):
                 A[j, r] = max(A[j, r], zero)
         for li in range(fc_w.shape[0]):
-            _mm(A, fc_w[li], B)
+            mm(A, fc_w[li], B)
             for j in range(m):
                 for r in range(H):
                     A[j, r] = max(B[j, r] + fc_b[li, r], zero)
-        _mm(A, out_w, logits)
+        mm(A, out_w, logits)
         for j in range(m):
             logits[j] += out_b
-            out[s0 + j, t] = _sample(logits[j], temperature, uniforms[s0 + j, t])
+            out[s0 + j, t] = sample_row(logits[j], temperature, uniforms[s0 + j, t])
 
 
 def _stack(ts: list[torch.Tensor], empty: tuple[int, ...]) -> torch.Tensor:
@@ -176,7 +184,7 @@ class FusedSampleRNN(FusedDriver):
 
     def __init__(
         self,
-        model: SampleRNN,
+        model: nn.Module,
         n: int,
         label: torch.Tensor | None = None,
         weights: str = "float32",
@@ -187,7 +195,7 @@ class FusedSampleRNN(FusedDriver):
             model = copy.deepcopy(model).cpu()
         Fs, Q, H, L = model.frame_size, model.classes, model.sample_hidden, model.frame_layers
         gru = model.gru
-        rnd = (lambda t: t.to(torch.bfloat16).float()) if bf16 else (lambda t: t)  # noqa: E731
+        rnd = round_bf16 if bf16 else (lambda t: t)  # noqa: E731
         with torch.no_grad():
             state = model.init_state(n, "cpu", None if label is None else label.cpu())
             w_ih0 = rnd(gru.weight_ih_l0.detach().cpu().float())
@@ -198,31 +206,29 @@ class FusedSampleRNN(FusedDriver):
             table = torch.cat([table, torch.zeros(Fs, 1, H)], dim=1)  # row Q: padding
             rest, G3 = range(1, L), 3 * gru.hidden_size  # layers after the first; gate rows
             sbias = torch.zeros(n, H) if state.sample_label is None else state.sample_label
-            self._weights = (
-                _np(table),
-                _np(w_ih0[:, :Fs], bf16),
-                _np(_stack(_gru(gru, "weight_ih", rest), (0, G3, 1)), bf16),
-                _np(_stack(_gru(gru, "weight_hh", range(L)), ()), bf16),
-                _np(bih0),
-                _np(_stack(_gru(gru, "bias_ih", rest), (0, G3))),
-                _np(_stack(_gru(gru, "bias_hh", range(L)), ())),
-                _np(model.upsample.weight, bf16),
-                _np(model.upsample.bias),
-                _np(_stack([fc.weight for fc in model.fcs], (0, H, H)), bf16),
-                _np(_stack([fc.bias for fc in model.fcs], (0, H))),
-                _np(model.out.weight, bf16),
-                _np(model.out.bias),
-                _np(sbias),
+            packed = (
+                pack(table),
+                pack(w_ih0[:, :Fs], bf16),
+                pack(_stack(_gru(gru, "weight_ih", rest), (0, G3, 1)), bf16),
+                pack(_stack(_gru(gru, "weight_hh", range(L)), ()), bf16),
+                pack(bih0),
+                pack(_stack(_gru(gru, "bias_ih", rest), (0, G3))),
+                pack(_stack(_gru(gru, "bias_hh", range(L)), ())),
+                pack(model.upsample.weight, bf16),
+                pack(model.upsample.bias),
+                pack(_stack([fc.weight for fc in model.fcs], (0, H, H)), bf16),
+                pack(_stack([fc.bias for fc in model.fcs], (0, H))),
+                pack(model.out.weight, bf16),
+                pack(model.out.bias),
+                pack(sbias),
             )
-            self.hidden = _np(state.hidden).copy()  # [L, n, H_f]
+            self.hidden = pack(state.hidden).copy()  # [L, n, H_f]
             # the vectors before the first frame (with the bf16 run's rounded upsampling)
             up_w = rnd(model.upsample.weight.detach().cpu().float())
             cond = torch.nn.functional.linear(state.hidden[-1], up_w, model.upsample.bias.cpu())
-            self.cond = _np(cond).copy()  # [n, F*H]
+            self.cond = pack(cond).copy()  # [n, F*H]
+        super().__init__(packed, n, classes=Q, threads=threads)
         self.hist = np.full((n, Fs), Q, np.int64)
-        self.n, self.pos, self.classes = n, 0, Q
-        self.threads = self._threads(n, threads)
-        self.last = None
 
     def _state(self) -> tuple:
         return (self.hist, self.hidden, self.cond)

@@ -65,6 +65,8 @@ class WaveNet(nn.Module):
         gc_channels: width of the label embedding (0: unconditional).
     """
 
+    res_scale = _RES_SCALE  # read off the model by the fused kernel (wavenet_gen imports no model)
+
     def __init__(
         self,
         classes: int = 256,
