@@ -1,0 +1,58 @@
+"""Audio reading for the audio kinds: any file at the run's rate (or an error naming it), and
+the training audio behind the copy audit (bounded, or the reason it is missing)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.data.audio.test_prepare import _prepare
+from tests.helpers_audio import dominant_hz, sine
+from tunelab.data.audio.encode import from_int16
+from tunelab.kinds import audio_io
+from tunelab.kinds.frames import Kind, with_settings
+
+SR = 16000
+
+
+def _kind(sample_rate=SR):
+    meta = with_settings({"kind": "audio", "sample_rate": sample_rate}, {"frame_size": 256})
+    return Kind(meta)
+
+
+def test_read_float_resamples_any_file_or_names_it(tmp_path):
+    path = tmp_path / "a.flac"
+    sf.write(str(path), sine(500, 0.5, 44100, channels=2), 44100)
+    x = audio_io.read_float(path, SR)
+    assert x.dtype == np.float32 and abs(len(x) - SR // 2) <= 2
+    assert abs(dominant_hz(x, SR) - 500) < 5
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    with pytest.raises(ValueError, match=f"{bad}: cannot read audio"):
+        audio_io.read_float(bad, SR)
+
+
+def test_training_reference_is_bounded_or_says_why_it_is_missing(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        sf.write(str(src / f"{i}.wav"), sine(300 + 60 * i, 1.0, SR, amp=0.3)[:, 0], SR)
+    data = tmp_path / "data"
+    assert _prepare(src, data, label="none", ratios=(1.0, 0.0, 0.0)) == 0
+
+    ref, why = audio_io.training_reference(_kind(), data, from_int16)
+    assert why == f"training split of {data}" and ref.sr == SR
+    assert sum(len(p) for p in ref.pieces) == pytest.approx(5 * SR, rel=0.01)
+    monkeypatch.setattr(audio_io, "REFERENCE_MINUTES", 2.5 / 60)  # 2.5 s of the 5
+    ref, _ = audio_io.training_reference(_kind(), data, from_int16)
+    assert sum(len(p) for p in ref.pieces) == int(2.5 * SR)
+
+    assert audio_io.training_reference(_kind(), None, from_int16) == (
+        None,
+        "no data directory recorded in the run",
+    )
+    ref, why = audio_io.training_reference(_kind(), tmp_path / "gone", from_int16)
+    assert ref is None and "gone" in why
+    ref, why = audio_io.training_reference(_kind(22050), data, from_int16)
+    assert ref is None and "22050" in why and "16000" in why  # another rate: not comparable
