@@ -1,0 +1,50 @@
+"""Audio features beyond the tests in test_music.py: chroma of chords, the centroid over loud
+frames only, per-second rows that follow the audio, and the Fréchet distance's closed forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tunelab.metrics import audio_features as A
+
+SR = 16000
+
+
+def tone(*freqs, seconds=1.0, amp=0.3):
+    t = np.arange(int(seconds * SR)) / SR
+    return sum(amp * np.sin(2 * np.pi * f * t) for f in freqs).astype(np.float32)
+
+
+def test_chroma_of_a_c_major_chord_is_c_e_g():
+    c = A.chroma(tone(261.63, 329.63, 392.0), SR)
+    assert sum(c) == pytest.approx(1.0, abs=1e-4)
+    assert sorted(np.argsort(c)[-3:].tolist()) == [0, 4, 7]
+
+
+def test_centroid_counts_loud_frames_only_and_follows_brightness():
+    low, high = tone(300.0), tone(2400.0)
+    assert A.spectral_centroid(low, SR) < A.spectral_centroid(high, SR)
+    padded = np.concatenate([np.zeros(2 * SR, np.float32), low, np.zeros(2 * SR, np.float32)])
+    assert A.spectral_centroid(padded, SR) == pytest.approx(A.spectral_centroid(low, SR), rel=0.05)
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 2 * SR).astype(np.float32)
+    assert A.spectral_centroid(noise, SR) == pytest.approx(SR / 4, rel=0.1)  # flat spectrum
+
+
+def test_each_row_of_second_features_describes_its_own_second():
+    clip = np.concatenate([tone(440.0), tone(261.63), tone(440.0)])  # A, C, A
+    rows = A.second_features(clip, SR)
+    chroma = rows[:, 2 * A.N_MFCC :]  # the 12 chroma means end each row
+    assert np.argmax(chroma, axis=1).tolist() == [9, 0, 9]
+    assert np.allclose(rows[0], rows[2], atol=0.05 * np.abs(rows[0]).max())
+    assert A.set_frechet([clip[: SR // 2]], [clip], SR) is None  # no whole second
+
+
+def test_frechet_in_one_dimension_is_the_closed_form():
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((20000, 1))
+    b = 3.0 + 0.5 * rng.standard_normal((20000, 1))
+    ma, mb, sa, sb = a.mean(), b.mean(), a.std(ddof=1), b.std(ddof=1)
+    want = (ma - mb) ** 2 + (sa - sb) ** 2  # d^2 of two 1-D Gaussians
+    assert A.frechet_distance(a, b) == pytest.approx(want, rel=1e-6)
+    assert A.frechet_distance(b, a) == pytest.approx(A.frechet_distance(a, b), rel=1e-9)
