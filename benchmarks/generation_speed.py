@@ -1,7 +1,7 @@
 """Generation speed, batch 1: the full `tunelab generate` sampling loop vs naive reference loops.
 
 Untrained weights (speed does not depend on training). The tunelab loop is
-``tunelab.generate.sample``: model ``step()``, decoding constraints (steps encoding, max
+``tunelab.kinds.sampling.sample``: model ``step()``, decoding constraints (steps encoding, max
 polyphony 8), Gumbel-max sampling with a seeded generator. References, measured in the same run:
 
 - RNN presets (not ``midi-roll``, whose inputs it lacks): a plain eager loop that calls
@@ -30,7 +30,7 @@ from tunelab.atomic import json_safe, write_json
 from tunelab.config import RunConfig, load, to_dict
 from tunelab.data.dataset import transpose_tables
 from tunelab.data.midi import make_codec
-from tunelab.generate import sample
+from tunelab.kinds.sampling import sample
 from tunelab.kinds.tokens import grammar_bias
 from tunelab.models import build_model
 from tunelab.models.transpose_mix import TransposeMixture

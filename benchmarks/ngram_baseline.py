@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from tunelab.data.midi import codec_from_meta
 from tunelab.data.store import load_datadir
 from tunelab.metrics.ngram import fit_best, score
 
@@ -28,7 +29,16 @@ def main() -> None:
     meta = dd.meta
     t0 = time.perf_counter()
     train, valid = dd.split("train"), dd.split("valid")
-    best, table = fit_best(train, valid, meta, range(1, args.max_order + 1))
+    sp, count_steps = meta["specials"], codec_from_meta(meta).count_steps
+    best, table = fit_best(
+        train,
+        valid,
+        vocab_size=meta["vocab_size"],
+        bos=sp["bos"],
+        eos=sp["eos"],
+        count_steps=count_steps,
+        orders=range(1, args.max_order + 1),
+    )
     fit_s = time.perf_counter() - t0
     print(
         f"data {args.data}: encoding {meta['encoding']}, {meta['steps_per_quarter']} steps/quarter, "
@@ -39,7 +49,7 @@ def main() -> None:
     for n, r in table.items():
         mark = " (best)" if n == best.order else ""
         print(f"| {n}{mark} | {r['nll_per_token']:.4f} | {r['nll_per_step']:.4f} |")
-    test = score(best, dd.split("test"), meta)
+    test = score(best, dd.split("test"), eos=sp["eos"], count_steps=count_steps)
     print(
         f"\ntest, order {best.order}: {test['nll_per_token']:.4f} nats/token, "
         f"{test['nll_per_step']:.4f} nats/step ({test['tokens']:,} tokens, {test['steps']:,} "

@@ -81,16 +81,17 @@ def test_windowed_transformer_scoring_is_exact():
 
 def test_ngram_is_normalised_and_learns():
     meta = steps_meta()
+    fmt = {"eos": meta["specials"]["eos"], "count_steps": codec_from_meta(meta).count_steps}
     rng = np.random.default_rng(0)
     motif = random_piece(rng, 8)
     train = [np.concatenate([motif[:-1], motif[1:]]) for _ in range(5)]
     m = KneserNey(4, 91, 89).fit(train)
     for h in [(89, 89, 89), (88, 40, 30), (1, 2, 3)]:
         assert sum(m.prob(h, w) for w in range(91)) == pytest.approx(1.0)
-    seen = score(m, train[:1], meta)["nll_per_step"]
-    unseen = score(m, [random_piece(rng, 16)], meta)["nll_per_step"]
+    seen = score(m, train[:1], **fmt)["nll_per_step"]
+    unseen = score(m, [random_piece(rng, 16)], **fmt)["nll_per_step"]
     assert seen < 1.0 < unseen
-    uniform = score(KneserNey(1, 91, 89), [random_piece(rng, 16)], meta)
+    uniform = score(KneserNey(1, 91, 89), [random_piece(rng, 16)], **fmt)
     assert uniform["nll_per_token"] < np.log(91) + 1e-6  # never worse than 1/V smoothing allows
 
 

@@ -14,8 +14,10 @@ from tests.helpers_generate import make_datadir, make_run
 from tunelab.cli import app
 from tunelab.data.midi import codec_from_meta
 from tunelab.data.store import load_datadir
-from tunelab.generate import Sampling, generate, safe_name, sample, steps_for_seconds
+from tunelab.generate import generate, safe_name
 from tunelab.kinds.constraints import check_tokens
+from tunelab.kinds.sampling import Sampling, sample
+from tunelab.kinds.tokens import steps_for_seconds
 from tunelab.run.checkpoint import load_run
 
 

@@ -105,7 +105,7 @@ def audit_samples(
         else:
             ok.append(len(entries))
         entries.append(e)
-    music, summary = music_metrics(kind, pieces, index)
+    music, summary = kind.music_metrics(pieces, index)
     for k, a in zip(ok, kind.audit(pieces, None, index) if pieces else [], strict=True):
         flags = a.pop("flags")
         side = files[k].with_name(files[k].name + ".json")
@@ -136,18 +136,10 @@ def audit_samples(
                 "training_primer",
                 "invalid",
             )
-            + ("mean_frame",) * (kind.name == "frames")
+            + kind.extra_flags
         },
         "set_metrics": summary,
         "files": entries,
     }
     result = json_safe(result)
     return write_json(output_home(run_dir) / "eval" / "samples.json", result), result
-
-
-def music_metrics(kind, pieces, index) -> tuple[list[dict], dict]:
-    """The kind's music statistics per piece and for the set (``kind.music_metrics``: symbolic
-    metrics for MIDI, ``tunelab.metrics.audio_features`` for audio); empty for kinds without them."""
-    if not pieces or not hasattr(kind, "music_metrics"):
-        return [{} for _ in pieces], {}
-    return kind.music_metrics(pieces, index)

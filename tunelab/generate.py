@@ -15,10 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tunelab.atomic import json_safe
-from tunelab.kinds.sampling import Sampling, piece_seed, sample
-from tunelab.kinds.tokens import load_primer, steps_for_seconds
-
-__all__ = ["Sampling", "generate", "load_primer", "safe_name", "sample", "steps_for_seconds"]
+from tunelab.kinds.sampling import Sampling, piece_seed
 
 
 def safe_name(text: str, limit: int = 60) -> str:
@@ -77,7 +74,7 @@ def generate(
     extra = {"join": join} if join else {}
     if from_training:
         extra["training_clip"] = run.config.get("data")
-    if extra and kind.name != "frames":
+    if not set(extra) <= set(kind.plan_options):
         raise ValueError("--join and --from-training apply to frame runs only")
     plan = kind.plan(seconds, steps, primer, label, sampling, **extra)
     if run.transpose_mix:
@@ -105,19 +102,17 @@ def generate(
     pieces = kind.sample(
         run.model,
         plan,
-        n,
-        seed,
-        sampling,
-        device,
-        progress,
-        timing,
+        n=n,
+        seed=seed,
+        sampling=sampling,
+        device=device,
+        progress=progress,
+        timing=timing,
         save_every=save_every,
         partial=path_of,
     )
     audits = kind.audit(pieces, plan, index)
-    from tunelab.evaluate import music_metrics
-
-    music, _ = music_metrics(kind, pieces, index)
+    music, _ = kind.music_metrics(pieces, index)
 
     written = []
     for i, (piece, a) in enumerate(zip(pieces, audits, strict=True)):
@@ -143,5 +138,8 @@ def generate(
             "metrics": music[i],
             "flags": sorted(set(flags)),
         }
-        written += kind.write(piece, path, json_safe(side), wav=wav)
+        side = json_safe(side)
+        written += kind.write(piece, path, side)
+        if wav:  # a listenable copy of a MIDI file (audio kinds: the file is the audio)
+            kind.write_preview(piece, path, side)
     return written

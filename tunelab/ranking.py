@@ -55,7 +55,6 @@ def rank_checkpoints(
 ) -> tuple[Path, dict]:
     """Generate from every kept checkpoint, rank them (module docstring), write
     RUN_DIR/eval/checkpoints.json; returns (path, result)."""
-    from tunelab.evaluate import music_metrics
     from tunelab.generate import generate
     from tunelab.kinds import kind_for
     from tunelab.run.checkpoint import CheckpointError, load_checkpoint, read_index
@@ -79,11 +78,18 @@ def rank_checkpoints(
                 old.unlink()
         length = seconds if seconds is not None else DEFAULT_SECONDS.get(data_kind, 4.0)
         files = generate(
-            run_dir, n=n, seconds=length, seed=seed, out=out, which=str(path), device=device,
-            wav=False, progress=progress,
-        )  # fmt: skip
+            run_dir,
+            n=n,
+            seconds=length,
+            seed=seed,
+            out=out,
+            which=str(path),
+            device=device,
+            wav=False,
+            progress=progress,
+        )
         rows.append(_score(path, step, index.get(path.stem), files))
-        _, summary = music_metrics(kind, _readable(kind, files), reference)
+        _, summary = kind.music_metrics(_readable(kind, files), reference)
         rows[-1]["distance"] = _distance(summary)
         rows[-1]["set_metrics"] = summary
     rows.sort(key=_key)

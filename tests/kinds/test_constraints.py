@@ -11,8 +11,8 @@ from torch import nn
 
 from tests.helpers_generate import random_score
 from tunelab.data.midi import make_codec
-from tunelab.generate import Sampling, sample
 from tunelab.kinds.constraints import ALLOW, check_tokens, make_constraint
+from tunelab.kinds.sampling import Sampling, sample
 
 
 def meta_for(encoding: str, max_poly: int = 88, spq: int = 4) -> dict:

@@ -225,9 +225,9 @@ def test_generate_writes_wavs_whose_silent_flag_matches_a_plain_measurement(fram
 def test_temperature_makes_seeds_differ_and_the_same_seed_repeat(frame_run, tmp_path):
     """Frame noise: the same seed gives the same audio; different seeds (one label) are not
     flagged identical; temperature 0 is the plain GRUV loop (the model fed its own output)."""
-    from tunelab.generate import Sampling, generate
+    from tunelab.generate import generate
     from tunelab.kinds import kind_for
-    from tunelab.kinds.sampling import piece_seed
+    from tunelab.kinds.sampling import Sampling, piece_seed
     from tunelab.run.checkpoint import load_run
 
     _, run = frame_run

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -21,6 +20,7 @@ from tunelab.data.dataset import transpose_tables
 from tunelab.data.midi import make_codec
 from tunelab.generate import generate
 from tunelab.kinds.constraints import check_tokens
+from tunelab.kinds.mulaw import Kind as MulawKind
 from tunelab.kinds.scoring import piece_nll
 from tunelab.kinds.tokens import grammar_bias
 from tunelab.models.piece_memory import LENGTHS, PRIOR, STRENGTH, PieceMemoryModel
@@ -199,7 +199,8 @@ def test_a_transformer_run_loads_with_the_memory_and_audio_kinds_refuse_it(tmp_p
     assert isinstance(loaded.model, PieceMemoryModel) and isinstance(loaded.model.base, Transformer)
     with pytest.raises(CheckpointError, match="transpose_mix needs a token_rnn"):
         load_run(run, transpose_mix=2)
-    audio = LoadedRun(loaded.model.base, loaded.config, {}, 0, run, SimpleNamespace())
+    mulaw = MulawKind({"kind": "audio", "sample_rate": 16000})  # its memory_model: None
+    audio = LoadedRun(loaded.model.base, loaded.config, {}, 0, run, mulaw)
     with pytest.raises(CheckpointError, match="piece_memory needs a token model"):
         _inference(audio, 0, True)
     with pytest.raises(ConfigError, match="piece_memory needs a MIDI token family"):

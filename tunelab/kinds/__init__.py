@@ -4,6 +4,7 @@ The training loop, the evaluator and ``tunelab generate`` call only a kind objec
 kind decides everything that depends on the data: the model's dimensions from
 ``meta.json``, the batches ``(x, y, label)``, the loss (sum and count), likelihood
 accounting and its baseline, and how a finished piece is sampled, written and audited.
+The contract is ``tunelab.kinds.base.Kind`` (a ``typing.Protocol``, re-exported here).
 
 - ``tokens``: MIDI tokens (``tunelab.kinds.tokens``)
 - ``mulaw``: 8-bit mu-law audio samples (``tunelab.kinds.mulaw``)
@@ -18,12 +19,16 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from tunelab.kinds.base import Kind
+
+__all__ = ["DATA_KIND", "IGNORE", "Kind", "categorical_loss", "kind_for"]
+
 IGNORE = -100  # target value that is not scored (cross_entropy's ignore_index)
 # kind -> the meta.json "kind" it reads
 DATA_KIND = {"tokens": "midi", "mulaw": "audio", "frames": "audio"}
 
 
-def kind_for(model_cfg: Any, meta: dict, where: str = "the data"):
+def kind_for(model_cfg: Any, meta: dict, where: str = "the data") -> Kind:
     """The kind object of a model family (its MODELS row) on data described by ``meta``."""
     from tunelab.models import family_of
 
@@ -35,10 +40,7 @@ def kind_for(model_cfg: Any, meta: dict, where: str = "the data"):
             f"{where} holds {have} data, but model family {family!r} trains on {want} data; "
             f"prepare {want} data or choose a {have} preset"
         )
-    module = importlib.import_module(f"tunelab.kinds.{name}")
-    if hasattr(module, "with_settings"):  # the model config chooses the data's form (frames)
-        meta = module.with_settings(meta, model_cfg)
-    return module.Kind(meta)
+    return importlib.import_module(f"tunelab.kinds.{name}").Kind.for_model(model_cfg, meta)
 
 
 def categorical_loss(

@@ -1,12 +1,25 @@
-"""Audio reading shared by the audio kinds (``mulaw``, ``frames``): any audio file decoded at
-the run's rate, and the training audio that backs the copy audit."""
+"""What the audio kinds (``mulaw``, ``frames``) share: labels and the ``--label`` check, any
+audio file decoded at the run's rate (samples to audit, primers), the WAV writer, the audio
+audits' thresholds, and the training audio that backs the copy audit.
+
+``AudioKind`` holds these once. A kind keeps each piece in its own form (mu-law classes, or
+float audio for frames) and says how through four small hooks: ``clip_type``, ``_data``,
+``_encode_audio`` and ``_decode_audio``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
+from tunelab.atomic import write_json
+from tunelab.data.audio.encode import from_int16
+from tunelab.kinds.base import KindDefaults
+
+NO_LABEL = "(none)"  # the label name of pieces without one (as in meta.json "labels")
 REFERENCE_MINUTES = 30.0  # at most this much training audio backs the copy audit
 
 
@@ -19,6 +32,13 @@ def read_float(path, sample_rate: int) -> np.ndarray:
         return decode(path, sample_rate).audio
     except (AudioError, ValueError) as e:
         raise ValueError(f"{path}: cannot read audio ({e})") from e
+
+
+def label_names_of(meta: dict) -> list[str]:
+    """The data's label names in id order (``meta["label_names"]``; data prepared before that
+    field: the sorted names of ``meta["labels"]``, its label counts)."""
+    names = meta.get("label_names")
+    return list(sorted(meta.get("labels") or {}) if names is None else names)
 
 
 def training_reference(kind, data_dir, to_float: Callable[[np.ndarray], np.ndarray]):
@@ -47,3 +67,114 @@ def training_reference(kind, data_dir, to_float: Callable[[np.ndarray], np.ndarr
     if not pieces:
         return None, f"{dd.path}: no training audio"
     return TrainingAudio(pieces, kind.sample_rate), f"training split of {dd.path}"
+
+
+class AudioKind(KindDefaults):
+    """The shared half of an audio kind. A subclass sets ``meta``, ``sample_rate``,
+    ``label_names`` and ``n_labels`` and implements the four hooks below."""
+
+    suffix: ClassVar[str] = ".wav"
+    clip_type: ClassVar[type]  # the kind's Clip: Clip(data, label) holds a piece
+    meta: dict
+    sample_rate: int
+    label_names: list[str]
+    n_labels: int
+
+    # -- the kind's form of a piece (hooks) ---------------------------------------------
+    def _data(self, clip) -> np.ndarray:
+        """The clip's samples as the kind keeps them [N]."""
+        raise NotImplementedError
+
+    def _encode_audio(self, audio: np.ndarray) -> np.ndarray:
+        """float audio [N] -> the kind's samples [N]."""
+        raise NotImplementedError
+
+    def _decode_audio(self, data: np.ndarray) -> np.ndarray:
+        """The kind's samples [N] -> float audio [N]."""
+        raise NotImplementedError
+
+    def audio(self, clip) -> np.ndarray:
+        """The clip as float audio [N] at ``sample_rate``."""
+        return self._decode_audio(self._data(clip))
+
+    # -- labels -------------------------------------------------------------------------
+    def label_id(self, name: str | None) -> int | None:
+        if not self.n_labels:
+            return None
+        return self.label_names.index(NO_LABEL if name is None else name)
+
+    def _labels(self, split) -> np.ndarray | None:
+        """int64 [P]: each piece's label id, or None for an unconditioned model."""
+        if not self.n_labels:
+            return None
+        return np.array([self.label_id(p.get("label")) for p in split.pieces], np.int64)
+
+    def check_label(self, label: str | None) -> None:
+        """ValueError unless ``--label`` is None or one of the run's labels."""
+        if label is None:
+            return
+        if not self.n_labels:
+            raise ValueError("--label: this run is not conditioned on labels")
+        if label not in self.label_names:
+            raise ValueError(
+                f"--label {label!r} is unknown; known labels: {', '.join(self.label_names)}"
+            )
+
+    # -- files --------------------------------------------------------------------------
+    @property
+    def sample_suffixes(self) -> tuple[str, ...]:
+        from tunelab.data.scan import AUDIO_EXTS
+
+        return tuple(AUDIO_EXTS)
+
+    def _read_float(self, path) -> np.ndarray:
+        return read_float(path, self.sample_rate)
+
+    def read_primer(self, path) -> np.ndarray:
+        """A primer file as float32 [P], conditioned like the training audio: DC removed,
+        loudness at the data's target."""
+        from tunelab.data.audio.decode import normalize_loudness, remove_dc
+
+        target = float(self.meta.get("loudness_target_db") or -20.0)
+        audio, _ = normalize_loudness(remove_dc(self._read_float(path)), target)
+        return audio
+
+    def read(self, path: Path) -> Any:
+        """Any audio file, decoded at the run's rate (ValueError if it cannot be read)."""
+        return self.clip_type(self._encode_audio(self._read_float(path)), None)
+
+    def describe(self, clip) -> dict:
+        n = len(self._data(clip))
+        return {"duration_seconds": n / self.sample_rate, "samples": n, "label": clip.label}
+
+    def write_audio(self, audio: np.ndarray, path: Path) -> None:
+        """float audio [N] as a WAV at ``path`` (generate's partial files too)."""
+        from tunelab.data.audio.synth import write_wav  # atomic: a partial file is whole or absent
+
+        write_wav(path, audio, self.sample_rate)
+
+    def write(self, clip, path: Path, side: dict) -> list[Path]:
+        self.write_audio(self.audio(clip), path)
+        write_json(path.with_name(path.name + ".json"), side)
+        return [path]
+
+    # -- audits -------------------------------------------------------------------------
+    def thresholds(self) -> dict:
+        from tunelab.metrics.audio import thresholds
+
+        return thresholds()
+
+    def reference(self, data_dir):
+        """The training audio's copy index (at most REFERENCE_MINUTES), or (None, reason)."""
+        return training_reference(
+            self, data_dir, lambda x: self._decode_audio(self._encode_audio(from_int16(x)))
+        )
+
+    def primer_from_training(self, plan, index) -> dict | None:
+        """The primer file's copy audit against the training audio (None without either)."""
+        from tunelab.metrics.audio import COPY_NCC
+
+        if index is None or plan.primer is None:
+            return None
+        a = index.copy_audit(self._decode_audio(plan.primer))
+        return {"from_training": bool(a["max_xcorr"] >= COPY_NCC), "audit": a}

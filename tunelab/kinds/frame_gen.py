@@ -82,23 +82,13 @@ def plan(
         raise ValueError(f"--join must be one of {', '.join(ops.JOINS)}, not {join!r}")
     if primer and training_clip:
         raise ValueError("give either --primer or --from-training, not both")
-    if label is not None:
-        if not kind.n_labels:
-            raise ValueError("--label: this run is not conditioned on labels")
-        if label not in kind.label_names:
-            raise ValueError(
-                f"--label {label!r} is unknown; known labels: {', '.join(kind.label_names)}"
-            )
+    kind.check_label(label)
     sr, size = kind.sample_rate, kind.size
     samples = max(1, round((seconds or 4.0) * sr))
     k = 1 if samples <= size else -(-(samples - size) // kind.hop) + 1
     audio, info, split = None, {"source": "silence", "noise_rms": NOISE_RMS}, None
     if primer:
-        from tunelab.data.audio.decode import normalize_loudness, remove_dc
-
-        # conditioned like the training audio: DC removed, loudness at the data's target
-        target = float(kind.meta.get("loudness_target_db") or -20.0)
-        audio, _ = normalize_loudness(remove_dc(kind._read_float(primer)), target)
+        audio = kind.read_primer(primer)
         info = {"source": "file", "file": Path(primer).name, "from_training": None}
     elif training_clip:
         from tunelab.data.store import load_datadir
@@ -115,7 +105,16 @@ def plan(
     settings = {"seconds": samples / sr, "samples": samples, "join": join}
     settings |= {"sample_rate": sr, "frames": k, "frame_noise_std": noise}
     labels = [] if label is None else [kind.label_id(label)]
-    return Plan(samples, k, audio, labels, settings, info, split, noise)
+    return Plan(
+        samples=samples,
+        frames=k,
+        primer=audio,
+        labels=labels,
+        settings=settings,
+        primer_info=info,
+        training=split,
+        noise=noise,
+    )
 
 
 def training_clip(kind, split, seed: int) -> tuple[np.ndarray, dict]:
@@ -180,14 +179,14 @@ def sample(
                 and j + 1 < plan.frames
                 and done >= next_save * kind.sample_rate
             ):
-                for i, c in enumerate(clips(kind, out[:, : j + 1], plan, ids)):
-                    kind._write_wav(c.audio, partial(i))
+                for i, c in enumerate(clips(kind, out[:, : j + 1], plan=plan, ids=ids)):
+                    kind.write_audio(c.audio, partial(i))
                 next_save += save_every
     if bar is not None:
         bar.close()
     if timing is not None:
         timing.update(prefix_s=0.0, sample_s=time.perf_counter() - t0, tokens=plan.samples)
-    return clips(kind, out, plan, ids, where)
+    return clips(kind, out, plan=plan, ids=ids, where=where)
 
 
 def clips(kind, f: torch.Tensor, plan: Plan, ids, where=None) -> list[Clip]:
@@ -196,4 +195,7 @@ def clips(kind, f: torch.Tensor, plan: Plan, ids, where=None) -> list[Clip]:
     audio = ops.join(frames, kind.hop, plan.settings["join"])[:, : plan.samples].numpy()
     names = [None if i is None else kind.label_names[i] for i in ids]
     where = where or [None] * len(f)
-    return [Clip(audio[i], names[i], frames[i].numpy(), where[i]) for i in range(len(f))]
+    return [
+        Clip(audio=audio[i], label=names[i], frames=frames[i].numpy(), start=where[i])
+        for i in range(len(f))
+    ]

@@ -2,8 +2,8 @@
 
 Data: the int16 pieces of an audio data directory (as for ``mulaw``), cut into frames of
 ``frame_size`` samples every ``frame_hop`` (default half a frame), in time or FFT form
-(``tunelab.kinds.frame_ops``). The model config chooses the form (``with_settings`` puts it in the
-kind's meta). Each feature is normalised by the mean and standard deviation of the training
+(``tunelab.kinds.frame_ops``). The model config chooses the form (``Kind.for_model`` puts it
+in the kind's meta, ``with_settings``). Each feature is normalised by the mean and standard deviation of the training
 split's frames of that form, size and hop, computed once, cached beside the data
 (``frame-stats-FORM-SIZE-HOP.json``, written atomically) and kept in ``meta["frames"]
 ["stats"]``, which the loop saves in every checkpoint: ``generate`` needs the run alone.
@@ -39,10 +39,9 @@ from tunelab.data.audio.encode import frame_dim, from_int16
 from tunelab.data.dataset import PieceWindows, piece_windows
 from tunelab.kinds import frame_gen as gen
 from tunelab.kinds import frame_ops as ops
-from tunelab.kinds.audio_io import read_float, training_reference
-from tunelab.kinds.frame_gen import NOISE_RMS, TRAINING_CLIP_S, Clip, Plan  # noqa: F401
+from tunelab.kinds.audio_io import AudioKind, label_names_of
+from tunelab.kinds.frame_gen import Clip, Plan
 
-NO_LABEL = "(none)"
 PREVIEW_SECONDS = 1.0
 
 
@@ -63,11 +62,19 @@ def with_settings(meta: dict, model_cfg) -> dict:
     return {**meta, "frames": {**key, **loss, "stats": have.get("stats") if same else None}}
 
 
-class Kind:
-    """Frames of one audio data directory, in the form ``meta["frames"]`` describes."""
+class Kind(AudioKind):
+    """Frames of one audio data directory, in the form ``meta["frames"]`` describes. The
+    shared audio parts (labels, reading, writing, the copy audit) are ``AudioKind``'s."""
 
     name = "frames"
-    suffix = ".wav"
+    clip_type = Clip
+    plan_options = ("join", "training_clip")  # generate's --join and --from-training
+    extra_flags = ("mean_frame",)  # the audit's mean-frame test
+
+    @classmethod
+    def for_model(cls, model_cfg, meta: dict) -> Kind:
+        """The frames of ``model_cfg``'s form, size and hop on this data (``with_settings``)."""
+        return cls(with_settings(meta, model_cfg))
 
     def __init__(self, meta: dict):
         if not isinstance(meta.get("frames"), dict):
@@ -78,32 +85,22 @@ class Kind:
         self.loss_name, self.stft_sizes, self.wave_l1 = fr["loss"], fr["stft_sizes"], fr["wave_l1"]
         self.sample_rate = int(meta["sample_rate"])
         self.vocab_size = frame_dim(self.size, self.form)  # features per frame
-        names = meta.get("label_names")
-        self.label_names: list[str] = list(
-            sorted(meta.get("labels") or {}) if names is None else names
-        )
+        self.label_names: list[str] = label_names_of(meta)
         # an unconditioned model sees no labels (and --label is refused)
         self.n_labels = len(self.label_names) if fr.get("conditioned") else 0
-
-    @property
-    def sample_suffixes(self) -> tuple[str, ...]:
-        from tunelab.data.scan import AUDIO_EXTS
-
-        return tuple(AUDIO_EXTS)
 
     def signature(self) -> dict:
         frames = {k: self.meta["frames"][k] for k in ("form", "size", "hop")}
         return {"sample_rate": self.sample_rate, "labels": self.label_names, "frames": frames}
 
-    def label_id(self, name: str | None) -> int | None:
-        if not self.n_labels:
-            return None
-        return self.label_names.index(NO_LABEL if name is None else name)
+    def _data(self, clip: Clip) -> np.ndarray:
+        return clip.audio
 
-    def _labels(self, split) -> np.ndarray | None:
-        if not self.n_labels:
-            return None
-        return np.array([self.label_id(p.get("label")) for p in split.pieces], np.int64)
+    def _encode_audio(self, audio: np.ndarray) -> np.ndarray:
+        return audio  # frames keep float audio; the frames are cut from it as needed
+
+    def _decode_audio(self, data: np.ndarray) -> np.ndarray:
+        return data
 
     # -- statistics ------------------------------------------------------------------
     @property
@@ -170,7 +167,14 @@ class Kind:
         self.fit(split)
         length = ops.n_samples(t.seq_len + 1, self.size, self.hop)
         sampler = PieceWindows(
-            split.data, split.pieces, length, t.batch_size, seed, rank, world, self._labels(split)
+            split.data,
+            split.pieces,
+            length=length,
+            batch_size=t.batch_size,
+            seed=seed,
+            rank=rank,
+            world=world,
+            labels=self._labels(split),
         )
 
         def batch(step: int):
@@ -201,14 +205,14 @@ class Kind:
         per = ops.stft_loss(a, b, self.stft_sizes) + self.wave_l1 * (a - b).abs().mean(dim=1)
         return per.sum(), torch.tensor(len(per), device=out.device)
 
-    def valid_figures(self, loss: float) -> dict:
-        return {}
-
     def preview(self, model, device) -> tuple[np.ndarray, int] | None:
         """A second of audio from silence (label 0) for TensorBoard."""
-        plan = self.plan(PREVIEW_SECONDS, None, None, None, None)
+        plan = self.plan(PREVIEW_SECONDS, steps=None, primer=None, label=None, sampling=None)
         plan.labels = [0] if self.n_labels else []
-        return self.sample(model, plan, 1, 0, None, device, False, None)[0].audio, self.sample_rate
+        clip = self.sample(
+            model, plan, n=1, seed=0, sampling=None, device=device, progress=False, timing=None
+        )[0]
+        return clip.audio, self.sample_rate
 
     # -- evaluation --------------------------------------------------------------------
     def _scores(self, pred: torch.Tensor, y: torch.Tensor) -> tuple[float, float, int]:
@@ -257,13 +261,10 @@ class Kind:
         )
         return out
 
-    def baseline(self, datadir, split: str) -> dict:
-        return {}  # the trivial baselines come with the model's figures (``likelihood``)
+    # baseline(): none apart, the trivial baselines come with the model's figures (``likelihood``)
 
     def check_data(self, data_meta: dict, where) -> None:
-        names = data_meta.get("label_names")
-        names = list(sorted(data_meta.get("labels") or {}) if names is None else names)
-        other = {"sample_rate": data_meta.get("sample_rate"), "labels": names}
+        other = {"sample_rate": data_meta.get("sample_rate"), "labels": label_names_of(data_meta)}
         mine = {"sample_rate": self.sample_rate, "labels": self.label_names}
         if data_meta.get("kind") != "audio" or other != mine:
             raise ValueError(f"{where}: data {other} differs from the run's {mine}")
@@ -273,26 +274,34 @@ class Kind:
         self, seconds, steps, primer, label, sampling, join: str = "ola", training_clip=None
     ) -> Plan:
         """``training_clip``: the run's data directory, to start from a training clip."""
-        return gen.plan(self, seconds, steps, primer, label, sampling, join, training_clip)
+        return gen.plan(
+            self,
+            seconds=seconds,
+            steps=steps,
+            primer=primer,
+            label=label,
+            sampling=sampling,
+            join=join,
+            training_clip=training_clip,
+        )
 
     def sample(
         self, model, plan: Plan, n, seed, sampling, device, progress, timing,
         save_every=None, partial=None,
     ) -> list[Clip]:  # fmt: skip
         """n streams of plan.frames frames; stream i depends only on (seed, i)."""
-        return gen.sample(self, model, plan, n, seed, device, progress, timing, save_every, partial)
-
-    def reference(self, data_dir):
-        """The training audio's copy index (at most REFERENCE_MINUTES), or (None, reason)."""
-        return training_reference(self, data_dir, from_int16)
-
-    def primer_from_training(self, plan: Plan, index) -> dict | None:
-        from tunelab.metrics.audio import COPY_NCC
-
-        if plan.primer_info["source"] != "file" or index is None:
-            return None
-        a = index.copy_audit(plan.primer)
-        return {"from_training": bool(a["max_xcorr"] >= COPY_NCC), "audit": a}
+        return gen.sample(
+            self,
+            model,
+            plan,
+            n=n,
+            seed=seed,
+            device=device,
+            progress=progress,
+            timing=timing,
+            save_every=save_every,
+            partial=partial,
+        )
 
     def audit(self, clips, plan, index) -> list[dict]:
         """The audio audits, the RMS envelope, and the mean-frame test on each clip's frames
@@ -312,29 +321,6 @@ class Kind:
                 a["flags"] = sorted({*a["flags"], "mean_frame"})
         return audits
 
-    def read(self, path: Path) -> Clip:
-        """Any audio file, decoded at the run's rate (ValueError if it cannot be read)."""
-        return Clip(self._read_float(path), None)
-
-    def _read_float(self, path) -> np.ndarray:
-        return read_float(path, self.sample_rate)
-
-    def thresholds(self) -> dict:
-        from tunelab.metrics.audio import thresholds
-
-        return thresholds()
-
     def describe(self, clip: Clip) -> dict:
-        n = len(clip.audio)
-        out = {"duration_seconds": n / self.sample_rate, "samples": n, "label": clip.label}
+        out = super().describe(clip)
         return out | ({"training_start": clip.start} if clip.start else {})
-
-    def _write_wav(self, audio: np.ndarray, path: Path) -> None:
-        from tunelab.data.audio.synth import write_wav  # atomic
-
-        write_wav(path, audio, self.sample_rate)
-
-    def write(self, clip: Clip, path: Path, side: dict, wav: bool = True) -> list[Path]:
-        self._write_wav(clip.audio, path)
-        write_json(path.with_name(path.name + ".json"), side)
-        return [path]

@@ -22,14 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tunelab.atomic import write_json
 from tunelab.data.audio.encode import from_int16, mu_law_decode, mu_law_encode
 from tunelab.data.dataset import PieceWindows, piece_windows
 from tunelab.kinds import categorical_loss
-from tunelab.kinds.audio_io import read_float, training_reference
+from tunelab.kinds.audio_io import AudioKind, label_names_of
 from tunelab.kinds.scoring import piece_nll
 
-NO_LABEL = "(none)"  # the label name of pieces without one (as in meta.json "labels")
 CHUNK = 4096  # samples per stream generated between progress updates / partial saves
 FRECHET_REFERENCE_S = 300  # seconds of the copy audit's audio behind the Frechet distance
 PREVIEW_SECONDS = 1.0  # TensorBoard audio written at each validation
@@ -61,29 +59,21 @@ class Clip:
     label: str | None
 
 
-class Kind:
-    """Mu-law samples of one audio data directory (``meta.json`` of kind ``audio``)."""
+class Kind(AudioKind):
+    """Mu-law samples of one audio data directory (``meta.json`` of kind ``audio``). The
+    shared audio parts (labels, reading, writing, the copy audit) are ``AudioKind``'s."""
 
     name = "mulaw"
-    suffix = ".wav"
+    clip_type = Clip
     loss = staticmethod(categorical_loss)
 
     def __init__(self, meta: dict):
         self.meta = meta
         self.sample_rate = int(meta["sample_rate"])
         self.vocab_size = int(meta.get("mu_law", {}).get("channels", 256))
-        names = meta.get("label_names")
-        if names is None:  # data prepared before label_names: the sorted label counts
-            names = sorted(meta.get("labels") or {})
-        self.label_names: list[str] = list(names)
+        self.label_names: list[str] = label_names_of(meta)
         self.n_labels = len(self.label_names)
         self.silence = int(mu_law_encode(np.zeros(1), self.vocab_size)[0])
-
-    @property
-    def sample_suffixes(self) -> tuple[str, ...]:
-        from tunelab.data.scan import AUDIO_EXTS
-
-        return tuple(AUDIO_EXTS)
 
     def signature(self) -> dict:
         return {
@@ -92,15 +82,14 @@ class Kind:
             "labels": self.label_names,
         }
 
-    def label_id(self, name: str | None) -> int | None:
-        if not self.n_labels:
-            return None
-        return self.label_names.index(NO_LABEL if name is None else name)
+    def _data(self, clip: Clip) -> np.ndarray:
+        return clip.classes
 
-    def _labels(self, split) -> np.ndarray | None:
-        if not self.n_labels:
-            return None
-        return np.array([self.label_id(p.get("label")) for p in split.pieces], np.int64)
+    def _encode_audio(self, audio: np.ndarray) -> np.ndarray:
+        return mu_law_encode(audio, self.vocab_size)
+
+    def _decode_audio(self, data: np.ndarray) -> np.ndarray:
+        return mu_law_decode(data, self.vocab_size)
 
     def encode(self, samples: np.ndarray) -> torch.Tensor:
         """int16 samples [...] -> LongTensor[...] mu-law classes."""
@@ -116,9 +105,15 @@ class Kind:
     def train_batches(self, split, t, seed: int, rank: int, world: int, receptive_field):
         rf = receptive_field or 1
         sampler = PieceWindows(
-            split.data, split.pieces, rf + t.seq_len, t.batch_size, seed, rank, world,
-            self._labels(split),
-        )  # fmt: skip
+            split.data,
+            split.pieces,
+            length=rf + t.seq_len,
+            batch_size=t.batch_size,
+            seed=seed,
+            rank=rank,
+            world=world,
+            labels=self._labels(split),
+        )
 
         def batch(step: int):
             w, labels = sampler.batch(step)
@@ -145,9 +140,12 @@ class Kind:
     def preview(self, model, device) -> tuple[np.ndarray, int] | None:
         """A second of audio from silence (label 0) for TensorBoard."""
         label = 0 if self.n_labels else None
-        plan = Plan(int(PREVIEW_SECONDS * self.sample_rate), None, [label], {}, None)
-        clip = self.sample(model, plan, 1, 0, None, device, False, None)[0]
-        return mu_law_decode(clip.classes, self.vocab_size), self.sample_rate
+        samples = int(PREVIEW_SECONDS * self.sample_rate)
+        plan = Plan(samples=samples, primer=None, labels=[label], settings={}, primer_info=None)
+        clip = self.sample(
+            model, plan, n=1, seed=0, sampling=None, device=device, progress=False, timing=None
+        )[0]
+        return self.audio(clip), self.sample_rate
 
     # -- likelihood ------------------------------------------------------------------
     def likelihood(self, model, split, device="cpu", progress: bool = False) -> dict:
@@ -202,28 +200,20 @@ class Kind:
             raise ValueError(
                 "--top-k, --top-p and --argmax-prob apply to MIDI runs; audio takes --temperature"
             )
-        if label is not None:
-            if not self.n_labels:
-                raise ValueError("--label: this run is not conditioned on labels")
-            if label not in self.label_names:
-                raise ValueError(
-                    f"--label {label!r} is unknown; known labels: {', '.join(self.label_names)}"
-                )
+        self.check_label(label)
         samples = max(1, round((seconds or 4.0) * self.sample_rate))
         context, info = None, None
         if primer:
-            from tunelab.data.audio.decode import normalize_loudness, remove_dc
-
-            # conditioned like the training audio: DC removed, loudness at the data's target
-            target = float(self.meta.get("loudness_target_db") or -20.0)
-            context, _ = normalize_loudness(remove_dc(self._read_float(primer)), target)
+            context = self.read_primer(primer)
             info = {"file": Path(primer).name, "seconds": len(context) / self.sample_rate}
             info["from_training"] = None
             context = mu_law_encode(context, self.vocab_size)
         settings = {"seconds": samples / self.sample_rate, "samples": samples}
         settings["sample_rate"] = self.sample_rate
         labels = [] if label is None else [self.label_id(label)]
-        return Plan(samples, context, labels, settings, info)
+        return Plan(
+            samples=samples, primer=context, labels=labels, settings=settings, primer_info=info
+        )
 
     def _stream_labels(self, plan: Plan, n: int) -> list[int | None]:
         """Per stream: the --label given, else the labels in turn (one clip per label)."""
@@ -283,7 +273,7 @@ class Kind:
                 and done >= next_save * self.sample_rate
             ):
                 for i in range(n):
-                    self._write_wav(out[i, :done], partial(i))
+                    self.write_audio(self._decode_audio(out[i, :done]), partial(i))
                 next_save += save_every
         if bar is not None:
             bar.close()
@@ -292,32 +282,19 @@ class Kind:
         names = [None if i is None else self.label_names[i] for i in ids]
         return [Clip(out[i], names[i]) for i in range(n)]
 
-    def reference(self, data_dir):
-        """The training audio's copy index (at most REFERENCE_MINUTES), or (None, reason)."""
-        return training_reference(
-            self, data_dir, lambda x: mu_law_decode(self.encode(x).numpy(), self.vocab_size)
-        )
-
-    def primer_from_training(self, plan: Plan, index) -> dict | None:
-        from tunelab.metrics.audio import COPY_NCC
-
-        if index is None or plan.primer is None:
-            return None
-        a = index.copy_audit(mu_law_decode(plan.primer, self.vocab_size))
-        return {"from_training": bool(a["max_xcorr"] >= COPY_NCC), "audit": a}
-
     def audit(self, clips, plan, index) -> list[dict]:
         from tunelab.metrics.audio import audit_audio
 
-        streams = [mu_law_decode(c.classes, self.vocab_size) for c in clips]
-        return audit_audio(streams, self.sample_rate, index)
+        return audit_audio([self.audio(c) for c in clips], self.sample_rate, index)
 
     def music_metrics(self, clips, index) -> tuple[list[dict], dict]:
         """Per clip ``audio_features``; for the set, the Fréchet distance of its per-second
         features to those of the training audio (at most FRECHET_REFERENCE_S seconds)."""
         from tunelab.metrics.audio_features import audio_features, set_frechet
 
-        streams = [mu_law_decode(c.classes, self.vocab_size) for c in clips]
+        if not clips:  # nothing read back: no set to compare
+            return [], {}
+        streams = [self.audio(c) for c in clips]
         per = [audio_features(x, self.sample_rate) for x in streams]
         if index is None:
             return per, {}
@@ -326,32 +303,6 @@ class Kind:
             ref.append(p[: max(0, left)])
             left -= len(ref[-1])
         return per, {"frechet_distance": set_frechet(streams, ref, self.sample_rate)}
-
-    def read(self, path: Path) -> Clip:
-        """Any audio file, decoded at the run's rate and mu-law encoded (ValueError if not)."""
-        return Clip(mu_law_encode(self._read_float(path), self.vocab_size), None)
-
-    def _read_float(self, path) -> np.ndarray:
-        return read_float(path, self.sample_rate)
-
-    def thresholds(self) -> dict:
-        from tunelab.metrics.audio import thresholds
-
-        return thresholds()
-
-    def describe(self, clip: Clip) -> dict:
-        n = len(clip.classes)
-        return {"duration_seconds": n / self.sample_rate, "samples": n, "label": clip.label}
-
-    def _write_wav(self, classes: np.ndarray, path: Path) -> None:
-        from tunelab.data.audio.synth import write_wav  # atomic: a partial file is whole or absent
-
-        write_wav(path, mu_law_decode(classes, self.vocab_size), self.sample_rate)
-
-    def write(self, clip: Clip, path: Path, side: dict, wav: bool = True) -> list[Path]:
-        self._write_wav(clip.classes, path)
-        write_json(path.with_name(path.name + ".json"), side)
-        return [path]
 
 
 def _summary(nats: float, samples: int, pieces: int) -> dict:

@@ -21,8 +21,11 @@ from tunelab.data.dataset import WindowSampler, eval_windows, transpose_tables
 from tunelab.data.midi import Rejected, codec_from_meta
 from tunelab.data.streams import PieceStreams, stream_eval_batches
 from tunelab.kinds import categorical_loss
+from tunelab.kinds.base import KindDefaults
 from tunelab.kinds.scoring import piece_nll
 from tunelab.metrics.midi import token_nll_summary
+
+NGRAM_MAX_TRAIN_TOKENS = 1_000_000  # past this, no n-gram baseline: a pure-Python count model
 
 
 def steps_for_seconds(seconds: float, meta: dict) -> int:
@@ -99,9 +102,9 @@ def likelihood(model, pieces, meta: dict, device="cpu", progress: bool = False) 
             nll = piece_nll(model, p, device, prev_bias=bias)
         scored.append((p, nll.double().cpu().numpy()))
     sp, count = meta["specials"], codec_from_meta(meta).count_steps
-    result = token_nll_summary(scored, sp["bos"], sp["eos"], count)
+    result = token_nll_summary(scored, bos=sp["bos"], eos=sp["eos"], count_steps=count)
     if memory:
-        f = token_nll_summary(fixed, sp["bos"], sp["eos"], count)
+        f = token_nll_summary(fixed, bos=sp["bos"], eos=sp["eos"], count_steps=count)
         result["fixed_model_nll_per_token"] = f["nll_per_token"]
         result["fixed_model_nll_per_step"] = f["nll_per_step"]
     return result
@@ -118,8 +121,9 @@ class Plan:
     primer_info: dict | None  # the sidecar's settings.primer
 
 
-class Kind:
-    """MIDI tokens of one data directory (``meta.json`` of kind ``midi``)."""
+class Kind(KindDefaults):
+    """MIDI tokens of one data directory (``meta.json`` of kind ``midi``). A piece is an int
+    token array [T], BOS..EOS."""
 
     name = "tokens"
     suffix = ".mid"  # of the files generate writes
@@ -155,7 +159,14 @@ class Kind:
             tables = transpose_tables(self.codec, t.augment_transpose)
         if getattr(t, "carry_state", False):  # consecutive windows, with reset flags
             streams = PieceStreams(
-                split.data, split.pieces, t.seq_len, t.batch_size, seed, rank, world, tables
+                split.data,
+                split.pieces,
+                seq_len=t.seq_len,
+                batch_size=t.batch_size,
+                seed=seed,
+                rank=rank,
+                world=world,
+                transpose_tables=tables,
             )
 
             def stream_batch(step: int):
@@ -165,7 +176,13 @@ class Kind:
             return stream_batch
         burn = t.burn_in  # x holds `burn` tokens of context, then the window
         sampler = WindowSampler(
-            split.data, t.seq_len + burn, t.batch_size, seed, rank, world, tables
+            split.data,
+            seq_len=t.seq_len + burn,
+            batch_size=t.batch_size,
+            seed=seed,
+            rank=rank,
+            world=world,
+            transpose_tables=tables,
         )
 
         def batch(step: int):
@@ -181,18 +198,16 @@ class Kind:
             pieces = [np.asarray(p) for p in split]
             return [
                 (x, y, None, r)
-                for x, y, r in stream_eval_batches(pieces, t.seq_len, t.batch_size, t.eval_batches)
+                for x, y, r in stream_eval_batches(
+                    pieces, seq_len=t.seq_len, batch_size=t.batch_size, limit=t.eval_batches
+                )
             ]
         burn = t.burn_in  # the last seq_len targets of each window are scored
         w = eval_windows(split.data, t.seq_len + burn, t.eval_batches * t.batch_size)
         w = torch.from_numpy(w)
         return [(b[:, :-1], b[:, 1 + burn :], None) for b in w.split(t.batch_size)]
 
-    def valid_figures(self, nats: float) -> dict:
-        return {}
-
-    def preview(self, model, device) -> None:
-        return None  # nothing to listen to in TensorBoard for tokens
+    # valid_figures(), preview(): the neutral defaults (no extra figures, nothing to listen to)
 
     # -- likelihood ------------------------------------------------------------------
     def inference_model(self, model, shifts: int) -> torch.nn.Module:
@@ -212,7 +227,7 @@ class Kind:
         return PieceMemoryModel(model, self.prev_bias).to(device)
 
     def likelihood(self, model, pieces, device="cpu", progress: bool = False) -> dict:
-        return likelihood(model, pieces, self.meta, device, progress)
+        return likelihood(model, pieces, meta=self.meta, device=device, progress=progress)
 
     def check_data(self, data_meta: dict, where) -> None:
         from tunelab.kinds.midi_audit import check_same_encoding
@@ -220,9 +235,25 @@ class Kind:
         check_same_encoding(self.meta, data_meta, where)
 
     def baseline(self, datadir, split: str) -> dict:
-        from tunelab.metrics.ngram import ngram_baseline
+        """An interpolated Kneser-Ney n-gram (``tunelab.metrics.ngram``), its order chosen on
+        the valid split, scored on ``split``. Empty when the training split is too large for a
+        quick pure-Python count model (NGRAM_MAX_TRAIN_TOKENS), or without validation data."""
+        from tunelab.metrics.ngram import fit_best, score
 
-        return ngram_baseline(datadir, split)
+        train, valid = datadir.split("train"), datadir.split("valid")
+        if len(train.data) > NGRAM_MAX_TRAIN_TOKENS or len(valid) == 0:
+            return {}
+        sp, count_steps = self.meta["specials"], self.codec.count_steps
+        model, _ = fit_best(
+            train, valid, vocab_size=self.vocab_size, bos=sp["bos"], eos=sp["eos"],
+            count_steps=count_steps,
+        )  # fmt: skip
+        r = score(model, datadir.split(split), eos=sp["eos"], count_steps=count_steps)
+        return {
+            "baseline_ngram_order": model.order,
+            "baseline_ngram_nll_per_token": r["nll_per_token"],
+            "baseline_ngram_nll_per_step": r["nll_per_step"],
+        }
 
     # -- generation ------------------------------------------------------------------
     def plan(self, seconds, steps, primer, label, sampling) -> Plan:
@@ -243,19 +274,24 @@ class Kind:
             info = {"file": Path(primer).name, "steps": primer_steps, "from_training": None}
         return Plan(gen, tokens, primer_steps, settings, info)
 
-    def sample(self, model, plan: Plan, n, seed, sampling, device, progress, timing, **_):
+    def sample(
+        self, model, plan: Plan, n, seed, sampling, device, progress, timing,
+        save_every=None, partial=None,
+    ) -> list[np.ndarray]:  # fmt: skip
+        """n token pieces (``tunelab.kinds.sampling``); a piece is written whole when done,
+        so ``save_every`` and ``partial`` (partial audio files) do not apply."""
         from tunelab.kinds.sampling import sample
 
         return sample(
             model,
             self.meta,
-            n,
-            plan.steps,
-            seed,
-            sampling,
-            plan.primer,
-            device,
-            progress,
+            n=n,
+            steps=plan.steps,
+            seed=seed,
+            sampling=sampling,
+            primer=plan.primer,
+            device=device,
+            progress=progress,
             timing=timing,
         )
 
@@ -297,6 +333,8 @@ class Kind:
         from tunelab.kinds.midi_audit import roll_from_tokens
         from tunelab.metrics.music import music_metrics, reference_histograms
 
+        if not pieces:
+            return [], {}
         ref = reference_histograms(index.roll) if index is not None else None
         per = [music_metrics(roll_from_tokens(p, self.meta), self.spq, ref) for p in pieces]
         summary = {}
@@ -330,15 +368,17 @@ class Kind:
             "tokens": len(tokens),
         }
 
-    def write(self, tokens, path: Path, side: dict, wav: bool = True) -> list[Path]:
-        """MIDI file + sidecar, and a WAV preview (+ sidecar) rendered with the SoundFont."""
+    def write(self, tokens, path: Path, side: dict) -> list[Path]:
+        """MIDI file + sidecar."""
         score = self.codec.decode(tokens, self.qpm)
         with atomic_path(path) as tmp:
             score.dump_midi(str(tmp))
         write_json(path.with_name(path.name + ".json"), side)
-        if wav:
-            _write_preview(score, path.with_suffix(".wav"), side)
         return [path]
+
+    def write_preview(self, tokens, path: Path, side: dict) -> None:
+        """A WAV preview (+ sidecar) of the MIDI file at ``path``, rendered with the SoundFont."""
+        _write_preview(self.codec.decode(tokens, self.qpm), path.with_suffix(".wav"), side)
 
 
 def _write_preview(score, path: Path, side: dict, sr: int = 16000) -> None:

@@ -10,19 +10,23 @@ the number of distinct tokens seen after h, and D_m = n1 / (n1 + 2 n2) from the 
 of order m (Ney et al.). An unseen history falls through to the lower order. The recursion ends
 in the uniform distribution 1 / V, so every token has non-zero probability.
 
-NLL accounting is ``tunelab.metrics.midi.token_nll_summary``, as for the models: per token over every predicted token,
-per step over the non-BOS/EOS targets divided by the number of grid steps.
+NLL accounting is ``tunelab.metrics.midi.token_nll_summary``, as for the models: per token over
+every predicted token, per step over the non-BOS/EOS targets divided by the number of grid steps.
+The token format comes in as plain values (the vocabulary size, BOS and EOS ids, and the
+codec's ``count_steps``); ``tunelab.kinds.tokens`` reads them from the data's meta.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from tunelab.data.midi import codec_from_meta
 from tunelab.metrics.midi import token_nll_summary
+
+CountSteps = Callable[[Sequence[int]], int]  # tokens -> grid steps (the codec's count_steps)
 
 
 class KneserNey:
@@ -84,17 +88,23 @@ class KneserNey:
         )
 
 
-def score(model: KneserNey, pieces, meta: dict) -> dict:
-    """nll_per_token / tokens / nll_per_step / steps of ``pieces`` (see module docstring)."""
-    codec = codec_from_meta(meta)
+def score(model: KneserNey, pieces, eos: int, count_steps: CountSteps) -> dict:
+    """nll_per_token / tokens / nll_per_step / steps of ``pieces`` (see module docstring).
+    pieces: int token arrays [T], BOS..EOS (BOS is ``model.bos``)."""
     scored = ((p, model.nll(p)) for p in (np.asarray(p, np.int64) for p in pieces) if len(p) >= 2)
-    return token_nll_summary(
-        scored, meta["specials"]["bos"], meta["specials"]["eos"], codec.count_steps
-    )
+    return token_nll_summary(scored, bos=model.bos, eos=eos, count_steps=count_steps)
 
 
 def fit_best(
-    train, valid, meta: dict, orders=range(1, 17), patience: int = 2
+    train,
+    valid,
+    *,
+    vocab_size: int,
+    bos: int,
+    eos: int,
+    count_steps: CountSteps,
+    orders=range(1, 17),
+    patience: int = 2,
 ) -> tuple[KneserNey, dict]:
     """Fit each order on ``train``; keep the one with the lowest valid NLL per token.
 
@@ -104,8 +114,8 @@ def fit_best(
     best, best_nll, table, worse = None, math.inf, {}, 0
     train = [np.asarray(p, np.int64) for p in train]
     for n in orders:
-        m = KneserNey(n, int(meta["vocab_size"]), int(meta["specials"]["bos"])).fit(train)
-        r = score(m, valid, meta)
+        m = KneserNey(n, int(vocab_size), int(bos)).fit(train)
+        r = score(m, valid, eos=eos, count_steps=count_steps)
         table[n] = r
         if r["nll_per_token"] is not None and r["nll_per_token"] < best_nll:
             best, best_nll, worse = m, r["nll_per_token"], 0
@@ -114,22 +124,3 @@ def fit_best(
             if worse >= patience:
                 break
     return best, table
-
-
-def ngram_baseline(datadir, split: str = "test", max_train_tokens: int = 1_000_000) -> dict:
-    """Baseline figures for ``tunelab evaluate``: order chosen on valid, scored on ``split``.
-
-    Returns keys containing ``baseline`` (empty when the training split is too large for a
-    quick pure-Python count model, or when there is no validation data).
-    """
-    meta = datadir.meta
-    train, valid = datadir.split("train"), datadir.split("valid")
-    if len(train.data) > max_train_tokens or len(valid) == 0:
-        return {}
-    model, _ = fit_best(train, valid, meta)
-    r = score(model, datadir.split(split), meta)
-    return {
-        "baseline_ngram_order": model.order,
-        "baseline_ngram_nll_per_token": r["nll_per_token"],
-        "baseline_ngram_nll_per_step": r["nll_per_step"],
-    }

@@ -221,16 +221,21 @@ def _inference(run: LoadedRun, transpose_mix: int | None, piece_memory: bool | N
     memory = cfg.get("piece_memory", False) if piece_memory is None else piece_memory
     if int(n) < 0:
         raise ValueError(f"transpose_mix must be >= 0 (semitones either way), got {n}")
-    if n and (not hasattr(run.kind, "inference_model") or cfg.get("family") != "token_rnn"):
-        raise CheckpointError(f"{run.path}: transpose_mix needs a token_rnn model on MIDI data")
-    if memory and not hasattr(run.kind, "memory_model"):
-        raise CheckpointError(f"{run.path}: piece_memory needs a token model on MIDI data")
+    mix_error = f"{run.path}: transpose_mix needs a token_rnn model on MIDI data"
+    memory_error = f"{run.path}: piece_memory needs a token model on MIDI data"
+    if n and cfg.get("family") != "token_rnn":
+        raise CheckpointError(mix_error)
+    # The kind builds each wrapper, and returns None where its data has none (audio kinds).
     if n:
-        run.model = run.kind.inference_model(run.model, int(n)).eval()
-        run.transpose_mix = int(n)
+        mixed = run.kind.inference_model(run.model, int(n))
+        if mixed is None:
+            raise CheckpointError(mix_error)
+        run.model, run.transpose_mix = mixed.eval(), int(n)
     if memory:
-        run.model = run.kind.memory_model(run.model).eval()
-        run.piece_memory = True
+        remembered = run.kind.memory_model(run.model)
+        if remembered is None:
+            raise CheckpointError(memory_error)
+        run.model, run.piece_memory = remembered.eval(), True
     return run
 
 

@@ -73,7 +73,7 @@ def test_prepare_and_write_keep_the_collections_instruments(tmp_path):
     codec = codec_from_meta(dd.meta)
     kind = Kind(dd.meta)
     out = tmp_path / "x.mid"
-    kind.write(piece, out, {"file": "x.mid"}, wav=False)
+    kind.write(piece, out, {"file": "x.mid"})
     written = symusic.Score(str(out))
     assert {t.program for t in written.tracks if t.note_num()} == {0, 40, 73}
     assert notes_by_program(written, 4) == notes_by_program(codec.decode(piece), 4)
