@@ -44,7 +44,9 @@ def evaluate_split(
     from tunelab.data.store import load_datadir
     from tunelab.run.checkpoint import load_run
 
-    run = load_run(run_dir, which, device, transpose_mix, piece_memory)
+    run = load_run(
+        run_dir, which, device=device, transpose_mix=transpose_mix, piece_memory=piece_memory
+    )
     dd = load_datadir(data or run.config["data"])
     kind = run.kind
     kind.check_data(dd.meta, dd.path)
@@ -61,7 +63,7 @@ def evaluate_split(
         "transpose_mix": run.transpose_mix,
         "piece_memory": run.piece_memory,
         "data": str(dd.path),
-        **kind.likelihood(run.model, pieces, device, progress),
+        **kind.likelihood(run.model, pieces, device=device, progress=progress),
     }
     if baseline:
         result.update(kind.baseline(dd, split))

@@ -69,14 +69,22 @@ def generate(
         raise ValueError("the length (--seconds or --steps) must be positive")
     if save_every is not None and save_every <= 0:
         raise ValueError("--save-every must be a positive number of seconds")
-    run = load_run(run_dir, which, device, transpose_mix, bool(piece_memory))
+    run = load_run(
+        run_dir,
+        which,
+        device=device,
+        transpose_mix=transpose_mix,
+        piece_memory=bool(piece_memory),
+    )
     kind = run.kind
     extra = {"join": join} if join else {}
     if from_training:
         extra["training_clip"] = run.config.get("data")
     if not set(extra) <= set(kind.plan_options):
         raise ValueError("--join and --from-training apply to frame runs only")
-    plan = kind.plan(seconds, steps, primer, label, sampling, **extra)
+    plan = kind.plan(
+        seconds=seconds, steps=steps, primer=primer, label=label, sampling=sampling, **extra
+    )
     if run.transpose_mix:
         plan.settings["transpose_mix"] = run.transpose_mix
     if run.piece_memory:

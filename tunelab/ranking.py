@@ -88,7 +88,7 @@ def rank_checkpoints(
             wav=False,
             progress=progress,
         )
-        rows.append(_score(path, step, index.get(path.stem), files))
+        rows.append(_score(path, step=step, entry=index.get(path.stem), files=files))
         _, summary = kind.music_metrics(_readable(kind, files), reference)
         rows[-1]["distance"] = _distance(summary)
         rows[-1]["set_metrics"] = summary

@@ -130,7 +130,7 @@ def test_only_frames_add_the_mean_frame_flag_and_take_join_and_training_clip():
     assert k["frames"].extra_flags == ("mean_frame",)
     assert k["tokens"].plan_options == () and k["mulaw"].plan_options == ()
     assert set(k["frames"].plan_options) == {"join", "training_clip"}
-    plan = k["frames"].plan(1.0, None, None, None, None, join="concat")
+    plan = k["frames"].plan(1.0, steps=None, primer=None, label=None, sampling=None, join="concat")
     assert plan.settings["join"] == "concat"
 
 

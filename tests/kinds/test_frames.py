@@ -293,7 +293,7 @@ def test_start_from_a_training_clip_is_flagged_and_a_file_primer_recorded(frame_
 def test_diagnostics_fire_on_planted_silence_mean_frame_and_copy(frame_run, tmp_path):
     from tunelab.data.store import load_datadir
     from tunelab.kinds import kind_for
-    from tunelab.kinds.frames import Clip
+    from tunelab.kinds.frame_gen import Clip
     from tunelab.run.checkpoint import load_run
 
     data, run = frame_run

@@ -94,7 +94,9 @@ class GridConstraint:
         return self
 
     def new_state(self, batch: int) -> GridState:
-        st = GridState([N_KEYS] * batch, [0] * batch, [0] * batch, [False] * batch)
+        st = GridState(
+            last=[N_KEYS] * batch, count=[0] * batch, steps=[0] * batch, done=[False] * batch
+        )
         if self.onsets:
             st.prev = [set() for _ in range(batch)]
             st.cur = [set() for _ in range(batch)]
@@ -228,7 +230,11 @@ class RemiConstraint:
 
     def new_state(self, batch: int) -> RemiState:
         return RemiState(
-            [self.START] * batch, [-1] * batch, [0] * batch, [0] * batch, [False] * batch
+            kind=[self.START] * batch,
+            pos=[-1] * batch,
+            count=[0] * batch,
+            bars=[0] * batch,
+            done=[False] * batch,
         )
 
     def time_steps(self, st: RemiState, b: int) -> int:

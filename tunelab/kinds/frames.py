@@ -127,7 +127,8 @@ class Kind(AudioKind):
             x = torch.from_numpy(from_int16(np.asarray(piece))).double()
             energy, samples = energy + float(x.square().sum()), samples + len(x)
             for a in range(0, max(0, len(x) - self.size) + 1, 4096 * self.hop):  # bounded memory
-                f = ops.cut(x[a : a + 4095 * self.hop + self.size], self.size, self.hop, self.form)
+                part = x[a : a + 4095 * self.hop + self.size]
+                f = ops.cut(part, self.size, self.hop, form=self.form)
                 s1, s2, n = s1 + f.sum(0), s2 + f.square().sum(0), n + len(f)
         if n == 0:
             raise ValueError(f"no piece holds a whole frame of {self.size} samples")
@@ -149,9 +150,8 @@ class Kind(AudioKind):
     def features(self, x) -> torch.Tensor:
         """float audio [..., N] -> normalised features FloatTensor[..., K, D]."""
         mean, std = self._norm()
-        return (
-            ops.cut(torch.as_tensor(x, dtype=torch.float32), self.size, self.hop, self.form) - mean
-        ) / std
+        x = torch.as_tensor(x, dtype=torch.float32)
+        return (ops.cut(x, self.size, self.hop, form=self.form) - mean) / std
 
     def time_frames(self, f: torch.Tensor) -> torch.Tensor:
         """Normalised features [..., K, D] -> time frames [..., K, frame_size]."""
@@ -314,7 +314,7 @@ class Kind(AudioKind):
             fr = c.frames
             if fr is None:
                 fr = ops.cut(torch.as_tensor(c.audio), self.size, self.hop).numpy()
-            a |= am.mean_frame_dominance(fr, mean, c.audio, self.stats["rms"])
+            a |= am.mean_frame_dominance(fr, mean, x=c.audio, data_rms=self.stats["rms"])
             env = am.rms_envelope(c.audio, self.sample_rate, am.ENVELOPE_S)
             a["rms_envelope_dbfs"] = [round(float(v), 1) for v in env]
             if a["mean_frame_cosine"] >= am.MEAN_FRAME_COSINE:

@@ -28,14 +28,20 @@ def roll_from_tokens(tokens, meta: dict) -> M.Roll:
     enc = meta.get("encoding", "steps")
     if enc in ("steps", "onsets"):
         sp = meta["specials"]
-        return M.roll_from_grid_tokens(tokens, sp["step"], sp["bos"], 2 if enc == "onsets" else 1)
+        blocks = 2 if enc == "onsets" else 1
+        return M.roll_from_grid_tokens(tokens, step=sp["step"], bos=sp["bos"], blocks=blocks)
     codec = codec_from_meta(meta)
     try:
         grid = quantize(codec.decode(tokens), int(meta["steps_per_quarter"]), off_piano="drop")
     except Rejected:
         n = codec.count_steps(tokens)
+        empty = np.zeros(0, np.int64)
         return M.Roll(
-            *(np.zeros(0, np.int64),) * 2, np.zeros(n, np.int64), "onsets", np.zeros(0, bool)
+            ids=empty,
+            step_of=empty,
+            piece_of_step=np.zeros(n, np.int64),
+            space="onsets",
+            onset=np.zeros(0, bool),
         )
     return M.roll_from_notes(grid.pitch, grid.onset, grid.offset)
 
@@ -44,26 +50,26 @@ def roll_tail(roll: M.Roll, start: int) -> M.Roll:
     """The steps from ``start`` on (e.g. what was generated after a primer)."""
     keep = roll.step_of >= start
     return M.Roll(
-        roll.ids[keep],
-        roll.step_of[keep] - start,
-        roll.piece_of_step[start:],
-        roll.space,
-        roll.onset[keep],
+        ids=roll.ids[keep],
+        step_of=roll.step_of[keep] - start,
+        piece_of_step=roll.piece_of_step[start:],
+        space=roll.space,
+        onset=roll.onset[keep],
     )
 
 
 def concat_rolls(rolls: list[M.Roll]) -> M.Roll:
     offs = np.cumsum([0] + [r.n_steps for r in rolls])
     return M.Roll(
-        np.concatenate([r.ids for r in rolls] or [np.zeros(0, np.int64)]),
-        np.concatenate(
+        ids=np.concatenate([r.ids for r in rolls] or [np.zeros(0, np.int64)]),
+        step_of=np.concatenate(
             [r.step_of + o for r, o in zip(rolls, offs, strict=False)] or [np.zeros(0, np.int64)]
         ),
-        np.concatenate(
+        piece_of_step=np.concatenate(
             [np.full(r.n_steps, i) for i, r in enumerate(rolls)] or [np.zeros(0, np.int64)]
         ).astype(np.int64),
-        rolls[0].space if rolls else "steps",
-        np.concatenate([r.onset for r in rolls] or [np.zeros(0, bool)]),
+        space=rolls[0].space if rolls else "steps",
+        onset=np.concatenate([r.onset for r in rolls] or [np.zeros(0, bool)]),
     )
 
 

@@ -163,7 +163,7 @@ class Kind(AudioKind):
             q = self.encode(np.asarray(pieces[i]))
             x = torch.cat([torch.full((rf,), self.silence, dtype=torch.long), q])
             label = None if labels is None else int(labels[i])
-            nll = piece_nll(model, x, device, label)[-len(q) :] if len(q) else torch.zeros(0)
+            nll = piece_nll(model, x, device, label=label)[-len(q) :] if len(q) else torch.zeros(0)
             total += float(nll.double().sum())
             n += len(q)
         return _summary(total, n, len(pieces))

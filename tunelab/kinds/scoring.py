@@ -38,7 +38,7 @@ def piece_nll(
     """
     x = torch.as_tensor(tokens, dtype=torch.long, device=device)
     if hasattr(model, "rescore"):  # a wrapper that mixes its inner model's predictions
-        inner = piece_nll(model.base, x, device, label, chunk, prev_bias)
+        inner = piece_nll(model.base, x, device, label=label, chunk=chunk, prev_bias=prev_bias)
         return model.rescore(x.cpu(), inner.cpu()).to(inner.device)
     T = len(x)
     lab = None if label is None else torch.tensor([label], device=device)

@@ -145,7 +145,7 @@ class Kind(KindDefaults):
         """Cross-entropy of the format-constrained model (``grammar_bias``): (sum, count)."""
         if self.prev_bias is not None and self.prev_bias.device != logits.device:
             self.prev_bias = self.prev_bias.to(logits.device)  # once, not a [V, V] copy per step
-        return categorical_loss(logits, y, x, self.prev_bias)
+        return categorical_loss(logits, y, x, prev_bias=self.prev_bias)
 
     def signature(self) -> dict:
         """What a resumed run's data must share with the data it started on."""
@@ -272,7 +272,9 @@ class Kind(KindDefaults):
         info = None
         if primer:
             info = {"file": Path(primer).name, "steps": primer_steps, "from_training": None}
-        return Plan(gen, tokens, primer_steps, settings, info)
+        return Plan(
+            steps=gen, primer=tokens, primer_steps=primer_steps, settings=settings, primer_info=info
+        )
 
     def sample(
         self, model, plan: Plan, n, seed, sampling, device, progress, timing,
@@ -325,7 +327,7 @@ class Kind(KindDefaults):
         skip = plan.primer_steps if plan else 0
         rolls = [roll_tail(roll_from_tokens(p, self.meta), skip) for p in pieces]
         problems = [check_tokens(p, self.meta) for p in pieces]
-        return audit_rolls(rolls, problems, index, self.spq)
+        return audit_rolls(rolls, problems, index=index, spq=self.spq)
 
     def music_metrics(self, pieces, index) -> tuple[list[dict], dict]:
         """Per piece ``music_metrics.music_metrics`` (histogram distances to the training split when
