@@ -3,10 +3,11 @@
 Data: the int16 pieces of an audio data directory (as for ``mulaw``), cut into frames of
 ``frame_size`` samples every ``frame_hop`` (default half a frame), in time or FFT form
 (``tunelab.kinds.frame_ops``). The model config chooses the form (``Kind.for_model`` puts it
-in the kind's meta, ``with_settings``). Each feature is normalised by the mean and standard deviation of the training
-split's frames of that form, size and hop, computed once, cached beside the data
-(``frame-stats-FORM-SIZE-HOP.json``, written atomically) and kept in ``meta["frames"]
-["stats"]``, which the loop saves in every checkpoint: ``generate`` needs the run alone.
+in the kind's meta, ``with_settings``). Each feature is normalised by the mean and standard
+deviation of the training split's frames of that form, size and hop, computed once, cached
+beside the data (``frame-stats-FORM-SIZE-HOP.json``, written atomically) and kept in
+``meta["frames"]["stats"]``, which the loop saves in every checkpoint: ``generate`` needs the
+run alone.
 
 Training windows: seq_len + 1 consecutive frames inside one piece, with its label; x holds
 frames 0..T-1 and y frames 1..T. Losses (``frame_loss``): ``mse`` per normalised feature (the
