@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -89,3 +90,105 @@ def test_missing_file_and_preset_are_clear_errors(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(C.ConfigError, match="mapping"):
         C.read_yaml(str(bad))
+
+
+# -- the run config's model section: the family's own dataclass ------------------------------
+def test_presets_read_as_their_family_config():
+    from tunelab.models import MODELS
+
+    for name in C.presets():
+        data = C.read_yaml(name)["model"]
+        model = C.load(C.RunConfig, name).model
+        assert isinstance(model, MODELS[data["family"]].config)
+        assert {k: getattr(model, k) for k in data} == data  # nothing moved or renamed
+
+
+def test_model_family_override_switches_the_section():
+    """``model.family=`` picks the dataclass whatever the order of the overrides; the preset's
+    keys that the new family shares (layers, dropout) keep their values, the others go, and
+    the result dumps and loads back with the family's keys only."""
+    from tunelab.models.transformer import TransformerConfig
+    from tunelab.models.wavenet import WaveNetConfig
+
+    for over in (
+        ["model.family=wavenet", "model.residual_channels=8"],
+        ["model.residual_channels=8", "model.family=wavenet"],
+    ):
+        cfg = C.load(C.RunConfig, "tiny", over)
+        assert cfg.model == WaveNetConfig(residual_channels=8)
+    cfg = C.load(C.RunConfig, "tiny", ["model.family=transformer", "model.d_model=16"])
+    assert cfg.model == TransformerConfig(d_model=16, layers=1, dropout=0.0)
+    # Keys of other families are dropped: they never reached this model (the old flat layout).
+    cfg = C.load(C.RunConfig, "tiny", ["model.d_model=16", "model.window=8", "model.roll=true"])
+    assert cfg.model.family == "token_rnn" and cfg.model.roll and not hasattr(cfg.model, "window")
+
+
+def test_model_section_dumps_its_family_keys_only(tmp_path):
+    cfg = C.load(C.RunConfig, "wavenet-tiny", ["model.gc_channels=0"])
+    C.dump(cfg, tmp_path / "c.yaml")
+    text = (tmp_path / "c.yaml").read_text()
+    assert "gc_channels: 0" in text and "hidden" not in text and "frame_size" not in text
+    assert C.load(C.RunConfig, str(tmp_path / "c.yaml")) == cfg
+
+
+def test_model_section_errors_name_the_key_and_the_family_keys():
+    with pytest.raises(C.ConfigError) as e:
+        C.load(C.RunConfig, "wavenet-tiny", ["model.residual_chanels=8"])
+    msg = str(e.value)
+    assert "model.residual_chanels" in msg and "residual_channels" in msg and "cell" not in msg
+    with pytest.raises(C.ConfigError) as e:
+        C.model_config({"family": "samplernn", "hiden": 3})
+    assert "model.hiden" in str(e.value) and "srnn_frame_size" in str(e.value)
+    with pytest.raises(C.ConfigError, match="unknown model family 'wavenut'; choose one of"):
+        C.load(C.RunConfig, "tiny", ["model.family=wavenut", "model.hidden=3"])
+    with pytest.raises(C.ConfigError, match="model.window: .wide. does not fit"):
+        C.load(C.RunConfig, "midi-transformer", ["model.window=wide"])
+    with pytest.raises(C.ConfigError, match="model: expected a mapping"):
+        C.from_dict(C.RunConfig, {"model": 3})
+
+
+def test_an_option_on_for_a_family_without_it_is_refused():
+    with pytest.raises(C.ConfigError, match="piece_memory needs a MIDI token family"):
+        C.load(C.RunConfig, "wavenet-tiny", ["model.piece_memory=true"])
+    with pytest.raises(C.ConfigError, match="transpose_mix must be >= 0, and 0 unless"):
+        C.load(C.RunConfig, "midi-transformer", ["model.transpose_mix=2"])
+    with pytest.raises(C.ConfigError, match="transpose_mix must be >= 0, and 0 unless"):
+        C.model_config({"family": "frame_rnn", "transpose_mix": -1})
+    # Off, as every run before per-family configs saved it: dropped.
+    cfg = C.load(C.RunConfig, "wavenet-tiny", ["model.piece_memory=false", "model.transpose_mix=0"])
+    assert not hasattr(cfg.model, "piece_memory")
+
+
+def test_the_flat_layout_of_old_runs_reads_as_the_family_config():
+    """Runs written before per-family configs hold every family's keys in one section (the 35
+    keys of the fixture runs): exactly the keys of all families together. Each keeps its own."""
+    import yaml
+
+    from tunelab.models import MODELS
+
+    path = Path(__file__).parent / "fixtures" / "old_runs" / "frames" / "config.yaml"
+    flat = yaml.safe_load(path.read_text())["model"]
+    every = {f.name for row in MODELS.values() for f in dataclasses.fields(row.config)}
+    assert set(flat) == every and len(every) == 35
+    for family, row in MODELS.items():
+        model = C.model_config({**flat, "family": family})
+        own = {f.name for f in dataclasses.fields(row.config)}
+        assert isinstance(model, row.config) and C.to_dict(model) == {
+            **{k: flat[k] for k in own},
+            "family": family,
+        }
+    with pytest.raises(C.ConfigError, match="unknown key 'model.bogus'"):
+        C.model_config({**flat, "bogus": 1})
+
+
+def test_families_agree_on_shared_defaults_and_help_lists_each_key_once():
+    from tunelab.models import MODELS
+
+    seen: dict[str, object] = {}
+    for row in MODELS.values():
+        for k, v in C.to_dict(row.config()).items():
+            if k != "family":
+                assert seen.setdefault(k, v) == v, k
+    keys = C.defaults()
+    assert keys["model.family"] == "token_rnn" and keys["train.betas"] == [0.9, 0.99]
+    assert {k[len("model.") :] for k in keys if k.startswith("model.")} == {*seen, "family"}

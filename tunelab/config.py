@@ -1,9 +1,10 @@
 """Configs: dataclasses, YAML files, dotted ``key=value`` overrides.
 
 Generic machinery first (works for any dataclass tree), then the run config
-schema. An unknown key or a value of the wrong type is a ``ConfigError`` that
-names the key and what is allowed, so a typo never silently trains the wrong
-model.
+schema, whose model section is the family's own dataclass (``tunelab.models``;
+``model.family`` picks it). An unknown key or a value of the wrong type is a
+``ConfigError`` that names the key and what is allowed, so a typo never
+silently trains the wrong model.
 """
 
 from __future__ import annotations
@@ -16,11 +17,23 @@ from typing import Any
 
 import yaml
 
+if typing.TYPE_CHECKING:
+    from tunelab.models import FamilyConfig
+
 PRESET_DIR = Path(__file__).parent / "configs"
 
 
 class ConfigError(ValueError):
     """A config key or value that does not fit the schema."""
+
+
+def _hints(cls) -> dict[str, Any]:
+    """The annotated types of dataclass ``cls``'s fields. The model section's type lives with
+    the models (and torch), imported here when first needed: reading presets stays light (the
+    CLI starts without torch)."""
+    from tunelab.models import FamilyConfig
+
+    return typing.get_type_hints(cls, localns={"FamilyConfig": FamilyConfig})
 
 
 def _allowed(cls) -> str:
@@ -36,14 +49,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return None
         if isinstance(value, str) and value.lower() in ("null", "none") and type(None) in args:
             return None
-        errors = []
+        if _families(tp):
+            return model_config(value, key)
         for a in args:
             if a is type(None):
                 continue
             try:
                 return _coerce(value, a, key)
-            except ConfigError as e:
-                errors.append(str(e))
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: {value!r} does not fit {tp}")
     if origin is typing.Literal:
         choices = typing.get_args(tp)
@@ -112,7 +126,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 def from_dict(cls, data: dict, prefix: str = ""):
     """Build dataclass ``cls`` from a (nested) dict; unknown keys are errors."""
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for k, v in data.items():
@@ -127,34 +141,49 @@ def to_dict(cfg) -> dict:
 
 
 def apply_overrides(data: dict, overrides: list[str], cls) -> dict:
-    """Apply ``a.b=value`` strings to a nested dict, checking each key against ``cls``."""
+    """Apply ``a.b=value`` strings to a nested dict, checking each key against ``cls``.
+
+    The model section is checked against the family it names. ``model.family=...`` applies
+    before the other overrides, so they may name the new family's keys in any order."""
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    for ov in overrides:
+    last_part = lambda ov: ov.split("=", 1)[0].strip().split(".")[-1]  # noqa: E731
+    for ov in sorted(overrides, key=lambda ov: last_part(ov) != "family"):  # stable
         if "=" not in ov:
             raise ConfigError(f"override {ov!r} is not of the form key=value")
         key, raw = ov.split("=", 1)
         parts = key.strip().split(".")
-        node_cls, node = cls, data
+        node_cls, node, families = cls, data, None
         for depth, part in enumerate(parts):
-            fields = {f.name: f for f in dataclasses.fields(node_cls)}
-            if part not in fields:
+            hint = _hint(node_cls, part, families)
+            if hint is None:
                 where = ".".join(parts[:depth]) or "top level"
                 raise ConfigError(
                     f"unknown key {key!r} ({part!r} at {where}); allowed: {_allowed(node_cls)}"
                 )
-            hint = typing.get_type_hints(node_cls)[part]
             if depth == len(parts) - 1:
                 value = yaml.safe_load(raw) if raw.strip() else ""
                 if hint is str and not isinstance(value, str):
                     value = raw  # "out=2024" stays the string "2024"
                 node[part] = value
             else:
-                if not dataclasses.is_dataclass(hint):
+                families = _families(hint)
+                if not dataclasses.is_dataclass(hint) and not families:
                     raise ConfigError(f"{'.'.join(parts[: depth + 1])} has no sub-keys")
                 child = node.get(part)
                 node[part] = dict(child) if isinstance(child, dict) else {}
-                node, node_cls = node[part], hint
+                node = node[part]
+                where = ".".join(parts[: depth + 1])
+                node_cls = _family(families, node, where) if families else hint
     return data
+
+
+def _hint(node_cls, part: str, families: dict[str, type] | None):
+    """The type of key ``part`` of dataclass ``node_cls``; for a family's dataclass also of a key
+    that only another family has (``model_config`` drops or refuses it); None: no such key."""
+    for c in [node_cls, *(families or {}).values()]:
+        if any(f.name == part for f in dataclasses.fields(c)):
+            return _hints(c)[part]
+    return None
 
 
 def presets() -> list[str]:
@@ -190,70 +219,85 @@ def dump(cfg, path: str | Path) -> None:
     write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
+def defaults(cls=None, prefix: str = "") -> dict[str, Any]:
+    """Every key of the run config (or of dataclass ``cls``) with its default, for ``tunelab
+    train --help``: the model keys of every family, each once (families that share a key
+    agree on its default)."""
+    cls = cls or RunConfig
+    hints, out, obj = _hints(cls), {}, cls()
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        sections = [hint] if dataclasses.is_dataclass(hint) else (_families(hint) or {}).values()
+        for section in sections:
+            for k, v in defaults(section, f"{prefix}{f.name}.").items():
+                out.setdefault(k, v)
+        if not sections:
+            out[prefix + f.name] = getattr(obj, f.name)
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Run config schema (train / generate). Extended by the model and training code.
 # ---------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class ModelConfig:
-    """Model family and its hyperparameters (each family reads the keys it knows).
+# Options that some families lack, refused with these messages when one is switched on for a
+# family without it (other families' keys are dropped: see model_config).
+REFUSED = {
+    "transpose_mix": "model.transpose_mix must be >= 0, and 0 unless the family is token_rnn",
+    "piece_memory": "model.piece_memory needs a MIDI token family (token_rnn, transformer)",
+}
 
-    token_rnn: cell, embed_dim, hidden, layers, dropout, skip, roll (piano-roll inputs),
-    pitch_head (pitch-relative key logits), weight_drop (DropConnect on recurrent weights),
-    transpose_mix (score and sample as a mixture over transpositions; not used in training).
-    token_rnn and transformer: piece_memory (score, and sample when asked, mixed with a memory of
-    the piece so far; not used in training).
-    transformer: d_model, layers, heads, ff_mult, dropout, window (None: full causal
-    attention; W: each token sees the last W tokens, so generation cost stays flat).
-    wavenet: residual_channels, gate_channels, skip_channels, stacks, layers_per_stack
-    (dilations 1, 2, ..., 2^(layers_per_stack-1) per stack), kernel_size, bias, gc_channels
-    (label embedding added to every layer's filter and gate; 0: no conditioning).
-    """
 
-    family: str = "token_rnn"
-    cell: typing.Literal["gru", "lstm"] = "gru"
-    embed_dim: int = 128
-    hidden: int = 256
-    layers: int = 2
-    dropout: float = 0.1
-    skip: bool = False
-    roll: bool = False  # token_rnn: piano-roll inputs (tunelab.models.roll); steps/onsets only
-    pitch_head: int = 0  # token_rnn: channels of the pitch-relative key head (needs roll); 0 = off
-    weight_drop: float = 0.0  # token_rnn: DropConnect on hidden-to-hidden weights while training
-    # token_rnn: evaluate and generate with the mixture over transpositions -n..n semitones of
-    # the input (tunelab.models.transpose_mix; 2n + 1 model rows per piece); 0 = off
-    transpose_mix: int = 0
-    # MIDI token models: evaluate (and generate --piece-memory) mixed with the memory of the
-    # piece so far: what followed the longest recent context that occurred before
-    # (tunelab.models.piece_memory)
-    piece_memory: bool = False
-    d_model: int = 256
-    heads: int = 4
-    ff_mult: int = 4
-    window: int | None = None
-    residual_channels: int = 32
-    gate_channels: int = 32
-    skip_channels: int = 512
-    stacks: int = 5
-    layers_per_stack: int = 10
-    kernel_size: int = 2
-    bias: bool = True
-    gc_channels: int = 32
-    # samplernn: the frame-tier GRU takes hidden and layers, the label embedding gc_channels.
-    srnn_frame_size: int = 16  # samples per frame-tier step (and taps of the sample tier)
-    srnn_sample_hidden: int = 512  # width of the sample-level MLP
-    srnn_sample_layers: int = 2  # hidden layers of that MLP between its input and output
-    srnn_warmup_frames: int = 16  # unscored frames at the head of each training window
-    # frame_rnn (GRUV): dense (embed_dim) -> `layers` GRU/LSTM layers (cell, hidden, dropout,
-    # skip: every layer feeds the output dense) -> dense, over frames of normalised audio
-    frame_size: int = 1024  # samples per frame
-    frame_hop: int = 0  # samples between frame starts (0: frame_size // 2, 50% overlap)
-    frame_form: typing.Literal["time", "fft"] = "time"  # raw samples or rfft real/imag
-    frame_loss: typing.Literal["mse", "stft"] = "mse"  # stft: multi-resolution STFT + L1 wave
-    stft_sizes: list[int] = dataclasses.field(default_factory=lambda: [256, 512, 1024])
-    wave_l1: float = 1.0  # weight of the L1 waveform term of the stft loss
-    frame_labels: bool = False  # condition on the data's labels (an embedding added to input)
+def _families(tp) -> dict[str, type] | None:
+    """{family: dataclass} when ``tp`` is a union of dataclasses told apart by their ``family``
+    key (the model section, ``FamilyConfig``), else None."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    members = typing.get_args(tp)
+    if not all(isinstance(getattr(m, "family", None), str) for m in members):
+        return None
+    return {m.family: m for m in members if dataclasses.is_dataclass(m)}
+
+
+def _family(families: dict[str, type], data: dict, key: str) -> type:
+    """The dataclass of the family that section ``data`` names (the first family by default)."""
+    family = data.get("family", next(iter(families)))
+    if not isinstance(family, str) or family not in families:
+        raise ConfigError(f"unknown {key} family {family!r}; choose one of {', '.join(families)}")
+    return families[family]
+
+
+def model_config(data: Any, key: str = "model") -> FamilyConfig:
+    """The model section as its family's dataclass (``family`` picks it; token_rnn by default).
+
+    The family's own keys are read and checked like any section's, and a key that no family
+    has is an error naming the family's keys. A key that only other families have is dropped,
+    whatever its value: runs written before per-family configs list every family's keys in
+    one flat section, a preset switched with ``model.family=`` keeps its first family's keys,
+    and overrides may name several families' keys at once. None of these ever reached the
+    model: each family read its own keys only. An option that is on for a family without it
+    (``REFUSED``) is refused: it would not do what it says."""
+    families = _families(_hints(RunConfig)["model"])
+    if not isinstance(data, dict):
+        first = next(iter(families.values()))
+        raise ConfigError(f"{key}: expected a mapping with keys {_allowed(first)}, got {data!r}")
+    cls = _family(families, data, key)
+    kept = {}
+    for k, v in data.items():
+        owner = next((c for c in [cls, *families.values()] if _hint(c, k, None) is not None), None)
+        if owner is None or owner is cls:  # its own key, or one from_dict names as unknown
+            kept[k] = v
+        elif k in REFUSED and _coerce(v, _hint(owner, k, None), f"{key}.{k}") != getattr(owner, k):
+            raise ConfigError(REFUSED[k])
+    return from_dict(cls, kept, prefix=f"{key}.")
+
+
+def _default_model() -> FamilyConfig:
+    """The model section of a config that names no family: a token RNN's defaults."""
+    from tunelab.models import TokenRNNConfig
+
+    return TokenRNNConfig()
 
 
 @dataclasses.dataclass
@@ -307,5 +351,5 @@ class RunConfig:
     out: str = ""
     seed: int = 0
     device: str = "auto"  # auto: cuda:LOCAL_RANK when available, else cpu
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    model: FamilyConfig = dataclasses.field(default_factory=_default_model)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)

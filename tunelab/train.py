@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tunelab.config import ConfigError, RunConfig, dump, to_dict
+from tunelab.config import REFUSED, ConfigError, RunConfig, dump, model_config, to_dict
 from tunelab.data.dataset import prefetch
 from tunelab.data.store import load_datadir
 from tunelab.kinds import kind_for
@@ -42,6 +42,7 @@ from tunelab.run.checkpoint import (
     export_safetensors,
     load_checkpoint,
     newest_readable,
+    rebuild_model,
     remove_stale_temps,
 )
 from tunelab.run.curves import RunLog, plot_run
@@ -143,16 +144,17 @@ def _check(cfg: RunConfig) -> None:
         raise ConfigError(
             "need train.lr > 0, train.warmup >= 0, augment_transpose >= 0, 0 <= ema < 1"
         )
-    if t.burn_in < 0 or (t.burn_in and (t.carry_state or cfg.model.family != "token_rnn")):
+    family = family_of(cfg.model)  # its MODELS row: the options the family supports
+    if t.burn_in < 0 or (t.burn_in and (t.carry_state or not family.burn_in)):
         raise ConfigError(
             "train.burn_in must be >= 0, and 0 unless the family is token_rnn without "
             "train.carry_state (carried state already gives each window its context)"
         )
-    m = cfg.model.transpose_mix
-    if m < 0 or (m and cfg.model.family != "token_rnn"):
-        raise ConfigError("model.transpose_mix must be >= 0, and 0 unless the family is token_rnn")
-    if cfg.model.piece_memory and family_of(cfg.model).kind != "tokens":
-        raise ConfigError("model.piece_memory needs a MIDI token family (token_rnn, transformer)")
+    if t.carry_state and not family.carry_state:
+        raise ConfigError(f"train.carry_state: model family {cfg.model.family!r} carries no state")
+    # A family without transpose_mix or piece_memory refused them when the config was read.
+    if getattr(cfg.model, "transpose_mix", 0) < 0:
+        raise ConfigError(REFUSED["transpose_mix"])
     if t.max_minutes is not None and t.max_minutes <= 0:
         raise ConfigError(
             f"train.max_minutes must be > 0 (or null for no time budget), got {t.max_minutes}"
@@ -160,12 +162,18 @@ def _check(cfg: RunConfig) -> None:
 
 
 def _check_resume(ck: dict, cfg: RunConfig, kind, run_dir: Path) -> None:
-    # A key that a later version added is absent from older checkpoints: it had its default.
-    # transpose_mix and piece_memory only change scoring and sampling, never the weights: they
-    # may change.
-    free = {"transpose_mix": 0, "piece_memory": False}
-    saved = {**to_dict(type(cfg.model)()), **ck["config"]["model"], **free}
-    if saved != {**to_dict(cfg.model), **free}:
+    # The saved model section is read as load_run reads it: a key that a later version added
+    # is absent from older checkpoints (it had its default), and runs saved before per-family
+    # configs hold every family's keys (model_config keeps the family's). transpose_mix and
+    # piece_memory only change scoring and sampling, never the weights: they may change.
+    def weights_part(model: dict) -> dict:
+        return {k: v for k, v in model.items() if k not in ("transpose_mix", "piece_memory")}
+
+    try:
+        saved = weights_part(to_dict(model_config(ck["config"]["model"])))
+    except (ConfigError, KeyError, TypeError):
+        saved = None  # not a model config this version reads
+    if saved != weights_part(to_dict(cfg.model)):
         raise ConfigError(
             f"{run_dir} holds a run with another model config ({ck['config']['model']}); "
             "choose another out= or remove that run"
@@ -463,9 +471,7 @@ def _finish(cfg, files, run_dir, status, pr: Progress, msg) -> TrainResult:
             print(f"warning: model.safetensors not written: {e}", file=sys.stderr, flush=True)
             ck = None
         if ck is not None:
-            kind = kind_for(ck["config"]["model"], ck["meta"])
-            export = build_model(ck["config"]["model"], kind.vocab_size, kind.n_labels)
-            export.load_state_dict(ck.get("ema") or ck["model"])
+            export = rebuild_model(ck["config"], ck["meta"], ck, best_path)[0]
             meta = {"config": json.dumps(ck["config"]), "step": ck["step"]}
             export_safetensors(export, run_dir / "model.safetensors", meta)
         files.close()

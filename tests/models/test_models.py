@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tunelab.models import MODELS, build_model
+from tunelab.models.token_rnn import TokenRNNConfig
 
 torch.set_num_threads(1)
 V = 23
@@ -126,9 +127,7 @@ def test_build_model_errors():
 
 
 def test_build_model_from_dataclass():
-    from tunelab.config import ModelConfig
-
-    model = build_model(ModelConfig(family="token_rnn", hidden=12, embed_dim=4, layers=1), V)
+    model = build_model(TokenRNNConfig(hidden=12, embed_dim=4, layers=1), V)
     assert model(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, V)
 
 
@@ -151,3 +150,64 @@ def test_weight_drop_masks_the_recurrence_only_while_training():
     dropped.eval(), plain.eval()
     with torch.no_grad():
         torch.testing.assert_close(dropped(x), plain(x))
+
+
+def test_each_row_names_its_config_and_the_options_its_model_has():
+    """The row's config is its family's; carry_state agrees with the model's init_carry (the
+    loop's contract), burn_in and transpose_mix are token RNN options, piece_memory is the
+    MIDI token families'."""
+    import dataclasses
+
+    from tunelab.run.carry import supports_carry
+
+    for name, row in MODELS.items():
+        cfg = row.config()
+        assert cfg.family == name and dataclasses.is_dataclass(cfg)
+        vocab = {"tokens": V, "mulaw": 256, "frames": 8}[row.kind]
+        model = build_model(cfg, vocab)
+        assert isinstance(model, row.cls) and row.carry_state == supports_carry(model)
+    assert [n for n, r in MODELS.items() if r.burn_in] == ["token_rnn"]
+    assert [n for n, r in MODELS.items() if r.has("transpose_mix")] == ["token_rnn"]
+    piece_memory = [n for n, r in MODELS.items() if r.has("piece_memory")]
+    assert piece_memory == [n for n, r in MODELS.items() if r.kind == "tokens"]
+
+
+def test_defaults_are_stated_once_in_the_family_config():
+    """A model built with its constructor's defaults equals the one its config's defaults
+    build, key by key: the constructor reads its defaults from the config dataclass."""
+    import inspect
+
+    renamed = {  # constructor argument -> config key, where the names differ
+        "FrameRNN": {"dense": "embed_dim"},
+        "SampleRNN": {
+            "frame_size": "srnn_frame_size",
+            "frame_hidden": "hidden",
+            "frame_layers": "layers",
+            "sample_hidden": "srnn_sample_hidden",
+            "sample_layers": "srnn_sample_layers",
+            "warmup_frames": "srnn_warmup_frames",
+        },
+    }
+    checked = 0
+    for row in MODELS.values():
+        cfg, names = row.config(), renamed.get(row.cls.__name__, {})
+        for name, p in inspect.signature(row.cls.__init__).parameters.items():
+            key = names.get(name, name)
+            if hasattr(cfg, key) and p.default is not inspect.Parameter.empty:
+                assert p.default == getattr(cfg, key), (row.cls.__name__, name)
+                checked += 1
+    assert checked == 9 + 6 + 8 + 7 + 6  # every hyperparameter the constructors take
+
+
+def test_build_model_reads_the_flat_layout_of_old_runs():
+    """A mapping with every family's keys (runs saved before per-family configs) builds its
+    family's model from that family's keys alone."""
+    flat = {"family": "token_rnn", "cell": "lstm", "hidden": 12, "embed_dim": 4, "layers": 1}
+    flat |= {"d_model": 999, "residual_channels": 7, "frame_size": 3, "srnn_frame_size": 5}
+    torch.manual_seed(0)
+    a = build_model(flat, V)
+    torch.manual_seed(0)
+    b = build_model(TokenRNNConfig(cell="lstm", hidden=12, embed_dim=4, layers=1), V)
+    assert a.cell == "lstm" and a.state_dict().keys() == b.state_dict().keys()
+    for k, v in a.state_dict().items():
+        torch.testing.assert_close(v, b.state_dict()[k], rtol=0, atol=0)

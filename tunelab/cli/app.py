@@ -35,20 +35,24 @@ def info(
 
 
 def _train_keys() -> str:
-    """Every config key with its default, for `tunelab train --help`."""
-    import dataclasses
+    """Every config key with its default (every model family's keys), for `tunelab train --help`."""
+    from tunelab.config import defaults
 
-    from tunelab.config import RunConfig
+    keys = ", ".join(f"{k}={v}" for k, v in defaults().items())
+    return "Config keys (defaults; presets override some): " + keys
 
-    def walk(obj, prefix=""):
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
-            if dataclasses.is_dataclass(v):
-                yield from walk(v, f"{f.name}.")
-            else:
-                yield f"{prefix}{f.name}={v}"
 
-    return "Config keys (defaults; presets override some): " + ", ".join(walk(RunConfig()))
+class _TrainCommand(typer.core.TyperCommand):
+    """`tunelab train`, whose help ends with the config keys. They live beside the models (and
+    torch), so they are read only when the help is shown: the CLI starts without torch."""
+
+    @property
+    def epilog(self) -> str:
+        return _train_keys()
+
+    @epilog.setter
+    def epilog(self, value) -> None:  # click sets it in __init__; the property computes it
+        pass
 
 
 def _preset_help() -> str:
@@ -64,7 +68,7 @@ def _preset_help() -> str:
     )
 
 
-@app.command(epilog=_train_keys())
+@app.command(cls=_TrainCommand)
 def train(
     config: str = typer.Argument(
         ...,

@@ -42,8 +42,8 @@ class Kind(Protocol):
 
     @classmethod
     def for_model(cls, model_cfg: Any, meta: dict) -> Kind:
-        """The kind of ``model_cfg`` (a ModelConfig or its dict) on data described by ``meta``
-        (frames: the model config chooses the frame form, size and hop)."""
+        """The kind of ``model_cfg`` (a family's config dataclass or its dict) on data
+        described by ``meta`` (frames: the model config chooses the frame form, size and hop)."""
         ...
 
     @property

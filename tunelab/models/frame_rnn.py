@@ -10,11 +10,36 @@ to the input dense's output at every position.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
 
 from tunelab.models.layers import rnn_layers, run_rnn_layers
+
+
+@dataclass
+class FrameRNNConfig:
+    """A frame RNN run's ``model`` section: dense (``embed_dim``) -> ``layers`` GRU/LSTM layers
+    (``cell``, ``hidden``, ``dropout``; ``skip``: every layer feeds the output dense) -> dense,
+    over frames of normalised audio. The frame keys tell the kind how to cut and score the
+    audio (``tunelab.kinds.frames``)."""
+
+    family: str = "frame_rnn"
+    cell: Literal["gru", "lstm"] = "gru"
+    embed_dim: int = 128
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.1
+    skip: bool = False
+    frame_size: int = 1024  # samples per frame
+    frame_hop: int = 0  # samples between frame starts (0: frame_size // 2, 50% overlap)
+    frame_form: Literal["time", "fft"] = "time"  # raw samples or rfft real/imag
+    frame_loss: Literal["mse", "stft"] = "mse"  # stft: multi-resolution STFT + L1 wave
+    stft_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    wave_l1: float = 1.0  # weight of the L1 waveform term of the stft loss
+    frame_labels: bool = False  # condition on the data's labels (an embedding added to input)
 
 
 class FrameRNN(nn.Module):
@@ -33,15 +58,15 @@ class FrameRNN(nn.Module):
 
     receptive_field = None  # recurrent: every earlier frame can matter
 
-    def __init__(
+    def __init__(  # defaults: FrameRNNConfig's
         self,
         n_features: int,
-        cell: str = "gru",
-        dense: int = 256,
-        hidden: int = 256,
-        layers: int = 2,
-        dropout: float = 0.0,
-        skip: bool = True,
+        cell: str = FrameRNNConfig.cell,
+        dense: int = FrameRNNConfig.embed_dim,
+        hidden: int = FrameRNNConfig.hidden,
+        layers: int = FrameRNNConfig.layers,
+        dropout: float = FrameRNNConfig.dropout,
+        skip: bool = FrameRNNConfig.skip,
         n_labels: int = 0,
     ):
         super().__init__()
@@ -57,17 +82,21 @@ class FrameRNN(nn.Module):
         self.out = nn.Linear(hidden * layers if skip else hidden, n_features)
 
     @classmethod
-    def from_config(cls, cfg: Mapping, vocab_size: int, n_labels: int = 0) -> FrameRNN:
-        """``vocab_size``: the kind's features per frame; ``n_labels``: 0 unless the kind
+    def from_config(
+        cls, cfg: FrameRNNConfig | Mapping, vocab_size: int, n_labels: int = 0
+    ) -> FrameRNN:
+        """``cfg``: the config, or a mapping of some of its keys (the others: defaults).
+        ``vocab_size``: the kind's features per frame; ``n_labels``: 0 unless the kind
         conditions on labels (``frame_labels``)."""
+        c = cfg if isinstance(cfg, FrameRNNConfig) else FrameRNNConfig(**cfg)
         return cls(
             vocab_size,
-            cell=cfg.get("cell", "gru"),
-            dense=cfg.get("embed_dim", 256),
-            hidden=cfg.get("hidden", 256),
-            layers=cfg.get("layers", 2),
-            dropout=cfg.get("dropout", 0.0),
-            skip=cfg.get("skip", True),
+            cell=c.cell,
+            dense=c.embed_dim,
+            hidden=c.hidden,
+            layers=c.layers,
+            dropout=c.dropout,
+            skip=c.skip,
             n_labels=n_labels,
         )
 

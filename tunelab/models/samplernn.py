@@ -37,6 +37,21 @@ from torch.nn import functional as F
 
 
 @dataclass
+class SampleRNNConfig:
+    """A SampleRNN run's ``model`` section: ``hidden`` and ``layers`` are the frame-tier GRU's,
+    ``gc_channels`` the label embedding's width (0: unconditioned)."""
+
+    family: str = "samplernn"
+    srnn_frame_size: int = 16  # samples per frame-tier step (and taps of the sample tier)
+    hidden: int = 256
+    layers: int = 2
+    srnn_sample_hidden: int = 512  # width of the sample-level MLP
+    srnn_sample_layers: int = 2  # hidden layers of that MLP between its input and output
+    srnn_warmup_frames: int = 16  # unscored frames at the head of each training window
+    gc_channels: int = 32
+
+
+@dataclass
 class SampleRNNState:
     """Incremental state for n streams, after ``pos`` inputs.
 
@@ -66,17 +81,17 @@ class SampleRNN(nn.Module):
         n_labels, gc_channels: global label conditioning (0 either: unconditioned).
     """
 
-    def __init__(
+    def __init__(  # defaults: SampleRNNConfig's
         self,
         classes: int = 256,
-        frame_size: int = 16,
-        frame_hidden: int = 512,
-        frame_layers: int = 1,
-        sample_hidden: int = 512,
-        sample_layers: int = 2,
-        warmup_frames: int = 16,
+        frame_size: int = SampleRNNConfig.srnn_frame_size,
+        frame_hidden: int = SampleRNNConfig.hidden,
+        frame_layers: int = SampleRNNConfig.layers,
+        sample_hidden: int = SampleRNNConfig.srnn_sample_hidden,
+        sample_layers: int = SampleRNNConfig.srnn_sample_layers,
+        warmup_frames: int = SampleRNNConfig.srnn_warmup_frames,
         n_labels: int = 0,
-        gc_channels: int = 32,
+        gc_channels: int = SampleRNNConfig.gc_channels,
     ):
         super().__init__()
         if frame_size < 1 or frame_layers < 1 or sample_layers < 0 or warmup_frames < 0:
@@ -106,17 +121,21 @@ class SampleRNN(nn.Module):
             self.taps_embed.weight[self.pad] = 0
 
     @classmethod
-    def from_config(cls, cfg: Mapping, vocab_size: int, n_labels: int = 0) -> SampleRNN:
+    def from_config(
+        cls, cfg: SampleRNNConfig | Mapping, vocab_size: int, n_labels: int = 0
+    ) -> SampleRNN:
+        """``cfg``: the config, or a mapping of some of its keys (the others: defaults)."""
+        c = cfg if isinstance(cfg, SampleRNNConfig) else SampleRNNConfig(**cfg)
         return cls(
             vocab_size,
-            frame_size=cfg.get("srnn_frame_size", 16),
-            frame_hidden=cfg.get("hidden", 512),
-            frame_layers=cfg.get("layers", 1),
-            sample_hidden=cfg.get("srnn_sample_hidden", 512),
-            sample_layers=cfg.get("srnn_sample_layers", 2),
-            warmup_frames=cfg.get("srnn_warmup_frames", 16),
+            frame_size=c.srnn_frame_size,
+            frame_hidden=c.hidden,
+            frame_layers=c.layers,
+            sample_hidden=c.srnn_sample_hidden,
+            sample_layers=c.srnn_sample_layers,
+            warmup_frames=c.srnn_warmup_frames,
             n_labels=n_labels,
-            gc_channels=cfg.get("gc_channels", 32),
+            gc_channels=c.gc_channels,
         )
 
     def _labels(self, label: torch.Tensor | None, n: int):

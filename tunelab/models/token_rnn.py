@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -28,6 +30,31 @@ from tunelab.models.roll import (
 
 # GRU: [h] per layer, each [B, H]; LSTM: [(h, c)] per layer; with ``roll``, then (prev, cur).
 State = list
+
+
+@dataclass
+class TokenRNNConfig:
+    """A token RNN run's ``model`` section (``TokenRNN``'s arguments say what each key does).
+
+    ``transpose_mix`` and ``piece_memory`` change scoring and sampling only, never training.
+    """
+
+    family: str = "token_rnn"
+    cell: Literal["gru", "lstm"] = "gru"
+    embed_dim: int = 128
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.1
+    skip: bool = False
+    roll: bool = False  # piano-roll inputs (tunelab.models.roll); steps/onsets only
+    pitch_head: int = 0  # channels of the pitch-relative key head (needs roll); 0 = off
+    weight_drop: float = 0.0  # DropConnect on hidden-to-hidden weights while training
+    # evaluate and generate with the mixture over transpositions -n..n semitones of the input
+    # (tunelab.models.transpose_mix; 2n + 1 model rows per piece); 0 = off
+    transpose_mix: int = 0
+    # evaluate (and generate --piece-memory) mixed with the memory of the piece so far: what
+    # followed the longest recent context that occurred before (tunelab.models.piece_memory)
+    piece_memory: bool = False
 
 
 class TokenRNN(nn.Module):
@@ -49,18 +76,18 @@ class TokenRNN(nn.Module):
             (``layers.run_rnn_layers``); generation and scoring use the full weights.
     """
 
-    def __init__(
+    def __init__(  # defaults: TokenRNNConfig's
         self,
         vocab_size: int,
-        cell: str = "gru",
-        embed_dim: int = 128,
-        hidden: int = 256,
-        layers: int = 2,
-        dropout: float = 0.1,
-        skip: bool = False,
-        roll: bool = False,
-        pitch_head: int = 0,
-        weight_drop: float = 0.0,
+        cell: str = TokenRNNConfig.cell,
+        embed_dim: int = TokenRNNConfig.embed_dim,
+        hidden: int = TokenRNNConfig.hidden,
+        layers: int = TokenRNNConfig.layers,
+        dropout: float = TokenRNNConfig.dropout,
+        skip: bool = TokenRNNConfig.skip,
+        roll: bool = TokenRNNConfig.roll,
+        pitch_head: int = TokenRNNConfig.pitch_head,
+        weight_drop: float = TokenRNNConfig.weight_drop,
     ):
         super().__init__()
         if cell not in ("gru", "lstm"):
@@ -87,19 +114,23 @@ class TokenRNN(nn.Module):
     receptive_field = None  # recurrent: every earlier token can matter
 
     @classmethod
-    def from_config(cls, cfg: Mapping, vocab_size: int, n_labels: int = 0) -> TokenRNN:
-        """``n_labels`` is accepted for the common interface; token models are unconditioned."""
+    def from_config(
+        cls, cfg: TokenRNNConfig | Mapping, vocab_size: int, n_labels: int = 0
+    ) -> TokenRNN:
+        """``cfg``: the config, or a mapping of some of its keys (the others: defaults).
+        ``n_labels`` is accepted for the common interface; token models are unconditioned."""
+        c = cfg if isinstance(cfg, TokenRNNConfig) else TokenRNNConfig(**cfg)
         return cls(
             vocab_size,
-            cell=cfg.get("cell", "gru"),
-            embed_dim=cfg.get("embed_dim", 128),
-            hidden=cfg.get("hidden", 256),
-            layers=cfg.get("layers", 2),
-            dropout=cfg.get("dropout", 0.1),
-            skip=cfg.get("skip", False),
-            roll=cfg.get("roll", False),
-            pitch_head=cfg.get("pitch_head", 0),
-            weight_drop=cfg.get("weight_drop", 0.0),
+            cell=c.cell,
+            embed_dim=c.embed_dim,
+            hidden=c.hidden,
+            layers=c.layers,
+            dropout=c.dropout,
+            skip=c.skip,
+            roll=c.roll,
+            pitch_head=c.pitch_head,
+            weight_drop=c.weight_drop,
         )
 
     # -- training -----------------------------------------------------------------

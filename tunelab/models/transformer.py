@@ -24,6 +24,23 @@ _ROPE_BLOCK = 1024  # positions of cos/sin computed at once during generation
 
 
 @dataclass
+class TransformerConfig:
+    """A Transformer run's ``model`` section. ``window``: None for full causal attention; W:
+    each token sees the last W tokens, so generation cost stays flat. ``piece_memory``:
+    evaluate (and generate --piece-memory) mixed with the memory of the piece so far
+    (``tunelab.models.piece_memory``; scoring and sampling only, never training)."""
+
+    family: str = "transformer"
+    d_model: int = 256
+    layers: int = 2
+    heads: int = 4
+    ff_mult: int = 4
+    dropout: float = 0.1
+    window: int | None = None
+    piece_memory: bool = False
+
+
+@dataclass
 class KVCache:
     """Per-layer key/value buffers [B, heads, C, head_dim] and the number of tokens seen.
 
@@ -104,15 +121,15 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """Causal Transformer LM. forward(x: LongTensor[B, T]) -> logits FloatTensor[B, T, V]."""
 
-    def __init__(
+    def __init__(  # defaults: TransformerConfig's
         self,
         vocab_size: int,
-        d_model: int = 256,
-        layers: int = 4,
-        heads: int = 4,
-        ff_mult: int = 4,
-        dropout: float = 0.1,
-        window: int | None = None,
+        d_model: int = TransformerConfig.d_model,
+        layers: int = TransformerConfig.layers,
+        heads: int = TransformerConfig.heads,
+        ff_mult: int = TransformerConfig.ff_mult,
+        dropout: float = TransformerConfig.dropout,
+        window: int | None = TransformerConfig.window,
         rope_base: float = 10000.0,
     ):
         super().__init__()
@@ -138,16 +155,20 @@ class Transformer(nn.Module):
             nn.init.zeros_(m.bias)
 
     @classmethod
-    def from_config(cls, cfg: Mapping, vocab_size: int, n_labels: int = 0) -> Transformer:
-        """``n_labels`` is accepted for the common interface; token models are unconditioned."""
+    def from_config(
+        cls, cfg: TransformerConfig | Mapping, vocab_size: int, n_labels: int = 0
+    ) -> Transformer:
+        """``cfg``: the config, or a mapping of some of its keys (the others: defaults).
+        ``n_labels`` is accepted for the common interface; token models are unconditioned."""
+        c = cfg if isinstance(cfg, TransformerConfig) else TransformerConfig(**cfg)
         return cls(
             vocab_size,
-            d_model=cfg.get("d_model", 256),
-            layers=cfg.get("layers", 4),
-            heads=cfg.get("heads", 4),
-            ff_mult=cfg.get("ff_mult", 4),
-            dropout=cfg.get("dropout", 0.1),
-            window=cfg.get("window"),
+            d_model=c.d_model,
+            layers=c.layers,
+            heads=c.heads,
+            ff_mult=c.ff_mult,
+            dropout=c.dropout,
+            window=c.window,
         )
 
     @property

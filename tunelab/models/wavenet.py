@@ -35,6 +35,23 @@ _RES_SCALE = math.sqrt(0.5)  # keeps the residual stream's variance flat with de
 
 
 @dataclass
+class WaveNetConfig:
+    """A WaveNet run's ``model`` section (``WaveNet``'s arguments say what each key does):
+    dilations 1, 2, ..., 2^(layers_per_stack-1) per stack; ``gc_channels``: the label
+    embedding added to every layer's filter and gate (0: no conditioning)."""
+
+    family: str = "wavenet"
+    residual_channels: int = 32
+    gate_channels: int = 32
+    skip_channels: int = 512
+    stacks: int = 5
+    layers_per_stack: int = 10
+    kernel_size: int = 2
+    bias: bool = True
+    gc_channels: int = 32
+
+
+@dataclass
 class WaveNetState:
     """Incremental state for n streams.
 
@@ -67,18 +84,18 @@ class WaveNet(nn.Module):
 
     res_scale = _RES_SCALE  # read off the model by the fused kernel (wavenet_gen imports no model)
 
-    def __init__(
+    def __init__(  # defaults: WaveNetConfig's
         self,
         classes: int = 256,
-        residual_channels: int = 32,
-        gate_channels: int = 32,
-        skip_channels: int = 512,
-        stacks: int = 5,
-        layers_per_stack: int = 10,
-        kernel_size: int = 2,
-        bias: bool = True,
+        residual_channels: int = WaveNetConfig.residual_channels,
+        gate_channels: int = WaveNetConfig.gate_channels,
+        skip_channels: int = WaveNetConfig.skip_channels,
+        stacks: int = WaveNetConfig.stacks,
+        layers_per_stack: int = WaveNetConfig.layers_per_stack,
+        kernel_size: int = WaveNetConfig.kernel_size,
+        bias: bool = WaveNetConfig.bias,
         n_labels: int = 0,
-        gc_channels: int = 32,
+        gc_channels: int = WaveNetConfig.gc_channels,
     ):
         super().__init__()
         if kernel_size < 2:
@@ -106,18 +123,22 @@ class WaveNet(nn.Module):
         self.post2 = nn.Linear(S, classes, bias=bias)
 
     @classmethod
-    def from_config(cls, cfg: Mapping, vocab_size: int, n_labels: int = 0) -> WaveNet:
+    def from_config(
+        cls, cfg: WaveNetConfig | Mapping, vocab_size: int, n_labels: int = 0
+    ) -> WaveNet:
+        """``cfg``: the config, or a mapping of some of its keys (the others: defaults)."""
+        c = cfg if isinstance(cfg, WaveNetConfig) else WaveNetConfig(**cfg)
         return cls(
             vocab_size,
-            residual_channels=cfg.get("residual_channels", 32),
-            gate_channels=cfg.get("gate_channels", 32),
-            skip_channels=cfg.get("skip_channels", 512),
-            stacks=cfg.get("stacks", 5),
-            layers_per_stack=cfg.get("layers_per_stack", 10),
-            kernel_size=cfg.get("kernel_size", 2),
-            bias=cfg.get("bias", True),
+            residual_channels=c.residual_channels,
+            gate_channels=c.gate_channels,
+            skip_channels=c.skip_channels,
+            stacks=c.stacks,
+            layers_per_stack=c.layers_per_stack,
+            kernel_size=c.kernel_size,
+            bias=c.bias,
             n_labels=n_labels,
-            gc_channels=cfg.get("gc_channels", 32),
+            gc_channels=c.gc_channels,
         )
 
     def _cond(self, label: torch.Tensor | None, n: int) -> torch.Tensor | None:

@@ -29,8 +29,9 @@ import torch
 from torch import nn
 
 from tunelab.atomic import atomic_path
+from tunelab.config import model_config, to_dict
 from tunelab.kinds import kind_for
-from tunelab.models import build_model
+from tunelab.models import build_model, family_of
 from tunelab.run.bundle import BundleError, export_bundle, is_bundle, load_weights, read_bundle
 
 
@@ -182,6 +183,31 @@ def checkpoint_path(run_dir: str | Path, which: str = "best") -> Path:
     return path
 
 
+def rebuild_model(
+    config: dict, meta: dict, weights: dict | bytes, where: str | Path, device=None
+) -> tuple[nn.Module, Any, dict]:
+    """A run's model, rebuilt from its config and its data's meta, with its weights: the one
+    way a saved model comes back (``load_run``, bundles, the export at the end of training).
+
+    ``weights``: a checkpoint (its EMA weights when the run kept them, else its model's) or a
+    bundle's safetensors bytes. The config's model section may have the flat layout of runs
+    written before per-family configs (``tunelab.config.model_config`` reads either).
+    Returns (the model in eval mode, requires_grad off, on ``device`` (default: the CPU);
+    the run's kind; the config with the model section in its family's layout). Raises
+    KeyError, TypeError, ValueError (ConfigError, BundleError) or RuntimeError (weights that
+    do not fit) for what is not a tunelab run: the callers say which file it was."""
+    model_cfg = model_config(config["model"])
+    kind = kind_for(model_cfg, meta, str(where))
+    model = build_model(model_cfg, kind.vocab_size, kind.n_labels)
+    if isinstance(weights, bytes):
+        load_weights(model, weights, Path(where))
+    else:
+        model.load_state_dict(weights.get("ema") or weights["model"])
+    # Inference only: no autograd bookkeeping, and RNN step() keeps its cached fast weights.
+    model.to(device or "cpu").eval().requires_grad_(False)
+    return model, kind, {**config, "model": to_dict(model_cfg)}
+
+
 def load_run(
     run_dir: str | Path,
     which: str = "best",
@@ -201,15 +227,10 @@ def load_run(
     path = checkpoint_path(run_dir, which)
     ckpt = load_checkpoint(path)
     try:
-        config, meta = ckpt["config"], ckpt["meta"]
-        kind = kind_for(config["model"], meta, str(path))
-        model = build_model(config["model"], kind.vocab_size, kind.n_labels)
-        model.load_state_dict(ckpt.get("ema") or ckpt["model"])
+        model, kind, config = rebuild_model(ckpt["config"], ckpt["meta"], ckpt, path, device)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:  # not a tunelab checkpoint
         raise CheckpointError(f"{path}: not a tunelab checkpoint ({type(e).__name__}: {e})") from e
-    # Inference only: no autograd bookkeeping, and RNN step() keeps its cached fast weights.
-    model.to(device or "cpu").eval().requires_grad_(False)
-    run = LoadedRun(model, config, meta, int(ckpt["step"]), path, kind)
+    run = LoadedRun(model, config, ckpt["meta"], int(ckpt["step"]), path, kind)
     return _inference(run, transpose_mix, piece_memory)
 
 
@@ -217,14 +238,17 @@ def _inference(run: LoadedRun, transpose_mix: int | None, piece_memory: bool | N
     """The run with its model wrapped as the config's transposition mixture and piece memory,
     where asked for (the memory sees the mixture's output)."""
     cfg = run.config["model"]
+    family = family_of(cfg)
     n = cfg.get("transpose_mix", 0) if transpose_mix is None else transpose_mix
     memory = cfg.get("piece_memory", False) if piece_memory is None else piece_memory
     if int(n) < 0:
         raise ValueError(f"transpose_mix must be >= 0 (semitones either way), got {n}")
     mix_error = f"{run.path}: transpose_mix needs a token_rnn model on MIDI data"
     memory_error = f"{run.path}: piece_memory needs a token model on MIDI data"
-    if n and cfg.get("family") != "token_rnn":
+    if n and not family.has("transpose_mix"):
         raise CheckpointError(mix_error)
+    if memory and not family.has("piece_memory"):
+        raise CheckpointError(memory_error)
     # The kind builds each wrapper, and returns None where its data has none (audio kinds).
     if n:
         mixed = run.kind.inference_model(run.model, int(n))
@@ -242,17 +266,13 @@ def _inference(run: LoadedRun, transpose_mix: int | None, piece_memory: bool | N
 def _load_bundle(path: Path, device) -> LoadedRun:
     try:
         header, blob = read_bundle(path)
-        config, meta = header["config"], header["meta"]
-        kind = kind_for(config["model"], meta, str(path))
-        model = build_model(config["model"], kind.vocab_size, kind.n_labels)
-        load_weights(model, blob, path)
+        model, kind, config = rebuild_model(header["config"], header["meta"], blob, path, device)
     except BundleError as e:
         raise CheckpointError(str(e)) from e
     except (KeyError, TypeError, ValueError) as e:
         msg = f"{path}: not a usable tunelab bundle ({type(e).__name__}: {e})"
         raise CheckpointError(msg) from e
-    model.to(device or "cpu").eval().requires_grad_(False)
-    return LoadedRun(model, config, meta, int(header.get("step", 0)), path, kind)
+    return LoadedRun(model, config, header["meta"], int(header.get("step", 0)), path, kind)
 
 
 def export_run(run_dir: str | Path, out: str | Path, which: str = "best") -> dict:
