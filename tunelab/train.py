@@ -14,6 +14,10 @@ time runs out first, so there is no scheduler state to drift on resume.
 
 Under ``torchrun`` (WORLD_SIZE > 1) it runs DDP (gloo on CPU, nccl on CUDA);
 rank 0 writes every file. What a process and a checkpoint hold is in ``tunelab.run.state``.
+
+A session reads top to bottom: ``_setup`` (config, data, model, batches, resume) makes a
+``Live``; ``_loop`` runs ``_step`` (the forward pass, then ``Trainer.backward_and_step``),
+``_report`` and, at validation steps, ``_validate_and_save``; ``_finish`` exports and closes.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +52,7 @@ from tunelab.run.checkpoint import (
     remove_stale_temps,
 )
 from tunelab.run.curves import RunLog, plot_run
-from tunelab.run.state import Dist, Progress, Trainer, all_reduce, setup_dist
+from tunelab.run.state import Dist, Step, Trainer, forward, setup_dist
 
 
 @dataclass
@@ -71,47 +77,6 @@ def lr_at(cfg, step: int, elapsed_s: float) -> float:
     progress = min(1.0, progress)
     floor = t.lr * t.min_lr_ratio
     return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def forward(net: nn.Module, x: torch.Tensor, y: torch.Tensor, label, state=None):
-    """The model's outputs for the positions that have targets: y [B, N] holds the targets of
-    x's last N positions (N < T when a window's head is context only, as for WaveNet).
-    With a carried ``state`` (see tunelab/run/carry.py): ``(outputs, state after the window)``."""
-    if state is not None:
-        return net(x, label, state=state)
-    if y.shape[1] == x.shape[1]:
-        return net(x, label)
-    return net(x, label, tail=y.shape[1])
-
-
-@torch.no_grad()
-def evaluate_loss(model: nn.Module, batches: list, loss_fn, d: Dist, amp_ctx) -> float:
-    """Mean loss per scored target over fixed ``batches`` [(x, y, label)], sharded over ranks.
-
-    Batches [(x, y, label, reset)] are consecutive windows with carried state: every rank
-    runs them all in order, on its share of the rows (the global batch rule)."""
-    was = model.training
-    model.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=d.device)
-    carry = bool(batches) and len(batches[0]) == 4
-    state = None
-    for x, y, label, *reset in batches if carry else batches[d.rank :: d.world]:
-        if carry:
-            n = len(x) // d.world
-            mine = slice(d.rank * n, (d.rank + 1) * n)
-            x, y, reset = x[mine], y[mine], reset[0][mine].to(d.device)
-            state = model.init_carry(n, d.device) if state is None else state
-            state = carried.reset_rows(state, reset)
-        x, y = x.to(d.device), y.to(d.device)
-        with amp_ctx():
-            out = forward(model, x, y, None if label is None else label.to(d.device), state)
-        if carry:
-            out, state = out
-        loss_sum, count = loss_fn(out, y, x)
-        total += torch.stack([loss_sum.double(), count.double()])
-    model.train(was)
-    all_reduce(total, d)
-    return float(total[0] / total[1]) if total[1] > 0 else float("nan")
 
 
 def train(cfg: RunConfig) -> TrainResult:
@@ -219,10 +184,50 @@ def size_from_data(t, data) -> None:
         t.batch_size = max(1, round(t.batch_tokens / t.seq_len))
 
 
+@dataclass
+class Live:
+    """The live objects of one training session: what ``_setup`` makes and the loop runs on."""
+
+    cfg: RunConfig
+    d: Dist
+    kind: Any  # the data's kind (tunelab.kinds): batches, loss, validation figures, previews
+    model: nn.Module
+    net: nn.Module  # the model, or its DDP wrapper: training forward passes go through it
+    tr: Trainer
+    batch_at: Callable  # step -> that step's batch (x, y, label[, reset]), on any rank
+    valid: list  # fixed validation batches; empty: no validation, only `last` is kept
+    files: RunLog | None  # rank 0's logs (None on the other ranks)
+    saved_last: bool  # this run has a `last` checkpoint (a flag, not exists(): ranks agree)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.out)
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "checkpoints" / "last.pt"
+
+
 def _train(cfg: RunConfig, d: Dist) -> TrainResult:
+    live = _setup(cfg, d)
+    t, pr = cfg.train, live.tr.progress  # (restored by _setup when resuming)
+    if pr.step >= t.max_steps or (t.max_minutes and pr.elapsed >= 60 * t.max_minutes):
+        status = "already_done"
+        msg = (
+            f"{live.run_dir}: already trained to step {pr.step}, {pr.elapsed / 60:.1f} minutes "
+            f"(train.max_steps={t.max_steps}, train.max_minutes={t.max_minutes})"
+        )
+    else:
+        status, msg = _loop(live)
+    return _finish(live, status, msg)
+
+
+def _setup(cfg: RunConfig, d: Dist) -> Live:
+    """What a session trains with: the checked config, the data's kind, the model (the same
+    initial weights on every rank), the batches, the Trainer resumed from the run's newest
+    readable checkpoint and its carried state; rank 0 writes config.yaml and opens the logs."""
     _check(cfg)
     t = cfg.train
-    run_dir = Path(cfg.out)
     data = load_datadir(cfg.data)
     size_from_data(t, data)
     if t.batch_size % d.world:
@@ -257,43 +262,17 @@ def _train(cfg: RunConfig, d: Dist) -> TrainResult:
     random.seed(cfg.seed + d.rank)
     np.random.seed((cfg.seed + d.rank) % 2**32)
     tr = Trainer(cfg, d, model, kind.meta)  # the data's meta, plus what the kind derived
-    pr = tr.progress
-
-    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
-    # on CPU: RNG states must stay CPU tensors. A damaged last.pt falls back to the newest
-    # readable milestone or best; checkpoints that exist but are all damaged stop the run.
-    if d.main:
-        remove_stale_temps(run_dir / "checkpoints")
-    found = newest_readable(run_dir / "checkpoints")
-    resumed = found is not None
-    saved_last = resumed and found[0] == last_path
-    if resumed:
-        from_path, ck, problems = found
-        if d.main and problems:
-            print(
-                "warning: " + "; ".join(problems) + f"\nresuming from {from_path} "
-                f"(step {ck.get('step')}) instead; the damaged file is replaced at the next save",
-                file=sys.stderr,
-                flush=True,
-            )
-        _check_resume(ck, cfg, kind, run_dir)
-        tr.restore(ck)
-        pr = tr.progress
+    resumed_from = _resume(cfg, d, tr=tr, kind=kind)
     if t.carry_state:  # the state after the last step taken (zeros at the start)
         try:
-            fresh = model.init_carry(t.batch_size // d.world, d.device)
+            tr.start_carry(model.init_carry(t.batch_size // d.world, d.device))
         except ValueError as e:
             raise ConfigError(f"train.carry_state: {e}") from e
-        saved = tr.saved_carry and carried.take_rows(
-            tr.saved_carry, fresh, d.rank, d.world, d.device
-        )
-        tr.carry = saved or fresh
-
-    files = None
+    files, run_dir = None, Path(cfg.out)
     if d.main:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         dump(cfg, run_dir / "config.yaml")
-        files = RunLog(run_dir, pr.step if resumed else None, t.tensorboard)
+        files = RunLog(run_dir, tr.progress.step if resumed_from else None, t.tensorboard)
         if rf is not None:
             print(f"receptive field: {rf:,} inputs", flush=True)
     net = model
@@ -301,157 +280,191 @@ def _train(cfg: RunConfig, d: Dist) -> TrainResult:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[d.device.index] if d.device.type == "cuda" else None
         )
+    saved_last = resumed_from == run_dir / "checkpoints" / "last.pt"
+    return Live(
+        cfg, d, kind=kind, model=model, net=net, tr=tr, batch_at=batch_at, valid=valid,
+        files=files, saved_last=saved_last,
+    )  # fmt: skip
 
-    if pr.step >= t.max_steps or (t.max_minutes and pr.elapsed >= 60 * t.max_minutes):
-        msg = (
-            f"{run_dir}: already trained to step {pr.step}, {pr.elapsed / 60:.1f} minutes "
-            f"(train.max_steps={t.max_steps}, train.max_minutes={t.max_minutes})"
+
+def _resume(cfg: RunConfig, d: Dist, tr: Trainer, kind) -> Path | None:
+    """Restore ``tr`` from the run's newest readable checkpoint: the path it came from, or
+    None for a new run. A damaged last.pt falls back to the newest readable milestone or
+    best; checkpoints that exist but are all damaged stop the run (RNG states are loaded as
+    CPU tensors, as they must stay)."""
+    folder = Path(cfg.out) / "checkpoints"
+    if d.main:
+        remove_stale_temps(folder)
+    found = newest_readable(folder)
+    if found is None:
+        return None
+    from_path, ck, problems = found
+    if d.main and problems:
+        print(
+            "warning: " + "; ".join(problems) + f"\nresuming from {from_path} "
+            f"(step {ck.get('step')}) instead; the damaged file is replaced at the next save",
+            file=sys.stderr,
+            flush=True,
         )
-        return _finish(cfg, files, run_dir, "already_done", pr, msg)
+    _check_resume(ck, cfg, kind, Path(cfg.out))
+    tr.restore(ck)
+    return from_path
 
-    # -- loop ------------------------------------------------------------------------
+
+@dataclass
+class _Window:
+    """The steps since the last metrics line: their summed losses, scored targets, wall time."""
+
+    loss: float = 0.0
+    n: int = 0
+    targets: float = 0
+    t0: float = field(default_factory=time.perf_counter)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def restart(self) -> None:
+        self.loss, self.n, self.targets, self.t0 = 0.0, 0, 0, time.perf_counter()
+
+
+def _loop(live: Live) -> tuple[str, str]:
+    """Train until a budget ends or training fails: (status, message). Validates and saves
+    every ``train.eval_every`` steps, at the last step and when the time is up."""
+    cfg, tr = live.cfg, live.tr
+    t, pr = cfg.train, tr.progress
     bar = None
-    if d.main and t.progress:
+    if live.d.main and t.progress:
         from tunelab.progress import progress_bar
 
         bar = progress_bar(total=t.max_steps, initial=pr.step, unit="step", dynamic_ncols=True)
     status, msg = "done", ""
-    batches = prefetch(batch_at, pr.step, t.num_workers)
-    win_loss, win_n, win_t0 = 0.0, 0, time.perf_counter()
-    win_targets = 0
-    t_mark = time.perf_counter()
-    model.train()
+    batches = prefetch(live.batch_at, pr.step, t.num_workers)
+    window = _Window()
+    tr.start_clock()
+    live.model.train()
     try:
         while pr.step < t.max_steps:
-            x, y, label, *reset = next(batches)
-            x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-            if label is not None:
-                label = label.to(d.device)
             lr = lr_at(cfg, pr.step, pr.elapsed)
-            for g in tr.opt.param_groups:
-                g["lr"] = lr
-            state = None
-            if t.carry_state:  # rows that start a piece start from a fresh state
-                state = carried.reset_rows(tr.carry, reset[0].to(d.device))
-            with tr.amp_ctx():
-                out = forward(net, x, y, label, state)
-            if state is not None:
-                out, new_state = out
-                tr.next_carry = carried.detach(new_state)  # gradients stop at the window edge
-            loss_sum, count = kind.loss(out, y, x)
-            loss = loss_sum / count.clamp(min=1)
-            tr.opt.zero_grad(set_to_none=True)
-            tr.scaler.scale(loss).backward()
-            tr.scaler.unscale_(tr.opt)
-            gnorm = nn.utils.clip_grad_norm_(model.parameters(), t.clip if t.clip > 0 else math.inf)
-            # One collective per step: mean loss (NaN anywhere stops every rank), the scored
-            # targets, and the wall time since the last step, so all ranks share one clock.
-            now = time.perf_counter()
-            stats = torch.stack(
-                [loss.detach().float().cpu(), count.float().cpu(), torch.tensor(now - t_mark)]
-            )
-            loss_v, n_targets, dt = all_reduce(stats.to(d.device), d).tolist()
-            loss_v, dt = loss_v / d.world, dt / d.world
-            t_mark = now
-            bad_grad = not tr.scaler.is_enabled() and not math.isfinite(float(gnorm))
-            if not math.isfinite(loss_v) or bad_grad:
-                status = "nan"
-                what = (
-                    f"loss is {loss_v}" if not math.isfinite(loss_v) else "gradient is not finite"
-                )
-                if not saved_last:  # (a flag, not exists(): every rank must agree)
-                    tr.save(last_path)  # weights are still those of the last good step
-                msg = (
-                    f"stopped: {what} at step {pr.step + 1}; the weights were not updated. "
-                    f"Last good checkpoint: {last_path}"
-                    f"{' (step ' + str(_ckpt_step(last_path)) + ')' if d.main else ''}. "
-                    "Try a lower train.lr, a smaller train.clip, or train.amp=false."
-                )
-                if files:
-                    files.log({"step": pr.step + 1, "nan": True})
+            done = _step(live, next(batches), lr)
+            if done.problem:
+                status, msg = "nan", _stop(live, done.problem)
                 break
-            tr.update(pr.step)
-            step = pr.step
-            pr.elapsed += dt
-            win_loss += loss_v
-            win_n += 1
-            win_targets += n_targets
-            if bar is not None:
-                speed = win_targets / max(1e-9, time.perf_counter() - win_t0)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_v:.3f}", tok_s=f"{speed:,.0f}", refresh=False)
-            if files and (step % t.log_every == 0 or step == t.max_steps):
-                sec = (time.perf_counter() - win_t0) / win_n
-                files.log(
-                    {
-                        "step": step,
-                        "loss": win_loss / win_n,
-                        "lr": lr,
-                        "grad_norm": float(gnorm),
-                        "sec_per_step": sec,
-                        "tokens_per_s": win_targets / win_n / sec,
-                        "minutes": pr.elapsed / 60,
-                    }
-                )
-            if step % t.log_every == 0:
-                if bar is not None and t.max_minutes:  # ETA: whichever budget ends first
-                    left = (
-                        (60 * t.max_minutes - pr.elapsed) * win_n / (time.perf_counter() - win_t0)
-                    )
-                    bar.total = max(step + 1, min(t.max_steps, step + int(left)))
-                win_loss, win_n, win_targets, win_t0 = 0.0, 0, 0, time.perf_counter()
+            _report(live, bar, window, done, lr)
             out_of_time = t.max_minutes is not None and pr.elapsed >= 60 * t.max_minutes
-            if step % t.eval_every == 0 or step == t.max_steps or out_of_time:
-                improved = False
-                if valid:  # an empty valid split: only `last` is kept
-                    judge = model if tr.ema is None else tr.ema
-                    pr.last_valid = evaluate_loss(judge, valid, kind.loss, d, tr.amp_ctx)
-                    tr.valid_step = step
-                    improved = pr.best_valid is None or pr.last_valid < pr.best_valid
-                    if improved:
-                        pr.best_valid, pr.bad_evals = pr.last_valid, 0
-                    else:
-                        pr.bad_evals += 1
-                    if files:
-                        files.log(
-                            {
-                                "step": step,
-                                "valid_loss": pr.last_valid,
-                                "best_valid": pr.best_valid,
-                                **kind.valid_figures(pr.last_valid),
-                            }
-                        )
-                    if bar is not None:
-                        bar.write(
-                            f"step {step}: valid loss {pr.last_valid:.4f} (best {pr.best_valid:.4f})"
-                        )
-                if improved:
-                    tr.save(best_path)
-                tr.save(last_path)
-                saved_last = True
-                if files:
-                    files.preview(kind, model if tr.ema is None else tr.ema, step, d.device)
+            if pr.step % t.eval_every == 0 or pr.step == t.max_steps or out_of_time:
+                _validate_and_save(live, bar)
                 if t.patience and pr.bad_evals >= t.patience:
                     status = "early_stop"
                     msg = f"early stop: no improvement in {t.patience} evaluations"
                     break
-            if pr.next_milestone is not None and pr.elapsed >= pr.next_milestone:
-                tr.save(run_dir / "checkpoints" / f"milestone-{step:08d}.pt")
-                pr.next_milestone += 60 * t.milestone_minutes
+            tr.save_milestone(live.run_dir / "checkpoints")
             if out_of_time:
                 status, msg = "time_budget", f"time budget of {t.max_minutes} minutes used"
                 break
     except KeyboardInterrupt:
         status, msg = "interrupted", f"interrupted at step {pr.step}; rerun the command to resume"
-        if d.world == 1:  # under DDP the other ranks may be gone; keep the last eval's
-            tr.save(last_path)
+        if live.d.world == 1:  # under DDP the other ranks may be gone; keep the last eval's
+            tr.save(live.last_path)
     finally:
         batches.close()
         if bar is not None:
             bar.close()
     if status == "done":
         msg = f"reached train.max_steps={t.max_steps}"
-    return _finish(cfg, files, run_dir, status, pr, msg)
+    return status, msg
+
+
+def _step(live: Live, batch: tuple, lr: float) -> Step:
+    """One optimizer step at learning rate ``lr`` on ``batch`` (x, y, label[, reset])."""
+    d, tr = live.d, live.tr
+    x, y, label, *reset = batch
+    x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+    if label is not None:
+        label = label.to(d.device)
+    tr.set_lr(lr)
+    state = tr.window_state(*reset)  # rows that start a piece start from a fresh state
+    with tr.amp_ctx():
+        out = forward(live.net, x, y, label=label, state=state)
+    new_state = None
+    if state is not None:
+        out, new_state = out
+    loss_sum, count = live.kind.loss(out, y, x)
+    return tr.backward_and_step(loss_sum / count.clamp(min=1), count, new_carry=new_state)
+
+
+def _stop(live: Live, problem: str) -> str:
+    """A step that could not be taken (``problem``: a loss or gradient not finite): the
+    weights are still those of the last good step, kept as `last`; the message."""
+    last, step = live.last_path, live.tr.progress.step
+    if not live.saved_last:  # (a flag, not exists(): every rank must agree)
+        live.tr.save(last)
+    msg = (
+        f"stopped: {problem} at step {step + 1}; the weights were not updated. "
+        f"Last good checkpoint: {last}"
+        f"{' (step ' + str(_ckpt_step(last)) + ')' if live.d.main else ''}. "
+        "Try a lower train.lr, a smaller train.clip, or train.amp=false."
+    )
+    if live.files:
+        live.files.log({"step": step + 1, "nan": True})
+    return msg
+
+
+def _report(live: Live, bar, window: _Window, done: Step, lr: float) -> None:
+    """A step taken: the progress bar, and every ``train.log_every`` steps a metrics line
+    with the window's means (then a new window, and the bar's end moved to the time budget's)."""
+    t, pr = live.cfg.train, live.tr.progress
+    step = pr.step
+    window.loss += done.loss
+    window.n += 1
+    window.targets += done.targets
+    if bar is not None:
+        speed = window.targets / max(1e-9, window.seconds())
+        bar.update(1)
+        bar.set_postfix(loss=f"{done.loss:.3f}", tok_s=f"{speed:,.0f}", refresh=False)
+    if live.files and (step % t.log_every == 0 or step == t.max_steps):
+        sec = window.seconds() / window.n
+        live.files.log(
+            {
+                "step": step,
+                "loss": window.loss / window.n,
+                "lr": lr,
+                "grad_norm": float(done.grad_norm),
+                "sec_per_step": sec,
+                "tokens_per_s": window.targets / window.n / sec,
+                "minutes": pr.elapsed / 60,
+            }
+        )
+    if step % t.log_every == 0:
+        if bar is not None and t.max_minutes:  # ETA: whichever budget ends first
+            left = (60 * t.max_minutes - pr.elapsed) * window.n / window.seconds()
+            bar.total = max(step + 1, min(t.max_steps, step + int(left)))
+        window.restart()
+
+
+def _validate_and_save(live: Live, bar) -> None:
+    """The validation loss of the judged weights (the EMA when kept), logged; then `best` if
+    it improved, `last` always, and a preview of the judged model in TensorBoard."""
+    tr, files, kind = live.tr, live.files, live.kind
+    pr, improved = tr.progress, False
+    if live.valid:  # an empty valid split: only `last` is kept
+        improved = tr.note_valid(tr.valid_loss(live.valid, kind.loss))
+        if files:
+            files.log(
+                {
+                    "step": pr.step,
+                    "valid_loss": pr.last_valid,
+                    "best_valid": pr.best_valid,
+                    **kind.valid_figures(pr.last_valid),
+                }
+            )
+        if bar is not None:
+            bar.write(f"step {pr.step}: valid loss {pr.last_valid:.4f} (best {pr.best_valid:.4f})")
+    if improved:
+        tr.save(live.run_dir / "checkpoints" / "best.pt")
+    tr.save(live.last_path)
+    live.saved_last = True
+    if files:
+        files.preview(kind, tr.judge, pr.step, live.d.device)
 
 
 def _ckpt_step(path: Path) -> int | str:
@@ -461,8 +474,9 @@ def _ckpt_step(path: Path) -> int | str:
         return "?"
 
 
-def _finish(cfg, files, run_dir, status, pr: Progress, msg) -> TrainResult:
+def _finish(live: Live, status: str, msg: str) -> TrainResult:
     """Rank 0: plots, safetensors export of the best weights, close the logs."""
+    cfg, files, run_dir, pr = live.cfg, live.files, live.run_dir, live.tr.progress
     if files is not None:
         best_path = run_dir / "checkpoints" / "best.pt"
         try:

@@ -1,6 +1,7 @@
 """What one training process holds: its place in the distributed world, and the state of the
 run that every checkpoint saves whole (model, EMA, optimizer, gradient scaler, progress, RNG
-streams, carried state), with the update that changes weights and step counter together.
+streams, carried state), with the step that changes weights and step counter together
+(``Trainer.backward_and_step``).
 
 ``tunelab.train`` runs the loop over these; nothing here reads data or knows a model family.
 """
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import random
 import signal
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -107,6 +110,27 @@ class Progress:
         return cls(**{f.name: ck[f.name] for f in fields(cls)})
 
 
+def forward(net: nn.Module, x: torch.Tensor, y: torch.Tensor, label, state=None):
+    """The model's outputs for the positions that have targets: y [B, N] holds the targets of
+    x's last N positions (N < T when a window's head is context only, as for WaveNet).
+    With a carried ``state`` (see tunelab/run/carry.py): ``(outputs, state after the window)``."""
+    if state is not None:
+        return net(x, label, state=state)
+    if y.shape[1] == x.shape[1]:
+        return net(x, label)
+    return net(x, label, tail=y.shape[1])
+
+
+@dataclass
+class Step:
+    """What one training step measured: the figures every rank shares (one collective)."""
+
+    loss: float  # mean loss over the ranks
+    targets: float  # scored targets, summed over the ranks
+    grad_norm: torch.Tensor  # the gradient norm before clipping
+    problem: str | None  # why the weights were not updated ("loss is nan", ...); None: they were
+
+
 @contextlib.contextmanager
 def defer_interrupt():
     """Hold Ctrl-C until the block ends, so the weights and the step counter change
@@ -145,6 +169,12 @@ class Trainer:
         # Carried state (train.carry_state): this rank's rows, and the state the step being
         # applied produced (it becomes ``carry`` together with the weights, in update()).
         self.carry, self.next_carry, self.saved_carry = None, None, None
+        self.clock = time.perf_counter()  # when the last step ended (see start_clock)
+
+    @property
+    def judge(self) -> nn.Module:
+        """The weights that are validated, previewed and exported: the EMA when one is kept."""
+        return self.model if self.ema is None else self.ema
 
     def amp_ctx(self):
         if not self.use_amp:
@@ -206,6 +236,117 @@ class Trainer:
         )
         p = self.progress  # the valid loss belongs to these weights only if measured now
         record_checkpoint(path, p.step, p.last_valid if self.valid_step == p.step else None)
+
+    def start_carry(self, fresh) -> None:
+        """Carry state from here on (train.carry_state): the resumed checkpoint's rows of this
+        rank when they fit ``fresh`` (a zero ``init_carry`` state of this rank's batch), else
+        ``fresh``: the state after the last step taken."""
+        d = self.d
+        saved = self.saved_carry and carried.take_rows(
+            self.saved_carry, fresh, d.rank, d.world, d.device
+        )
+        self.carry = saved or fresh
+
+    def window_state(self, reset: torch.Tensor | None = None):
+        """The state a training window starts from: the carried state with the rows of windows
+        that start a piece (reset BoolTensor[B]) zeroed; None when not carrying state."""
+        if not self.cfg.train.carry_state:
+            return None
+        return carried.reset_rows(self.carry, reset.to(self.d.device))
+
+    def set_lr(self, lr: float) -> None:
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+
+    def start_clock(self) -> None:
+        """The first step's wall time counts from now."""
+        self.clock = time.perf_counter()
+
+    def backward_and_step(self, loss: torch.Tensor, count: torch.Tensor, new_carry=None) -> Step:
+        """One training step from this rank's mean ``loss`` (a scalar with gradients) over
+        ``count`` scored targets; ``new_carry``: the carried state after this window.
+
+        Gradients (scaled under float16 AMP), clipping at ``train.clip``, then one collective
+        for what every rank must agree on: the mean loss, the targets and the wall time since
+        the last step. A loss (on any rank) or gradient that is not finite leaves the weights
+        as they were, with the reason in ``Step.problem``; otherwise the update (optimizer,
+        carried state, EMA, step counter; see update) and the elapsed time.
+        """
+        d, clip = self.d, self.cfg.train.clip
+        if new_carry is not None:
+            self.next_carry = carried.detach(new_carry)  # gradients stop at the window edge
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.opt)
+        gnorm = nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
+        # One collective per step: mean loss (NaN anywhere stops every rank), the scored
+        # targets, and the wall time since the last step, so all ranks share one clock.
+        now = time.perf_counter()
+        stats = torch.stack(
+            [loss.detach().float().cpu(), count.float().cpu(), torch.tensor(now - self.clock)]
+        )
+        loss_v, targets, dt = all_reduce(stats.to(d.device), d).tolist()
+        loss_v, dt = loss_v / d.world, dt / d.world
+        self.clock = now
+        problem = None
+        if not math.isfinite(loss_v):
+            problem = f"loss is {loss_v}"
+        elif not self.scaler.is_enabled() and not math.isfinite(float(gnorm)):
+            problem = "gradient is not finite"  # (a float16 scaler skips such steps itself)
+        if problem is None:
+            self.update(self.progress.step)
+            self.progress.elapsed += dt
+        return Step(loss_v, targets, gnorm, problem)
+
+    @torch.no_grad()
+    def valid_loss(self, batches: list, loss_fn) -> float:
+        """The judged weights' mean loss per scored target over fixed ``batches`` [(x, y,
+        label)], sharded over ranks; ``loss_fn(out, y, x) -> (loss_sum, count)``.
+
+        Batches [(x, y, label, reset)] are consecutive windows with carried state: every rank
+        runs them all in order, on its share of the rows (the global batch rule)."""
+        model, d = self.judge, self.d
+        was = model.training
+        model.eval()
+        total = torch.zeros(2, dtype=torch.float64, device=d.device)
+        carry = bool(batches) and len(batches[0]) == 4
+        state = None
+        for x, y, label, *reset in batches if carry else batches[d.rank :: d.world]:
+            if carry:
+                n = len(x) // d.world
+                mine = slice(d.rank * n, (d.rank + 1) * n)
+                x, y, reset = x[mine], y[mine], reset[0][mine].to(d.device)
+                state = model.init_carry(n, d.device) if state is None else state
+                state = carried.reset_rows(state, reset)
+            x, y = x.to(d.device), y.to(d.device)
+            label = None if label is None else label.to(d.device)
+            with self.amp_ctx():
+                out = forward(model, x, y, label=label, state=state)
+            if carry:
+                out, state = out
+            loss_sum, count = loss_fn(out, y, x)
+            total += torch.stack([loss_sum.double(), count.double()])
+        model.train(was)
+        all_reduce(total, d)
+        return float(total[0] / total[1]) if total[1] > 0 else float("nan")
+
+    def note_valid(self, loss: float) -> bool:
+        """Record a validation loss of the current weights; True when it is the best yet."""
+        p = self.progress
+        p.last_valid, self.valid_step = loss, p.step
+        improved = p.best_valid is None or loss < p.best_valid
+        if improved:
+            p.best_valid, p.bad_evals = loss, 0
+        else:
+            p.bad_evals += 1
+        return improved
+
+    def save_milestone(self, folder: Path) -> None:
+        """Every ``train.milestone_minutes`` of training: a checkpoint no later save replaces."""
+        p = self.progress
+        if p.next_milestone is not None and p.elapsed >= p.next_milestone:
+            self.save(folder / f"milestone-{p.step:08d}.pt")
+            p.next_milestone += 60 * self.cfg.train.milestone_minutes
 
     def update(self, step: int) -> None:
         """Optimizer step and EMA, held together against Ctrl-C (see defer_interrupt)."""
