@@ -55,3 +55,12 @@ def test_guess_kind_of_a_folder_of_one_kind(tmp_path):
     _touch(tmp_path / "w", "a.flac", "b.OGG", "c.mp3")
     assert guess_kind([tmp_path / "m"]) == "midi"
     assert guess_kind([tmp_path / "w"]) == "audio"
+
+
+def test_guess_kind_of_named_files_and_of_a_mixed_folder(tmp_path):
+    (tmp_path / "song.wav").write_bytes(b"RIFF")
+    (tmp_path / "tune.mid").write_bytes(b"MThd")
+    assert guess_kind([tmp_path / "song.wav"]) == "audio"  # a file given by name
+    assert guess_kind([tmp_path / "tune.mid"]) == "midi"
+    with pytest.raises(ValueError, match="found 1 MIDI and 1 audio files"):
+        guess_kind([tmp_path])

@@ -10,6 +10,8 @@ import typer
 from tunelab.cli.common import device_name as _device
 from tunelab.cli.common import fail as _fail
 from tunelab.cli.common import os_error as _os_error
+from tunelab.cli.demo import demo
+from tunelab.cli.folder import run_command
 from tunelab.cli.prepare import prepare
 
 app = typer.Typer(
@@ -21,6 +23,19 @@ app = typer.Typer(
 )
 
 app.command()(prepare)
+
+
+@app.callback(invoke_without_command=True)
+def _main(
+    version: bool = typer.Option(
+        False, "--version", help="Print tunelab's version and commit, and exit.", is_eager=True
+    ),
+) -> None:
+    if version:
+        from tunelab.version import version_string
+
+        typer.echo(f"tunelab {version_string()}")
+        raise typer.Exit(0)
 
 
 @app.command()
@@ -388,35 +403,8 @@ def export(
     typer.echo(f"{out}: step {header['step']}, training data {fp}")
 
 
-@app.command()
-def demo(
-    out: Path = typer.Option(Path("demo"), help="Folder for the data, the run and the samples."),
-    minutes: float = typer.Option(3.5, help="Training budget in minutes (midi-gru preset)."),
-    n: int = typer.Option(3, "--n", help="Pieces to generate."),
-    seconds: float = typer.Option(30.0, help="Length of each piece in seconds."),
-    seed: int = typer.Option(0, help="Seed for training and sampling."),
-    audio_minutes: float = typer.Option(2.0, help="Training budget of the audio model."),
-    audio_chorales: int = typer.Option(
-        8, help="Chorales rendered to audio (each in four timbres) for the audio half."
-    ),
-) -> None:
-    """The built-in Bach chorales, end to end: MIDI (train midi-gru, generate, evaluate) and
-    audio (render in four timbres, train wavenet-tiny conditioned on the timbre, generate one
-    clip per timbre, evaluate)."""
-    from tunelab.cli.demo import run_demo
-
-    raise typer.Exit(
-        run_demo(
-            out,
-            minutes=minutes,
-            n=n,
-            seconds=seconds,
-            seed=seed,
-            audio_minutes=audio_minutes,
-            audio_chorales=audio_chorales,
-        )
-    )
-
+app.command(name="run")(run_command)
+app.command()(demo)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

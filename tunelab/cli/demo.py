@@ -17,6 +17,7 @@ import json
 import time
 from pathlib import Path
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -184,3 +185,30 @@ def _audio_demo(out: Path, minutes: float, chorales: int, seed: int, stage, cons
     lik["split"] = split
     audit_samples(run, samples)
     return lik, wavs
+
+
+def demo(
+    out: Path = typer.Option(Path("demo"), help="Folder for the data, the run and the samples."),
+    minutes: float = typer.Option(3.5, help="Training budget in minutes (midi-gru preset)."),
+    n: int = typer.Option(3, "--n", help="Pieces to generate."),
+    seconds: float = typer.Option(30.0, help="Length of each piece in seconds."),
+    seed: int = typer.Option(0, help="Seed for training and sampling."),
+    audio_minutes: float = typer.Option(2.0, help="Training budget of the audio model."),
+    audio_chorales: int = typer.Option(
+        8, help="Chorales rendered to audio (each in four timbres) for the audio half."
+    ),
+) -> None:
+    """The built-in Bach chorales, end to end: MIDI (train midi-gru, generate, evaluate) and
+    audio (render in four timbres, train wavenet-tiny conditioned on the timbre, generate one
+    clip per timbre, evaluate)."""
+    raise typer.Exit(
+        run_demo(
+            out,
+            minutes=minutes,
+            n=n,
+            seconds=seconds,
+            seed=seed,
+            audio_minutes=audio_minutes,
+            audio_chorales=audio_chorales,
+        )
+    )

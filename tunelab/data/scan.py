@@ -88,8 +88,11 @@ def guess_kind(srcs: list[Path]) -> str:
 
     Raises ValueError with both counts when the folder holds both (the user must choose: a
     data set is one kind, and dropping the other kind without a word loses files)."""
-    n_midi = len(scan(srcs, MIDI_EXTS))
-    n_audio = len(scan(srcs, AUDIO_EXTS))
+    # scan() takes a file named as SRC whatever its name: judge those by their extension
+    files = [Path(s) for s in srcs if Path(s).is_file()]
+    folders = [Path(s) for s in srcs if not Path(s).is_file()]
+    n_midi = len(scan(folders, MIDI_EXTS)) + sum(f.suffix.lower() in MIDI_EXTS for f in files)
+    n_audio = len(scan(folders, AUDIO_EXTS)) + sum(f.suffix.lower() in AUDIO_EXTS for f in files)
     if n_midi and n_audio:
         raise ValueError(
             f"found {n_midi} MIDI and {n_audio} audio files; a data set holds one kind: "

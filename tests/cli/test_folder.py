@@ -1,0 +1,91 @@
+"""`tunelab run`: a folder to a report page in one command, every choice printed and kept,
+the last line the page, a second run resuming; from another working directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.data.midi.test_prepare_auto import eighths, write_piece
+from tunelab.cli.folder import verdict
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tunelab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "tunelab", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_run_goes_from_a_folder_to_a_report_and_resumes(tmp_path):
+    src = tmp_path / "my music"
+    for i in range(6):
+        write_piece(src / f"piece {i}.mid", eighths(48 + 2 * i, 48))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    args = ["run", str(src), "--out", "out", "--minutes", "1", "--n", "2", "--seconds", "4"]
+    r = tunelab(*args, "tiny", "train.max_steps=30", cwd=elsewhere)
+    assert r.returncode == 0, r.stderr[-3000:]
+    page = Path(r.stdout.strip().splitlines()[-1])
+    assert page.is_absolute() and page.name == "index.html" and page.exists()
+    assert page == (elsewhere / "out" / "run" / "report" / "index.html").resolve()
+    err = r.stderr
+    for line in (
+        "kind: midi (the only kind of file found)",
+        "steps_per_quarter: 2 (90%",
+        "preset: tiny (given)",
+        "did it learn?",
+        "are the samples clean?",
+    ):
+        assert line in err, line
+    choices = json.loads((elsewhere / "out" / "choices.json").read_text())
+    assert choices["steps_per_quarter"]["value"] == 2 and choices["encoding"]["value"] == "steps"
+    assert (
+        choices["train minutes"]["value"] <= 1.0 and "kept for" in choices["train minutes"]["why"]
+    )
+    assert len(list((elsewhere / "out" / "run" / "samples").glob("*.mid"))) == 2
+    lik = json.loads((elsewhere / "out" / "run" / "eval" / "likelihood-test.json").read_text())
+    assert lik["tokens"] > 0
+    # again: the prepared data is reused and training resumes where it stopped
+    r = tunelab(*args, "tiny", "train.max_steps=40", cwd=elsewhere)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "reusing the prepared data" in r.stderr and "resuming the run" in r.stderr
+
+
+def test_run_refuses_a_mixed_folder_with_both_counts(tmp_path):
+    src = tmp_path / "mixed"
+    write_piece(src / "a.mid", eighths(50))
+    (src / "b.wav").write_bytes(b"RIFF")
+    r = tunelab("run", str(src), "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert r.returncode == 2
+    assert "found 1 MIDI and 1 audio files" in r.stderr and not (tmp_path / "o" / "data").exists()
+
+
+def test_verdict_names_the_fixed_model_and_the_baseline():
+    lik = {
+        "nll_per_step": 3.4,
+        "fixed_model_nll_per_step": 4.28,
+        "piece_memory": True,
+        "baseline_ngram_nll_per_step": 8.45,
+    }
+    text = verdict(lik)
+    assert text.startswith("model 4.280 nats/step against the baseline's 8.450: better by")
+    assert "with piece memory (online adaptation) 3.400" in text
+    assert "WORSE" in verdict({"nll_per_step": 9.0, "baseline_ngram_nll_per_step": 8.0})
+    audio = {"bits_per_sample": 6.0, "baseline_histogram_bits_per_sample": 7.3}
+    assert verdict(audio).startswith("model 6.000 bits/sample against the baseline's 7.300")
+
+
+def test_version_names_the_release_and_commit(tmp_path):
+    r = tunelab("--version", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("tunelab 0.1.0")
