@@ -8,14 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tunelab.data.store import (
-    SPLITS,
-    DataDirError,
-    DataDirWriter,
-    assign_splits,
-    cross_split_duplicates,
-    load_datadir,
-)
+from tunelab.data.splits import assign_splits, cross_split_duplicates
+from tunelab.data.store import SPLITS, DataDirError, DataDirWriter, load_datadir
 
 
 def keys(n):
