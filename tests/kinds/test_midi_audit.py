@@ -18,7 +18,7 @@ from tunelab.kinds.midi_audit import (
     roll_tail,
     training_index,
 )
-from tunelab.metrics import midi as M
+from tunelab.metrics import copying as C
 
 SPQ = 4
 
@@ -62,7 +62,7 @@ def test_roll_tail_renumbers_the_steps_after_a_primer():
     keep = roll.step_of >= 5
     assert np.array_equal(tail.step_of, roll.step_of[keep] - 5)
     assert np.array_equal(tail.ids, roll.ids[keep])
-    assert np.array_equal(M.step_hashes(tail), M.step_hashes(roll)[5:])
+    assert np.array_equal(C.step_hashes(tail), C.step_hashes(roll)[5:])
 
 
 def test_training_index_says_why_it_is_missing(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from tests.helpers_generate import random_piece, random_score
 from tunelab.data.midi import make_codec, quantize
 from tunelab.kinds.midi_audit import audit_rolls, concat_rolls
+from tunelab.metrics import copying as C
 from tunelab.metrics import midi as M
 
 SPQ = 2
@@ -22,7 +23,7 @@ def roll(tokens) -> M.Roll:
 def corpus():
     rng = np.random.default_rng(0)
     pieces = [random_piece(rng, 64) for _ in range(20)]
-    index = M.TrainingIndex(roll(np.concatenate(pieces)), SPQ)
+    index = C.TrainingIndex(roll(np.concatenate(pieces)), SPQ)
     return pieces, index
 
 
@@ -38,11 +39,11 @@ def test_window_hash_matches_direct_formula():
     h = rng.integers(0, 2**63, 30, dtype=np.uint64)
     pieces = np.repeat([0, 1], [17, 13])
     for L in (1, 3, 13):
-        got = M.window_hashes(h, pieces, L)
+        got = C.window_hashes(h, pieces, L)
         want = []
         for i in range(len(h) - L + 1):
             if pieces[i] == pieces[i + L - 1]:
-                want.append(sum(int(h[i + j]) * int(M._B) ** j for j in range(L)) % 2**64)
+                want.append(sum(int(h[i + j]) * int(C._B) ** j for j in range(L)) % 2**64)
         assert got.tolist() == want
 
 
@@ -55,7 +56,7 @@ def test_planted_copy_is_flagged_also_transposed(corpus):
         e = excerpt.copy()
         e[e < 88] += shift
         planted = np.concatenate([fresh[:-1], e, [90]])
-        a = M.copy_audit(roll(planted), index)
+        a = C.copy_audit(roll(planted), index)
         assert a["longest_copy_steps_transposed"] >= 20
         assert a["longest_copy_shift"] == -shift
         if shift == 0:
@@ -69,7 +70,7 @@ def test_planted_copy_is_flagged_also_transposed(corpus):
 def test_fresh_piece_is_not_flagged(corpus):
     _, index = corpus
     fresh = random_piece(np.random.default_rng(123), 60, lo=10, hi=80)
-    a = M.copy_audit(roll(fresh), index)
+    a = C.copy_audit(roll(fresh), index)
     a.update(M.piece_stats(roll(fresh), SPQ))
     assert a["longest_copy_steps_transposed"] < 8
     assert a["copied_window_fraction"] == 0.0
@@ -78,7 +79,7 @@ def test_fresh_piece_is_not_flagged(corpus):
 
 def test_whole_training_piece_copied_windows(corpus):
     pieces, index = corpus
-    a = M.copy_audit(roll(pieces[0]), index)
+    a = C.copy_audit(roll(pieces[0]), index)
     assert a["longest_copy_steps"] == 64
     assert a["copied_window_fraction"] == 1.0
 
@@ -87,7 +88,7 @@ def test_held_chord_is_not_a_copy(corpus):
     pieces, index = corpus
     chord = steps_slice(pieces[0], 0, 1)  # one training chord held for a long time
     held = np.concatenate([[89], np.tile(chord, 40), [90]])
-    a = M.copy_audit(roll(held), index)
+    a = C.copy_audit(roll(held), index)
     a.update(M.piece_stats(roll(held), SPQ))
     assert a["longest_copy_changes"] == 0
     assert "copied" not in M.flags_for(a, index.stats, SPQ)
@@ -106,7 +107,7 @@ def test_silent_noise_identical_flags(corpus):
     assert "identical" in audits[2]["flags"] and "identical" in audits[3]["flags"]
     assert audits[2]["most_similar"] == 3
     assert "identical" not in audits[1]["flags"]
-    sim = M.pairwise_similarity(rolls[1:])
+    sim = C.pairwise_similarity(rolls[1:])
     assert sim[1, 2] == 1.0 and sim[0, 1] < 0.1
 
 
@@ -142,7 +143,7 @@ def test_onsets_tokens_and_notes_give_the_same_roll():
     a = M.roll_from_grid_tokens(tokens, codec.step, codec.bos, 2)
     b = M.roll_from_notes(grid.pitch, grid.onset, grid.offset)
     assert a.n_steps == b.n_steps
-    assert np.array_equal(M.step_hashes(a), M.step_hashes(b))
+    assert np.array_equal(C.step_hashes(a), C.step_hashes(b))
     assert a.onset.sum() == b.onset.sum() == len(grid.pitch)
 
 
@@ -151,7 +152,7 @@ def test_concat_rolls_keeps_pieces_apart():
     r2 = roll([89, 42, 88, 90])
     c = concat_rolls([r1, r2])
     assert c.n_steps == 3 and c.piece_of_step.tolist() == [0, 0, 1]
-    assert len(M.window_hashes(M.step_hashes(c), c.piece_of_step, 2)) == 1
+    assert len(C.window_hashes(C.step_hashes(c), c.piece_of_step, 2)) == 1
 
 
 def _notes_roll(rng, n_notes: int, voices: int, dur: int, grid: int | None) -> M.Roll:
@@ -172,7 +173,7 @@ def _notes_roll(rng, n_notes: int, voices: int, dur: int, grid: int | None) -> M
 def test_sparse_thin_or_arrhythmic_piece_is_a_mismatch_training_piece_is_not():
     spq, rng = 24, np.random.default_rng(11)
     train = [_notes_roll(rng, 40, 3, 6, grid=6) for _ in range(8)]  # 3 voices on sixteenths
-    index = M.TrainingIndex(concat_rolls(train), spq)
+    index = C.TrainingIndex(concat_rolls(train), spq)
     assert index.stats["on_grid_share"] == 1.0
     planted = [
         _notes_roll(rng, 40, 3, 6, grid=6),  # like the training pieces

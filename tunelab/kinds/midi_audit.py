@@ -1,8 +1,8 @@
 """Audits of MIDI token streams against the training split (copying, statistics, sameness).
 
 Token streams become grid rolls (``roll_from_tokens``) that the pure metrics in
-``tunelab.metrics.midi`` compare with a window index of the training split; ``audit_rolls``
-gives one audit dict per piece with its ``flags``.
+``tunelab.metrics.midi`` and ``tunelab.metrics.copying`` compare with a window index of the
+training split; ``audit_rolls`` gives one audit dict per piece with its ``flags``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelab.data.midi import Rejected, codec_from_meta, quantize
+from tunelab.metrics import copying as C
 from tunelab.metrics import midi as M
 
 
@@ -73,7 +74,7 @@ def concat_rolls(rolls: list[M.Roll]) -> M.Roll:
     )
 
 
-def training_index(meta: dict, data_dir: str | Path | None) -> tuple[M.TrainingIndex | None, str]:
+def training_index(meta: dict, data_dir: str | Path | None) -> tuple[C.TrainingIndex | None, str]:
     """The training split's window index, or (None, reason) when the data is not there."""
     from tunelab.data.store import DataDirError, load_datadir
 
@@ -90,25 +91,25 @@ def training_index(meta: dict, data_dir: str | Path | None) -> tuple[M.TrainingI
         roll = roll_from_tokens(np.asarray(train.data, np.int64), meta)
     else:
         roll = concat_rolls([roll_from_tokens(np.asarray(p, np.int64), meta) for p in train])
-    return M.TrainingIndex(roll, int(meta["steps_per_quarter"])), f"training split of {dd.path}"
+    return C.TrainingIndex(roll, int(meta["steps_per_quarter"])), f"training split of {dd.path}"
 
 
 def audit_rolls(
     rolls: list[M.Roll],
     problems: list[list[str]],
-    index: M.TrainingIndex | None,
+    index: C.TrainingIndex | None,
     spq: int,
 ) -> list[dict]:
     """One audit dict per piece: copy audit (when ``index``), statistics vs training,
     validity problems, the most similar other piece, and ``flags``."""
-    sim = M.pairwise_similarity(rolls) if len(rolls) > 1 else np.ones((1, 1))
+    sim = C.pairwise_similarity(rolls) if len(rolls) > 1 else np.ones((1, 1))
     out = []
     for i, roll in enumerate(rolls):
         a: dict = {"problems": problems[i]}
         stats = M.piece_stats(roll, spq)
         a.update(stats)
         if index is not None:
-            a.update(M.copy_audit(roll, index))
+            a.update(C.copy_audit(roll, index))
             a.update(M.compare_stats(stats, index.stats))
         if len(rolls) > 1:
             others = np.delete(sim[i], i)

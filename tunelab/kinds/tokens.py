@@ -306,7 +306,7 @@ class Kind(KindDefaults):
     def primer_from_training(self, plan: Plan, index) -> dict | None:
         """The primer's copy audit: is it (mostly) a training excerpt?"""
         from tunelab.kinds.midi_audit import roll_from_tokens
-        from tunelab.metrics.midi import WINDOW, copy_audit
+        from tunelab.metrics.copying import WINDOW, copy_audit
 
         if index is None or not plan.primer_steps:
             return None
