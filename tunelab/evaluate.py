@@ -42,12 +42,12 @@ def evaluate_split(
     """Write RUN_DIR/eval/likelihood-<split>.json; returns (path, result). ``transpose_mix``,
     ``piece_memory``: as in ``checkpoint.load_run`` (None: the run's own setting)."""
     from tunelab.data.store import load_datadir
-    from tunelab.run.checkpoint import load_run
+    from tunelab.run.checkpoint import find_data, load_run
 
     run = load_run(
         run_dir, which, device=device, transpose_mix=transpose_mix, piece_memory=piece_memory
     )
-    dd = load_datadir(data or run.config["data"])
+    dd = load_datadir(data or find_data(run_dir, run.config["data"]))
     kind = run.kind
     kind.check_data(dd.meta, dd.path)
     pieces = dd.split(split)
@@ -85,7 +85,7 @@ def audit_samples(
     reason. Flags recorded in a file's sidecar by ``generate`` (``training_primer``) are kept.
     """
     from tunelab.data.store import printable
-    from tunelab.run.checkpoint import load_run
+    from tunelab.run.checkpoint import find_data, load_run
 
     run = load_run(run_dir, which)  # a run directory or a bundle
     meta, config = run.meta, run.config
@@ -94,7 +94,7 @@ def audit_samples(
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder of samples")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in kind.sample_suffixes)
-    index, where = kind.reference(data or config.get("data"))
+    index, where = kind.reference(data or find_data(run_dir, config.get("data")))
     if index is None:
         warnings.warn(f"copy audit skipped: {where}", stacklevel=2)
     entries, pieces, ok = [], [], []
@@ -126,6 +126,7 @@ def audit_samples(
         "run": str(run_dir),
         "samples": str(root),
         "reference": where,
+        "audited": index is not None,  # False: the copy audit could not run (reason: reference)
         "thresholds": kind.thresholds(),
         "flag_counts": {
             f: sum(f in e["flags"] for e in entries)

@@ -57,7 +57,7 @@ def generate(
     piece's own output, and loops feed themselves (README: on Piano-midi.de one of four
     60-second pieces fell silent and two thinned out)."""
     from tunelab.run.bundle import output_home
-    from tunelab.run.checkpoint import load_run
+    from tunelab.run.checkpoint import find_data, load_run
 
     sampling = sampling or Sampling()
     sampling.check()
@@ -96,9 +96,13 @@ def generate(
 
     index, reference = (None, "audit disabled")
     if audit:
-        index, reference = kind.reference(run.config.get("data"))
+        index, reference = kind.reference(find_data(run_dir, run.config.get("data")))
         if index is None:
             warnings.warn(f"copy audit skipped: {reference}", stacklevel=2)
+    # An audit that could not run is recorded as such: "not audited", never a clean flag list.
+    audited = {"audited": index is not None}
+    if index is None:
+        audited["not_audited_reason"] = reference
     if plan.primer_info is not None:
         plan.primer_info.update(kind.primer_from_training(plan, index) or {})
 
@@ -142,6 +146,7 @@ def generate(
             "label": label,
             **kind.describe(piece),
             "audit_reference": reference,
+            **audited,
             "audit": a,
             "metrics": music[i],
             "flags": sorted(set(flags)),

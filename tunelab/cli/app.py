@@ -106,6 +106,8 @@ def train(
         cfg = load(RunConfig, config, overrides or [])
     except ConfigError as e:
         _fail(str(e))
+    # Stored resolved: generate, evaluate, info and report find them from any directory.
+    cfg.data, cfg.out = (str(Path(x).resolve()) if x else x for x in (cfg.data, cfg.out))
     if plot_only:
         plot(Path(cfg.out))
         return
@@ -249,7 +251,10 @@ def generate(
     )
 
     for p in paths:
-        flags = json.loads(p.with_name(p.name + ".json").read_text(encoding="utf-8"))["flags"]
+        side = json.loads(p.with_name(p.name + ".json").read_text(encoding="utf-8"))
+        flags = side["flags"]
+        if side.get("audited") is False:  # never a clean-looking empty flag list
+            flags = [*flags, f"not audited ({side.get('not_audited_reason')})"]
         typer.echo(f"{p}" + (f"  flags: {', '.join(flags)}" if flags else ""))
 
 
@@ -316,8 +321,9 @@ def evaluate(
             from tunelab.evaluate import audit_samples
 
             path, result = audit_samples(run_dir, samples, data, checkpoint)
-            counts = {k: v for k, v in result["flag_counts"].items() if v}
-            typer.echo(f"{len(result['files'])} files audited; flags: {counts or 'none'}")
+            from tunelab.cli.common import samples_table
+
+            samples_table(result)
         else:
             from tunelab.evaluate import evaluate_split
 

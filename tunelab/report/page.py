@@ -319,7 +319,9 @@ def _samples(run_dir: Path, assets: Path) -> str:
     for f in files:
         side = _read_json(f.with_name(f.name + ".json"))
         flags = side.get("flags") if isinstance(side, dict) else None
-        counts.update({str(x) for x in flags} if isinstance(flags, list) else ["(no audit)"])
+        if isinstance(side, dict) and side.get("audited") is False:
+            flags = None  # the copy audit could not run: not a clean sample
+        counts.update({str(x) for x in flags} if isinstance(flags, list) else ["not audited"])
     verdict = ", ".join(f"{e(k)}: {v}" for k, v in counts.most_common()) or "no flags"
     return (
         f"<h2>Samples ({len(files)})</h2><p>Flags over all samples: <b>{verdict}</b>. "
@@ -403,6 +405,8 @@ def _audit_table(side: dict, extra: list) -> str:
         for f in known
     )
     out = f"<table><tr><th>flags</th>{cells}</tr></table>" if side else "<p>no sidecar</p>"
+    if side.get("audited") is False:
+        out = f"<p class='fail'>not audited: {e(side.get('not_audited_reason'))}</p>" + out
     rows = [(e(k), e(v)) for k, v in extra]
     for k in ("label", "seed", "checkpoint_step", "duration_seconds"):
         if k in side:

@@ -234,6 +234,23 @@ def load_run(
     return _inference(run, transpose_mix, piece_memory)
 
 
+def find_data(run_dir: str | Path, data: str | None) -> str | None:
+    """The run's data directory as stored in its config, found from any working directory: as
+    stored (absolute, or relative to here), else relative to the run's folder or the folder
+    above it (runs trained before paths were stored resolved kept them as typed, relative to
+    where ``train`` ran, usually beside the run). None when there is none."""
+    if not data:
+        return data
+    p = Path(data)
+    if p.is_absolute() or (p / "meta.json").exists():
+        return str(p)
+    run_dir = Path(run_dir).resolve()
+    for base in (run_dir, run_dir.parent):
+        if (base / p / "meta.json").exists():
+            return str(base / p)
+    return data
+
+
 def _inference(run: LoadedRun, transpose_mix: int | None, piece_memory: bool | None) -> LoadedRun:
     """The run with its model wrapped as the config's transposition mixture and piece memory,
     where asked for (the memory sees the mixture's output)."""
