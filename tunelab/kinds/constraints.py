@@ -163,6 +163,17 @@ class RemiState:
     done: list[bool]
 
 
+def _without_unseen(allowed: np.ndarray, meta: dict, keep: tuple[int, ...]) -> np.ndarray:
+    """``allowed`` ([..., V] bool) without the tokens the training data never used
+    (meta ``unseen_tokens``: an instrument, a drum, a position it never had), except where a
+    state would be left with no token at all. Data prepared before the key: unchanged."""
+    unseen = np.zeros(allowed.shape[-1], bool)
+    unseen[[i for i in meta.get("unseen_tokens") or [] if 0 <= i < len(unseen)]] = True
+    unseen[list(keep)] = False
+    masked = allowed & ~unseen
+    return np.where(masked.any(-1, keepdims=True), masked, allowed)
+
+
 class RemiConstraint:
     """Constraint for MidiTok REMI token streams (see module docstring)."""
 
@@ -207,7 +218,7 @@ class RemiConstraint:
             allowed[s, FORBID] = row
             allowed[s, ALLOW] = row | (eos if can_end else False)
             allowed[s, FORCE] = (row & ~is_["Bar"]) | (eos if can_end else False)
-        self.allowed = allowed
+        self.allowed = allowed = _without_unseen(allowed, meta, (self.bos, self.eos))
         self.table = _bias(allowed.reshape(-1, V))
         n_pos = int(self.pos_of.max()) + 2 if (self.pos_of >= 0).any() else 1
         # pos_bias[p + 1]: positions <= p forbidden; poly_bias[1]: no more Pitch at this position

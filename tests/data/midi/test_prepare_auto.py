@@ -158,3 +158,27 @@ def test_mixed_folder_asks_which_kind_and_lists_the_other_as_ignored(tmp_path):
     assert man["cover.jpg"]["status"] == "ignored"
     stats = json.loads((tmp_path / "d" / "stats.json").read_text())
     assert stats["ignored"] == 2
+
+
+def test_sampling_never_emits_an_instrument_the_data_never_had(tmp_path):
+    import torch
+
+    from tunelab.kinds.sampling import Sampling, sample
+    from tunelab.models import build_model
+
+    drums = [(i / 2, 36) for i in range(16)]
+    for i in range(4):
+        write_piece(tmp_path / "src" / f"s{i}.mid", eighths(55 + i), drums=drums, programs=(0, 33))
+    assert run([tmp_path / "src"], tmp_path / "d", keep_drums=False) == 0
+    meta = load_datadir(tmp_path / "d").meta
+    names = meta["token_names"]
+    unseen = set(meta["unseen_tokens"])
+    assert names.index("Program_0") not in unseen and names.index("Program_-1") in unseen
+    torch.manual_seed(0)  # an untrained model: every token about equally likely
+    model = build_model({"family": "token_rnn", "hidden": 16, "embed_dim": 8}, len(names))
+    pieces = sample(model, meta, n=4, steps=64, seed=1, sampling=Sampling(temperature=1.5))
+    used = {names[t] for p in pieces for t in p}
+    programs = {n for n in used if n.startswith("Program_")}
+    assert programs and programs <= {"Program_0", "Program_33"}
+    assert not any(n.startswith("PitchDrum_") for n in used)
+    assert not used & {names[i] for i in unseen}

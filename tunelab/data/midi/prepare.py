@@ -356,6 +356,15 @@ def _choose(found: list[Found], workers: int, spq, encoding: str, console) -> di
 
 
 def _training_tempo(dd) -> dict:
-    """meta.tempo_qpm: median tempo of the training pieces (all pieces if none train)."""
-    pieces = [p for split in dd.reference_splits() for p in split.pieces]
-    return {"tempo_qpm": float(statistics.median(p["qpm"] for p in pieces))}
+    """meta.tempo_qpm: median tempo of the training pieces (all pieces if none train), and
+    meta.unseen_tokens: the ids the training pieces never use (an instrument, a position, a
+    pitch), which sampling never emits (``kinds.constraints``)."""
+    splits = dd.reference_splits()
+    pieces = [p for split in splits for p in split.pieces]
+    seen = np.zeros(int(dd.meta["vocab_size"]), bool)
+    for split in splits:
+        seen[np.unique(np.asarray(split.data))] = True
+    return {
+        "tempo_qpm": float(statistics.median(p["qpm"] for p in pieces)),
+        "unseen_tokens": np.flatnonzero(~seen).tolist(),
+    }
