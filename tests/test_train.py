@@ -197,6 +197,17 @@ def test_config_errors(datadir, tmp_path):
         train(cfg_for(datadir, tmp_path / "r3", "train.max_minutes=0"))
 
 
+@pytest.mark.parametrize("family", ["wavenet", "samplernn", "frame_rnn"])
+def test_carry_state_refused_for_a_family_without_state(datadir, tmp_path, family):
+    """train.carry_state on a family whose model has no init_carry stops before any data is
+    read or model built, with the family named (one check, in train_checks.check_config)."""
+    cfg = cfg_for(datadir, tmp_path / "r", f"model.family={family}", "train.carry_state=true")
+    with pytest.raises(ConfigError) as err:
+        train(cfg)
+    assert str(err.value) == f"train.carry_state: model family {family!r} carries no state"
+    assert not (tmp_path / "r").exists()
+
+
 def test_resume_refuses_another_model(datadir, tmp_path):
     run = tmp_path / "run"
     train(cfg_for(datadir, run, "train.max_steps=2"))

@@ -15,8 +15,8 @@ time runs out first, so there is no scheduler state to drift on resume.
 Under ``torchrun`` (WORLD_SIZE > 1) it runs DDP (gloo on CPU, nccl on CUDA);
 rank 0 writes every file. What a process and a checkpoint hold is in ``tunelab.run.state``.
 
-A session reads top to bottom: ``_setup`` (config, data, model, batches, resume) makes a
-``Live``; ``_loop`` runs ``_step`` (the forward pass, then ``Trainer.backward_and_step``),
+A session reads top to bottom: ``_setup`` (config, data, model, batches, resume; the config
+checks are in ``tunelab.train_checks``) makes a ``Live``; ``_loop`` runs ``_step`` (the forward pass, then ``Trainer.backward_and_step``),
 ``_report`` and, at validation steps, ``_validate_and_save``; ``_finish`` exports and closes.
 """
 
@@ -37,12 +37,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tunelab.config import REFUSED, ConfigError, RunConfig, dump, model_config, to_dict
+from tunelab.config import ConfigError, RunConfig, dump
 from tunelab.data.dataset import prefetch
 from tunelab.data.store import load_datadir
 from tunelab.kinds import kind_for
-from tunelab.models import build_model, family_of
-from tunelab.run import carry as carried
+from tunelab.models import build_model
 from tunelab.run.checkpoint import (
     CheckpointError,
     export_safetensors,
@@ -53,6 +52,7 @@ from tunelab.run.checkpoint import (
 )
 from tunelab.run.curves import RunLog, plot_run
 from tunelab.run.state import Dist, Step, Trainer, forward, setup_dist
+from tunelab.train_checks import check_config, check_resume, size_from_data
 
 
 @dataclass
@@ -100,90 +100,6 @@ def train(cfg: RunConfig) -> TrainResult:
             dist.destroy_process_group()
 
 
-def _check(cfg: RunConfig) -> None:
-    t = cfg.train
-    for name in ("batch_size", "seq_len", "max_steps", "eval_every", "log_every"):
-        if getattr(t, name) < 1:
-            raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
-    if t.lr <= 0 or t.warmup < 0 or t.augment_transpose < 0 or not 0 <= t.ema < 1:
-        raise ConfigError(
-            "need train.lr > 0, train.warmup >= 0, augment_transpose >= 0, 0 <= ema < 1"
-        )
-    family = family_of(cfg.model)  # its MODELS row: the options the family supports
-    if t.burn_in < 0 or (t.burn_in and (t.carry_state or not family.burn_in)):
-        raise ConfigError(
-            "train.burn_in must be >= 0, and 0 unless the family is token_rnn without "
-            "train.carry_state (carried state already gives each window its context)"
-        )
-    if t.carry_state and not family.carry_state:
-        raise ConfigError(f"train.carry_state: model family {cfg.model.family!r} carries no state")
-    # A family without transpose_mix or piece_memory refused them when the config was read.
-    if getattr(cfg.model, "transpose_mix", 0) < 0:
-        raise ConfigError(REFUSED["transpose_mix"])
-    if t.max_minutes is not None and t.max_minutes <= 0:
-        raise ConfigError(
-            f"train.max_minutes must be > 0 (or null for no time budget), got {t.max_minutes}"
-        )
-
-
-def _check_resume(ck: dict, cfg: RunConfig, kind, run_dir: Path) -> None:
-    # The saved model section is read as load_run reads it: a key that a later version added
-    # is absent from older checkpoints (it had its default), and runs saved before per-family
-    # configs hold every family's keys (model_config keeps the family's). transpose_mix and
-    # piece_memory only change scoring and sampling, never the weights: they may change.
-    def weights_part(model: dict) -> dict:
-        return {k: v for k, v in model.items() if k not in ("transpose_mix", "piece_memory")}
-
-    try:
-        saved = weights_part(to_dict(model_config(ck["config"]["model"])))
-    except (ConfigError, KeyError, TypeError):
-        saved = None  # not a model config this version reads
-    if saved != weights_part(to_dict(cfg.model)):
-        raise ConfigError(
-            f"{run_dir} holds a run with another model config ({ck['config']['model']}); "
-            "choose another out= or remove that run"
-        )
-    try:
-        before = type(kind)(ck["meta"]).signature()
-    except (KeyError, TypeError, ValueError):
-        before = None
-    if before != kind.signature():
-        raise ConfigError(
-            f"{run_dir} was trained on data with {before}, but {cfg.data} has "
-            f"{kind.signature()}; choose another out= or data="
-        )
-
-
-def tokens_per_bar(data) -> float | None:
-    """The data's tokens per bar: meta.json ``tokens_per_bar``, or for data prepared before it
-    was recorded, the training pieces' tokens over their bars (4/4 assumed)."""
-    if data.meta.get("tokens_per_bar"):
-        return float(data.meta["tokens_per_bar"])
-    spq = data.meta.get("steps_per_quarter")
-    pieces = data.split("train").pieces
-    steps = sum(p.get("steps", 0) for p in pieces)
-    if not spq or not steps:
-        return None
-    return sum(p["length"] for p in pieces) / (steps / spq / 4)
-
-
-def size_from_data(t, data) -> None:
-    """Resolve ``train.seq_bars`` and ``train.batch_tokens`` against the data (in place):
-    seq_len = clamp(round(seq_bars * tokens per bar), 16, seq_len); batch_size =
-    round(batch_tokens / seq_len), the same on any number of processes (the global batch), so a
-    run resumes on another number of processes with the same data order."""
-    if t.seq_bars is not None:
-        per_bar = tokens_per_bar(data)
-        if not per_bar:
-            raise ConfigError(
-                f"train.seq_bars: {data.path} does not say how many tokens a bar holds "
-                "(MIDI data with steps per piece is needed); set train.seq_len instead"
-            )
-        t.seq_len = int(min(t.seq_len, max(16, round(t.seq_bars * per_bar))))
-    if t.batch_tokens is not None:
-        t.batch_size = max(1, round(t.batch_tokens / t.seq_len))
-
-
 @dataclass
 class Live:
     """The live objects of one training session: what ``_setup`` makes and the loop runs on."""
@@ -226,7 +142,7 @@ def _setup(cfg: RunConfig, d: Dist) -> Live:
     """What a session trains with: the checked config, the data's kind, the model (the same
     initial weights on every rank), the batches, the Trainer resumed from the run's newest
     readable checkpoint and its carried state; rank 0 writes config.yaml and opens the logs."""
-    _check(cfg)
+    check_config(cfg)
     t = cfg.train
     data = load_datadir(cfg.data)
     size_from_data(t, data)
@@ -247,8 +163,6 @@ def _setup(cfg: RunConfig, d: Dist) -> Live:
     except ValueError as e:
         raise ConfigError(f"model: {e}") from e
     rf = getattr(model, "receptive_field", None)
-    if t.carry_state and not carried.supports_carry(model):
-        raise ConfigError(f"train.carry_state: model family {cfg.model.family!r} carries no state")
     # Unscored context at the head of each window: the receptive field, or for an RNN
     # (unbounded) the warm-up it asks for.
     context = rf or getattr(model, "warmup", None)
@@ -306,7 +220,7 @@ def _resume(cfg: RunConfig, d: Dist, tr: Trainer, kind) -> Path | None:
             file=sys.stderr,
             flush=True,
         )
-    _check_resume(ck, cfg, kind, Path(cfg.out))
+    check_resume(ck, cfg, kind, Path(cfg.out))
     tr.restore(ck)
     return from_path
 

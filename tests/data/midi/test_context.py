@@ -12,7 +12,7 @@ from tests.data.midi.test_prepare import run
 from tunelab.cli.info import show_info
 from tunelab.config import ConfigError, TrainConfig
 from tunelab.data.store import load_datadir
-from tunelab.train import size_from_data
+from tunelab.train_checks import size_from_data
 
 
 def write_rhythm(path: Path, onsets_q: list[float], pitches=(60, 64, 67), tpq: int = 480) -> None:
