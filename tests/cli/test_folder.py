@@ -56,6 +56,8 @@ def test_run_goes_from_a_folder_to_a_report_and_resumes(tmp_path):
     assert len(list((elsewhere / "out" / "run" / "samples").glob("*.mid"))) == 2
     lik = json.loads((elsewhere / "out" / "run" / "eval" / "likelihood-test.json").read_text())
     assert lik["tokens"] > 0
+    r = tunelab("evaluate", "out/run", cwd=elsewhere)  # the verdict in words, not only JSON
+    assert r.returncode == 0 and "verdict: model " in r.stdout and "the baseline's" in r.stdout
     # again: the prepared data is reused and training resumes where it stopped
     r = tunelab(*args, "tiny", "train.max_steps=40", cwd=elsewhere)
     assert r.returncode == 0, r.stderr[-3000:]

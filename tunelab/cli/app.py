@@ -365,6 +365,10 @@ def evaluate(
                 )
             else:
                 typer.echo(f"{split}: {r['nll_per_token']:.4f} nats/token{extra}")
+            if "learned" not in r and baseline:
+                from tunelab.cli.folder import verdict
+
+                typer.echo(f"verdict: {verdict(r)}")
     except (CheckpointError, DataDirError, ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
     typer.echo(str(path))
