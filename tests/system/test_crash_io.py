@@ -56,7 +56,8 @@ def test_prepare_killed_at_random_moments(tmp_path):
     for i in range(12, 30):  # more files: the rerun rewrites the whole set
         write_tune(src / f"t{i:02d}.mid", tune(i))
     ref = tmp_path / "ref"
-    assert prepare_in_process([src], ref) == 0
+    # the command's own defaults: the grid and encoding the collection calls for
+    assert prepare_in_process([src], ref, steps_per_quarter="auto", encoding="auto") == 0
     for _ in range(4):  # seeded: kills land before, during and after the writes
         proc = tunelab("prepare", str(src), "--out", str(out), "--workers", "1", "--overwrite")
         time.sleep(rng.uniform(0.3, 1.0) * took)
@@ -118,8 +119,12 @@ def test_full_disk_prepare_keeps_earlier_data(tmp_path):
     write_tune(src / "long.mid", tune(1) * 400)  # its tokens alone pass the limit
     with file_size_limit(20_000):
         r = CliRunner().invoke(
-            app, ["prepare", str(src), "--out", str(out), "--workers", "1", "--overwrite"]
-        )
+            app,
+            [
+                "prepare", str(src), "--out", str(out), "--workers", "1", "--overwrite",
+                "--steps-per-quarter", "24", "--encoding", "steps",
+            ],
+        )  # fmt: skip
     assert r.exit_code == 2, r.output
     assert "File too large" in r.output and str(out) in r.output.replace("\n", "")
     assert snapshot(out) == good
