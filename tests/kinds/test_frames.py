@@ -1,4 +1,4 @@
-"""Frame RNNs (GRUV) through the one loop: exact framing and joins, step == forward, the
+"""Frame RNNs (GRUV) through the one loop: step == forward, the
 frames kind's statistics, training, exact resume, evaluation against the trivial baselines,
 generation with sidecars, and the diagnostics of the three known failures."""
 
@@ -22,33 +22,6 @@ from tunelab.models.frame_rnn import FrameRNN
 
 SR = 16000
 torch.set_num_threads(1)  # tiny models: one thread is fastest (no spinning on shared cores)
-
-
-# -- framing and joins --------------------------------------------------------------------
-@pytest.mark.parametrize("form", ["time", "fft"])
-def test_overlap_add_of_the_true_frames_gives_the_signal_back(form):
-    x = torch.randn(2, 7 * 64 + 128, dtype=torch.float64)
-    f = ops.cut(x, 128, 64, form)
-    assert f.shape == (2, 8, 128 if form == "time" else 130)
-    torch.testing.assert_close(ops.join(ops.to_time(f, 128, form), 64, "ola"), x)
-    # frames end to end at hop = size: the original join
-    g = ops.to_time(ops.cut(x[:, :512], 128, 128, form), 128, form)
-    torch.testing.assert_close(ops.join(g, 128, "concat"), x[:, :512])
-
-
-def test_fft_frame_round_trip_is_exact_and_matches_numpy():
-    from tunelab.data.audio.encode import frames
-
-    x = np.random.default_rng(0).normal(size=4096)
-    f = ops.cut(torch.from_numpy(x), 256, 128, "fft")
-    np.testing.assert_allclose(f.numpy(), frames(x, 256, 128, "fft"), atol=1e-4)
-    torch.testing.assert_close(ops.to_time(f, 256, "fft"), ops.cut(torch.from_numpy(x), 256, 128))
-
-
-def test_ola_cross_fades_frames_that_disagree():
-    frames = torch.stack([torch.ones(8), -torch.ones(8)])[None]  # two frames, hop 4
-    y = ops.join(frames, 4, "ola")[0]
-    assert y[0] == 1 and y[-1] == -1 and torch.all(y[4:8].diff() < 0)  # a smooth fade
 
 
 # -- model --------------------------------------------------------------------------------

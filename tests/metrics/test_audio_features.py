@@ -1,7 +1,10 @@
-"""Audio features beyond the tests in test_music.py: chroma of chords, the centroid over loud
-frames only, per-second rows that follow the audio, and the Fréchet distance's closed forms."""
+"""Audio features: chroma of chords, the centroid over loud frames only, a sine's centroid,
+chroma and loudness, silence, per-second rows that follow the audio, and the Fréchet
+distance's closed forms and known values."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -48,3 +51,48 @@ def test_frechet_in_one_dimension_is_the_closed_form():
     want = (ma - mb) ** 2 + (sa - sb) ** 2  # d^2 of two 1-D Gaussians
     assert A.frechet_distance(a, b) == pytest.approx(want, rel=1e-6)
     assert A.frechet_distance(b, a) == pytest.approx(A.frechet_distance(a, b), rel=1e-9)
+
+
+# -- whole-clip features, Fréchet distance, per-second rows (moved from test_music.py) --
+LOW_SR = 8000  # the rate these tests were written at
+
+
+def sine(freq, seconds=2.0, amp=0.5):
+    t = np.arange(int(seconds * LOW_SR)) / LOW_SR
+    return amp * np.sin(2 * np.pi * freq * t)
+
+
+def test_sine_centroid_chroma_and_silence():
+    a = sine(440.0)
+    f = A.audio_features(a, LOW_SR)
+    assert f["spectral_centroid_hz"] == pytest.approx(440, rel=0.05)
+    assert int(np.argmax(f["chroma"])) == 9  # A
+    assert f["silence_fraction"] == 0.0 and f["spectral_flatness"] < 0.05
+    assert f["rms_mean_db"] == pytest.approx(20 * math.log10(0.5 / math.sqrt(2)), abs=0.1)
+    quiet = A.audio_features(np.zeros(LOW_SR), LOW_SR)
+    assert quiet["silence_fraction"] == 1.0 and quiet["spectral_centroid_hz"] == 0.0
+    assert quiet["chroma"] == [0.0] * 12
+
+
+def test_frechet_distance_known_values():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4000, 3))
+    assert A.frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    shift = np.array([1.0, 2.0, 0.0])
+    # same covariance, means apart by d: d^2 = ||d||^2 = 5
+    assert A.frechet_distance(a, a + shift) == pytest.approx(5.0, abs=1e-6)
+    # N(0, I) vs N(0, 4I) in 3 dims: tr(I + 4I - 2 * 2I) = 3
+    b = rng.standard_normal((4000, 3)) * 2
+    assert A.frechet_distance(a, b) == pytest.approx(3.0, rel=0.1)
+    assert A.frechet_distance(a[:1], b) is None
+
+
+def test_second_features_and_set_frechet():
+    clip = sine(440.0, 3.0)
+    assert A.second_features(clip, LOW_SR).shape == (3, A.FEATURES_PER_SECOND)
+    assert A.second_features(clip[: LOW_SR // 2], LOW_SR).shape == (0, A.FEATURES_PER_SECOND)
+    rng = np.random.default_rng(1)
+    ref = [sine(f, 3.0) for f in (262, 330, 392, 440)]
+    like = [sine(f, 3.0) for f in (294, 349)]
+    noise = [0.3 * rng.standard_normal(3 * LOW_SR) for _ in range(2)]
+    assert A.set_frechet(like, ref, LOW_SR) < A.set_frechet(noise, ref, LOW_SR)
