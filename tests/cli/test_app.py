@@ -43,3 +43,19 @@ def test_python_dash_m_runs_the_command_and_unknown_commands_are_usage_errors():
     assert p.returncode == 0 and "Usage: tunelab" in p.stdout
     r = runner.invoke(app, ["compose"])
     assert r.exit_code == 2 and "No such command" in r.output
+
+
+def test_train_takes_out_as_an_option_and_stores_resolved_paths(tmp_path, monkeypatch):
+    import yaml
+
+    from tests.test_train import make_datadir
+
+    make_datadir(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(
+        app,
+        ["train", "tiny", "data=data", "--out", "run", "train.max_steps=2", "train.plots=false"],
+    )
+    assert r.exit_code == 0, r.output
+    cfg = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert cfg["data"] == str(tmp_path / "data") and cfg["out"] == str(tmp_path / "run")

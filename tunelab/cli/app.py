@@ -97,13 +97,15 @@ def train(
     plot_only: bool = typer.Option(
         False, "--plot-only", help="Only redraw RUN_DIR/plots from metrics.jsonl and exit."
     ),
+    out: Path = typer.Option(None, "--out", "-o", help="The run directory (same as out=RUN_DIR)."),
 ) -> None:
     """Train a model (resumes by itself from RUN_DIR/checkpoints/last.pt). Works under torchrun."""
     from tunelab.config import ConfigError, RunConfig, load
     from tunelab.data.store import DataDirError
 
+    overrides = [*(overrides or []), *([f"out={out}"] if out is not None else [])]
     try:
-        cfg = load(RunConfig, config, overrides or [])
+        cfg = load(RunConfig, config, overrides)
     except ConfigError as e:
         _fail(str(e))
     # Stored resolved: generate, evaluate, info and report find them from any directory.
