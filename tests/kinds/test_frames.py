@@ -1,6 +1,6 @@
-"""Frame RNNs (GRUV) through the one loop: step == forward, the
-frames kind's statistics, training, exact resume, evaluation against the trivial baselines,
-generation with sidecars, and the diagnostics of the three known failures."""
+"""Frame RNNs (GRUV) through the one loop: the frames kind's statistics, training, exact resume,
+evaluation against the trivial baselines, generation with sidecars, and the diagnostics of the
+three known failures. (The model's own tests are in tests/models/test_frame_rnn.py.)"""
 
 from __future__ import annotations
 
@@ -18,33 +18,9 @@ from tunelab.config import RunConfig, load
 from tunelab.data.audio.synth import write_wav
 from tunelab.kinds import frame_ops as ops
 from tunelab.metrics import audio as am
-from tunelab.models.frame_rnn import FrameRNN
 
 SR = 16000
 torch.set_num_threads(1)  # tiny models: one thread is fastest (no spinning on shared cores)
-
-
-# -- model --------------------------------------------------------------------------------
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-def test_step_by_step_equals_forward(cell):
-    torch.manual_seed(0)
-    m = FrameRNN(10, cell=cell, dense=12, hidden=8, layers=3, skip=True, n_labels=3).eval()
-    x, label = torch.randn(2, 6, 10), torch.tensor([0, 2])
-    full = m(x, label)
-    state = m.init_state(2, label=label)
-    steps = []
-    for t in range(6):
-        y, state = m.step(x[:, t], state)
-        steps.append(y)
-    torch.testing.assert_close(torch.stack(steps, 1), full, rtol=1e-5, atol=1e-6)
-    assert not torch.allclose(m(x, torch.tensor([1, 1])), full)  # the label matters
-
-
-def test_forward_is_causal():
-    m = FrameRNN(6, dense=8, hidden=8, layers=2).eval()
-    x = torch.randn(1, 5, 6, requires_grad=True)
-    m(x)[0, 2].sum().backward()
-    assert x.grad[0, 3:].abs().sum() == 0 and x.grad[0, :3].abs().sum() > 0
 
 
 # -- data and runs ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Model families: causality, step() == forward(), KV cache, the MODELS table."""
+"""All model families: causality, step() == forward(), build_model and the MODELS table.
+Family-specific tests live in test_<family>.py; _run_steps is shared with them."""
 
 from __future__ import annotations
 
@@ -69,53 +70,6 @@ def test_step_equals_forward(cfg):
     torch.testing.assert_close(steps, full, rtol=1e-4, atol=1e-5)
 
 
-def test_transformer_kv_cache_long():
-    """Growing cache (window None) past its first capacity, and a ring buffer wrapped many times."""
-    torch.manual_seed(0)
-    for window, T in ((None, 300), (8, 45)):
-        model = build_model(
-            {"family": "transformer", "d_model": 8, "layers": 1, "heads": 2, "window": window}, V
-        ).eval()
-        x = torch.randint(0, V, (1, T))
-        with torch.no_grad():
-            full = model(x)
-            steps = _run_steps(model, x)
-        torch.testing.assert_close(steps, full, rtol=1e-4, atol=1e-5)
-
-
-def test_sliding_window_forgets():
-    """With window W, the token at 0 no longer influences position >= W."""
-    model = _model({"family": "transformer", "d_model": 16, "layers": 2, "heads": 2, "window": 4})
-    x = torch.randint(0, V, (1, 12))
-    x2 = x.clone()
-    x2[0, 0] = (x2[0, 0] + 1) % V
-    with torch.no_grad():
-        a, b = model(x), model(x2)
-    # two layers: information travels at most 2 * (W - 1) = 6 positions
-    torch.testing.assert_close(a[:, 7:], b[:, 7:], rtol=0, atol=0)
-    assert not torch.allclose(a[:, 1], b[:, 1])
-
-
-def test_rnn_step_sees_weight_updates():
-    """The cached input table of step() follows in-place weight changes (optimizer steps)."""
-    model = _model(RNNS[0])
-    x = torch.randint(0, V, (2, 5))
-    with torch.no_grad():
-        _run_steps(model, x)  # fills the cache
-        model.embed.weight.mul_(1.5)
-        model.rnns[0].weight_ih_l0.add_(0.1)
-        torch.testing.assert_close(_run_steps(model, x), model(x), rtol=1e-4, atol=1e-5)
-
-
-def test_step_state_is_independent_per_sequence():
-    model = _model(RNNS[2])
-    x = torch.randint(0, V, (2, 6))
-    with torch.no_grad():
-        both = _run_steps(model, x)
-        one = _run_steps(model, x[1:])
-    torch.testing.assert_close(both[1:], one, rtol=1e-5, atol=1e-6)
-
-
 def test_build_model_errors():
     assert set(MODELS) >= {"token_rnn", "transformer"}
     with pytest.raises(ValueError, match="unknown model family"):
@@ -129,27 +83,6 @@ def test_build_model_errors():
 def test_build_model_from_dataclass():
     model = build_model(TokenRNNConfig(hidden=12, embed_dim=4, layers=1), V)
     assert model(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, V)
-
-
-def test_weight_drop_masks_the_recurrence_only_while_training():
-    """model.weight_drop: in training each forward draws a new DropConnect mask on the
-    hidden-to-hidden weights (other outputs, exact zeros in the raw weight's gradient); in eval
-    mode the model equals the same weights without it, so scoring and generation see them whole."""
-    torch.manual_seed(0)
-    cfg = {"family": "token_rnn", "cell": "lstm", "hidden": 32, "embed_dim": 8, "dropout": 0.0}
-    dropped = build_model({**cfg, "weight_drop": 0.5}, vocab_size=20)
-    plain = build_model(cfg, vocab_size=20)
-    plain.load_state_dict(dropped.state_dict())  # the raw weights are the parameters
-    x = torch.randint(0, 20, (2, 12))
-    dropped.train()
-    a, b = dropped(x), dropped(x)
-    assert not torch.allclose(a, b)
-    a.sum().backward()
-    zero = (dropped.rnns[0].weight_hh_l0.grad == 0).float().mean().item()
-    assert 0.35 < zero < 0.65
-    dropped.eval(), plain.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(dropped(x), plain(x))
 
 
 def test_each_row_names_its_config_and_the_options_its_model_has():
