@@ -63,7 +63,11 @@ def run_demo(
         console.print(f"reusing the prepared chorales in {data}")
     else:
         code = prepare_midi(
-            [], data, builtin="bach-chorales", steps_per_quarter=DEMO_STEPS_PER_QUARTER
+            [],
+            data,
+            builtin="bach-chorales",
+            steps_per_quarter=DEMO_STEPS_PER_QUARTER,
+            encoding="steps",
         )
         if code:
             return code

@@ -182,3 +182,14 @@ def test_sampling_never_emits_an_instrument_the_data_never_had(tmp_path):
     assert programs and programs <= {"Program_0", "Program_33"}
     assert not any(n.startswith("PitchDrum_") for n in used)
     assert not used & {names[i] for i in unseen}
+
+
+def test_a_few_pieces_with_other_instruments_keep_a_piano_encoding(tmp_path):
+    # like the chorales: most pieces one program, a few with parts marked as other instruments
+    for i in range(3):
+        write_piece(tmp_path / "src" / f"p{i}.mid", eighths(50 + i))
+    write_piece(tmp_path / "src" / "strings.mid", eighths(55), programs=(0, 42))
+    assert run([tmp_path / "src"], tmp_path / "d") == 0
+    dd = load_datadir(tmp_path / "d")
+    assert dd.meta["encoding"] == "steps"
+    assert dd.stats["context"]["programs"] == [0, 42]

@@ -26,6 +26,7 @@ ON_GRID_TOLERANCE = 0.1  # of one grid step
 NEEDED_SHARE = 0.9
 WINDOW_BARS = 4.0  # a training window should hold this many bars for the recommendation
 MAX_PLAIN_WINDOW = 256  # tokens: longer 4-bar windows call for carried state (midi-gru-carry)
+MULTI_SHARE = 0.5  # remi-programs when at least this share of the pieces has several instruments
 BAR_WINDOW = 128  # tokens: the training window of midi-roll and midi-gru; a bar must fit in it
 
 
@@ -68,6 +69,7 @@ class Timing:
         self.quarters = self.key_quarters = self.bars = 0.0
         self.notes = self.positions = 0
         self.programs: set[int] = set()
+        self.pieces = self.multi = 0  # pieces, and pieces that play several instruments
 
     def add(self, t: dict) -> None:
         self.onsets += t["onsets"]
@@ -78,6 +80,8 @@ class Timing:
         self.notes += t["notes"]
         self.positions += t["positions"]
         self.programs.update(t["programs"])
+        self.pieces += 1
+        self.multi += len(t["programs"]) > 1
 
     def finest_grid(self) -> int | None:
         """The smallest candidate steps per quarter holding NEEDED_SHARE of the onsets."""
@@ -161,15 +165,19 @@ def choose_grid(t: Timing, encoding: str) -> tuple[int, str]:
 
 def choose_encoding(t: Timing, spq: int) -> tuple[str, str]:
     """The encoding for this collection at ``spq``, and why: ``remi`` with programs when the
-    collection has several instruments (the grid encodings are piano only); otherwise
+    collection's pieces (MULTI_SHARE of them) play several instruments (the grid encodings are
+    piano only); otherwise
     ``steps`` unless a bar costs more than twice the tokens of ``remi`` (a window then holds
     too few bars)."""
     steps_bar = t.tokens_per_bar("steps", spq) or 0.0
     remi_bar = t.tokens_per_bar("remi", spq) or 0.0
-    if len(t.programs) > 1:
-        return (
-            "remi-programs",
-            f"{len(t.programs)} instruments (GM programs): remi-programs keeps them",
+    # Several instruments within most pieces, not across the collection: a few files that
+    # name other programs (a chorale part marked as strings) must not turn a piano-roll
+    # collection into a multi-instrument one.
+    if len(t.programs) > 1 and t.multi >= MULTI_SHARE * t.pieces:
+        return "remi-programs", (
+            f"{t.multi} of {t.pieces} pieces play several instruments ({len(t.programs)} GM "
+            "programs in all): remi-programs keeps them"
         )
     if remi_bar and steps_bar > 2 * remi_bar:
         return "remi", f"a bar costs {steps_bar:.0f} tokens with steps but {remi_bar:.0f} with remi"
