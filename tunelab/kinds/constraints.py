@@ -82,7 +82,9 @@ class GridConstraint:
                         r[self.step_id] = True
                         r[self.eos] = boundary and mode == ALLOW
                     allowed[last, c, mode] = r
-        self.allowed = allowed.reshape(-1, V)  # row index: (last * (P + 1) + count) * 3 + mode
+        # row index: (last * (P + 1) + count) * 3 + mode; keys the training data never
+        # played are never sampled (as for REMI's instruments)
+        self.allowed = _without_unseen(allowed.reshape(-1, V), meta, (self.bos, self.eos))
         self.table = _bias(self.allowed)
         held = np.ones(V, bool)
         held[N_KEYS : 2 * N_KEYS] = False

@@ -193,3 +193,20 @@ def test_a_few_pieces_with_other_instruments_keep_a_piano_encoding(tmp_path):
     dd = load_datadir(tmp_path / "d")
     assert dd.meta["encoding"] == "steps"
     assert dd.stats["context"]["programs"] == [0, 42]
+
+
+def test_sampling_never_plays_a_key_the_data_never_had(tmp_path):
+    import torch
+
+    from tunelab.kinds.sampling import Sampling, sample
+    from tunelab.models import build_model
+
+    for i in range(4):
+        write_piece(tmp_path / "src" / f"p{i}.mid", eighths(60 + i % 2, 24))  # keys 60..72
+    assert run([tmp_path / "src"], tmp_path / "d", encoding="steps") == 0
+    meta = load_datadir(tmp_path / "d").meta
+    torch.manual_seed(0)  # an untrained model: every key about equally likely
+    model = build_model({"family": "token_rnn", "hidden": 16, "embed_dim": 8}, meta["vocab_size"])
+    pieces = sample(model, meta, n=4, steps=64, seed=1, sampling=Sampling(temperature=1.5))
+    played = {int(t) for p in pieces for t in p if t < meta["specials"]["step"]}
+    assert played and not played & set(meta["unseen_tokens"])
