@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import symusic
 
+from tunelab.metrics import midi as M
+
+SPQ = 2  # steps per quarter of the metrics tests' random pieces
+
+
+def roll(tokens) -> M.Roll:
+    """The roll of random ``steps`` tokens (88 keys, STEP 88, EOS 89, one key block)."""
+    return M.roll_from_grid_tokens(tokens, 88, 89, 1)
+
 
 def make_score(notes, tpq=480, tempos=((0, 120.0),), drum_notes=()):
     """notes: (onset_tick, duration_ticks, pitch[, velocity])."""

@@ -4,26 +4,12 @@ are not, and silence / noise / near-duplicates get their flags."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tests.helpers_generate import random_piece
+from tests.helpers_midi import SPQ, roll
 from tunelab.kinds.midi_audit import audit_rolls
 from tunelab.metrics import copying as C
 from tunelab.metrics import midi as M
-
-SPQ = 2
-
-
-def roll(tokens) -> M.Roll:
-    return M.roll_from_grid_tokens(tokens, 88, 89, 1)
-
-
-@pytest.fixture(scope="module")
-def corpus():
-    rng = np.random.default_rng(0)
-    pieces = [random_piece(rng, 64) for _ in range(20)]
-    index = C.TrainingIndex(roll(np.concatenate(pieces)), SPQ)
-    return pieces, index
 
 
 def steps_slice(tokens, a: int, b: int) -> np.ndarray:

@@ -6,24 +6,11 @@ import numpy as np
 import pytest
 
 from tests.helpers_generate import random_piece, random_score
+from tests.helpers_midi import SPQ, roll
 from tunelab.data.midi import make_codec, quantize
 from tunelab.kinds.midi_audit import audit_rolls, concat_rolls
 from tunelab.metrics import copying as C
 from tunelab.metrics import midi as M
-
-SPQ = 2
-
-
-def roll(tokens) -> M.Roll:
-    return M.roll_from_grid_tokens(tokens, 88, 89, 1)
-
-
-@pytest.fixture(scope="module")
-def corpus():
-    rng = np.random.default_rng(0)
-    pieces = [random_piece(rng, 64) for _ in range(20)]
-    index = C.TrainingIndex(roll(np.concatenate(pieces)), SPQ)
-    return pieces, index
 
 
 def test_pitch_range_far_outside_training_is_noise(corpus):

@@ -119,6 +119,7 @@ def ignored(srcs: list[Path], exts: tuple[str, ...]) -> list[tuple[str, str]]:
                     f"(prepare it apart with --kind {'audio' if kind == 'MIDI' else 'midi'})"
                 )
             else:
-                why = f"not a {kind} file name ({', '.join(exts)})"
+                article = "an" if kind == "audio" else "a"
+                why = f"not {article} {kind} file name ({', '.join(exts)})"
             out.append((str(p), why))
     return out
