@@ -31,3 +31,12 @@ def test_outside_a_git_checkout_there_is_no_commit(tmp_path, monkeypatch):
     copy = _copy_outside_a_checkout(tmp_path, monkeypatch)
     assert copy.commit() is None
     assert copy.version_string() == copy.version() == V.version()
+
+
+def test_stamp_records_the_version_and_the_commit():
+    assert V.stamp() == {"tunelab": V.version(), "commit": V.commit()}
+
+
+def test_stamp_outside_a_checkout_records_no_commit(tmp_path, monkeypatch):
+    copy = _copy_outside_a_checkout(tmp_path, monkeypatch)
+    assert copy.stamp() == {"tunelab": V.version(), "commit": None}

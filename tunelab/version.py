@@ -39,3 +39,9 @@ def commit() -> str | None:
 def version_string() -> str:
     c = commit()
     return f"{version()} ({c})" if c else version()
+
+
+def stamp() -> dict:
+    """What every checkpoint, bundle, sidecar and report records about the code that wrote it:
+    ``{"tunelab": version, "commit": commit or None}`` (JSON-ready)."""
+    return {"tunelab": version(), "commit": commit()}
