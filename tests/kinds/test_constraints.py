@@ -213,3 +213,19 @@ def test_grammar_bias_renormalises_scoring_and_training():
         total, count = Kind(meta).loss(model(x), y, x)
     assert count == len(tokens) - 1
     assert torch.allclose(total, masked.sum(), rtol=1e-5)
+
+
+def test_a_token_the_training_data_never_used_is_avoided_but_still_valid():
+    """Sampling never picks an unseen token, but a stream holding one (a sample read back from
+    its MIDI file can: the written notes' overlaps change a duration) is valid MIDI, not
+    `invalid`. Found on a real folder: one of three remi-programs samples flagged invalid."""
+    meta = meta_for("remi-programs")
+    names = list(meta["token_names"])
+    tokens = make_codec("remi-programs", 4).encode(random_score(seed=1))
+    durs = [t for t in tokens if names[t].startswith("Duration_")]
+    assert durs
+    meta["unseen_tokens"] = [durs[0]]
+    assert check_tokens(tokens, meta) == []
+    c = make_constraint(meta)
+    assert not c.allowed[:, :, durs[0]].any()  # never sampled
+    assert c.grammar[:, ALLOW, durs[0]].any()  # but allowed by the grammar

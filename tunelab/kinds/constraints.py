@@ -220,6 +220,10 @@ class RemiConstraint:
             allowed[s, FORBID] = row
             allowed[s, ALLOW] = row | (eos if can_end else False)
             allowed[s, FORCE] = (row & ~is_["Bar"]) | (eos if can_end else False)
+        # The grammar judges a stream (check_tokens): a token the training data never used is
+        # still valid MIDI, and reading a sample back can give one (a duration that the
+        # written file's note overlaps change). Sampling also avoids the unseen tokens.
+        self.grammar = allowed
         self.allowed = allowed = _without_unseen(allowed, meta, (self.bos, self.eos))
         self.table = _bias(allowed.reshape(-1, V))
         n_pos = int(self.pos_of.max()) + 2 if (self.pos_of >= 0).any() else 1
@@ -282,7 +286,7 @@ class RemiConstraint:
     def why_not(self, st: RemiState, b: int, tok: int) -> str | None:
         if tok == self.bos:
             return "BOS inside the piece"
-        if not self.allowed[st.kind[b], ALLOW, tok]:
+        if not self.grammar[st.kind[b], ALLOW, tok]:
             return f"token type {self.type_of[tok]} not allowed here"
         if self.pos_of[tok] >= 0 and self.pos_of[tok] <= st.pos[b]:
             return "Position not after the previous Position of its bar"
