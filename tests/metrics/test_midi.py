@@ -86,6 +86,8 @@ def test_sparse_thin_or_arrhythmic_piece_is_a_mismatch_training_piece_is_not():
     audits = audit_rolls([train[0], *planted], [[]] * 5, index, spq)
     assert [("mismatch" in a["flags"]) for a in audits] == [False, False, True, True, True]
     assert audits[1]["density_ratio"] > 0.5 and audits[1]["on_grid_ratio"] > 0.9
+    # on the beat as often as the training pieces; the arrhythmic piece far less often
+    assert 0.8 < audits[1]["on_beat_ratio"] < 1.25 and audits[4]["on_beat_ratio"] < 0.8
     assert audits[2]["density_ratio"] < 0.5
     assert audits[3]["polyphony_ratio"] < 0.5
     arrhythmic = audits[4]

@@ -200,6 +200,7 @@ def compare_stats(stats: dict, train: dict) -> dict:
         "density_ratio": ratio("note_density"),
         "sounding_ratio": ratio("sounding_fraction"),
         "on_grid_ratio": ratio("on_grid_share") if "on_grid_share" in stats else None,
+        "on_beat_ratio": ratio("on_beat_share") if "on_beat_share" in stats else None,
     }
 
 
