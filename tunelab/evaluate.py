@@ -26,6 +26,7 @@ from pathlib import Path
 from tunelab.atomic import json_safe, write_json
 from tunelab.kinds import kind_for
 from tunelab.run.bundle import output_home
+from tunelab.version import stamp
 
 
 def evaluate_split(
@@ -57,6 +58,7 @@ def evaluate_split(
             f"{dd.path}: the {split} split has no pieces; choose --split from {', '.join(have)}"
         )
     result = {
+        "version": stamp(),
         "split": split,
         "checkpoint": str(run.path),
         "checkpoint_step": run.step,
@@ -85,7 +87,8 @@ def audit_samples(
     reason. Flags recorded in a file's sidecar by ``generate`` (``training_primer``) are kept.
     """
     from tunelab.data.store import printable
-    from tunelab.run.checkpoint import find_data, load_run
+    from tunelab.run import audit_index
+    from tunelab.run.checkpoint import load_run
 
     run = load_run(run_dir, which)  # a run directory or a bundle
     meta, config = run.meta, run.config
@@ -94,7 +97,7 @@ def audit_samples(
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder of samples")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in kind.sample_suffixes)
-    index, where = kind.reference(data or find_data(run_dir, config.get("data")))
+    index, where = audit_index.reference(run, run_dir, data)  # the data, else the bundle's
     if index is None:
         warnings.warn(f"copy audit skipped: {where}", stacklevel=2)
     entries, pieces, ok = [], [], []
@@ -123,6 +126,7 @@ def audit_samples(
             a["most_similar"] = entries[ok[a["most_similar"]]]["file"]
         entries[k].update(metrics=a | music[ok.index(k)], flags=flags)
     result = {
+        "version": stamp(),
         "run": str(run_dir),
         "samples": str(root),
         "reference": where,

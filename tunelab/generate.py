@@ -4,7 +4,9 @@ One way through for every kind of data: load the run, let its kind (``tunelab.ki
 resolve the length, primer and label, sample, audit the whole batch once against the
 training split, then hand each piece with its sidecar to the kind's writer (MIDI + WAV
 preview for tokens, WAV for audio). Every file gets ``<file>.json``: checkpoint, seed,
-sampling settings, label, duration, the audit figures and ``flags``.
+sampling settings, label, duration, the audit figures and ``flags``, and the ``version``
+({"tunelab", "commit"}) that wrote it. The copy audit's index comes from the training data, or
+from the bundle when the data is not there (``run.audit_index``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from tunelab.atomic import json_safe
 from tunelab.kinds.sampling import Sampling, piece_seed
+from tunelab.version import stamp
 
 
 def safe_name(text: str, limit: int = 60) -> str:
@@ -56,8 +59,9 @@ def generate(
     has ``model.piece_memory``. Off unless asked for: sampled, the memory learns from the
     piece's own output, and loops feed themselves (README: on Piano-midi.de one of four
     60-second pieces fell silent and two thinned out)."""
+    from tunelab.run import audit_index
     from tunelab.run.bundle import output_home
-    from tunelab.run.checkpoint import find_data, load_run
+    from tunelab.run.checkpoint import load_run
 
     sampling = sampling or Sampling()
     sampling.check()
@@ -96,7 +100,7 @@ def generate(
 
     index, reference = (None, "audit disabled")
     if audit:
-        index, reference = kind.reference(find_data(run_dir, run.config.get("data")))
+        index, reference = audit_index.reference(run, run_dir)  # the data, else the bundle's
         if index is None:
             warnings.warn(f"copy audit skipped: {reference}", stacklevel=2)
     # An audit that could not run is recorded as such: "not audited", never a clean flag list.
@@ -139,6 +143,7 @@ def generate(
             "kind": run.meta.get("kind", "midi"),
             "checkpoint": str(run.path),
             "checkpoint_step": run.step,
+            "version": stamp(),
             "seed": seed,
             "index": i,
             "piece_seed": piece_seed(seed, i),

@@ -56,3 +56,41 @@ def test_training_reference_is_bounded_or_says_why_it_is_missing(tmp_path, monke
     assert ref is None and "gone" in why
     ref, why = audio_io.training_reference(_kind(22050), data, from_int16)
     assert ref is None and "22050" in why and "16000" in why  # another rate: not comparable
+
+
+@pytest.mark.parametrize("family", ["mulaw", "frames"])
+def test_the_packed_reference_gives_back_the_same_audio_and_the_same_audit(tmp_path, family):
+    """What a bundle stores of the training audio rebuilds the very copy index the data gives
+    (same float samples, same copy figures), in one byte a sample for mu-law (int16 else)."""
+    from tunelab.data.store import load_datadir
+    from tunelab.kinds import mulaw
+    from tunelab.run import audit_index
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        sf.write(str(src / f"{i}.wav"), sine(300 + 90 * i, 2.0, SR, amp=0.3)[:, 0], SR)
+    data = tmp_path / "data"
+    assert _prepare(src, data, label="none", ratios=(1.0, 0.0, 0.0)) == 0
+    meta = load_datadir(data).meta
+    kind = mulaw.Kind(meta) if family == "mulaw" else Kind(with_settings(meta, {"frame_size": 256}))
+    ref, _ = kind.reference(data)
+    blob, entry = audit_index.pack(kind, data)
+    assert entry["present"] and entry["info"]["form"] == ("codes" if family == "mulaw" else "int16")
+    assert entry["bytes"] <= (1 if family == "mulaw" else 2) * 6 * SR + 1000
+    back = audit_index.unpack(kind, blob, entry)
+    assert len(back.pieces) == len(ref.pieces) == 3
+    for a, b in zip(ref.pieces, back.pieces, strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    copy = ref.pieces[1][SR // 4 :]  # a planted copy of 1.75 s of a training piece
+    assert back.copy_audit(copy) == ref.copy_audit(copy)
+    assert back.copy_audit(copy)["copied_seconds"] >= 1.5
+    assert audit_index.pack(kind, tmp_path / "gone") == (None, {"present": False, "reason": ANY})
+
+
+class _Any:
+    def __eq__(self, other):
+        return isinstance(other, str) and bool(other)
+
+
+ANY = _Any()

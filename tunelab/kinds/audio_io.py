@@ -41,12 +41,10 @@ def label_names_of(meta: dict) -> list[str]:
     return list(sorted(meta.get("labels") or {}) if names is None else names)
 
 
-def training_reference(kind, data_dir, to_float: Callable[[np.ndarray], np.ndarray]):
-    """The copy index of the run's training audio (at most REFERENCE_MINUTES), or (None,
-    reason). ``to_float`` turns an int16 piece [N] into the float audio [N] the kind's output
-    is compared in (mu-law runs: the mu-law round trip, so quantisation is no difference)."""
+def reference_audio(kind, data_dir) -> tuple[list[np.ndarray] | None, str]:
+    """(the int16 training pieces that back the copy audit, at most REFERENCE_MINUTES in all,
+    where they came from), or (None, reason)."""
     from tunelab.data.store import DataDirError, load_datadir
-    from tunelab.metrics.audio import TrainingAudio
 
     if not data_dir:
         return None, "no data directory recorded in the run"
@@ -63,10 +61,57 @@ def training_reference(kind, data_dir, to_float: Callable[[np.ndarray], np.ndarr
             take = np.asarray(p[: max(0, budget)])
             budget -= len(take)
             if len(take):
-                pieces.append(to_float(take))
+                pieces.append(take)
     if not pieces:
         return None, f"{dd.path}: no training audio"
-    return TrainingAudio(pieces, kind.sample_rate), f"training split of {dd.path}"
+    return pieces, f"training split of {dd.path}"
+
+
+def training_reference(kind, data_dir, to_float: Callable[[np.ndarray], np.ndarray]):
+    """The copy index of the run's training audio (at most REFERENCE_MINUTES), or (None,
+    reason). ``to_float`` turns an int16 piece [N] into the float audio [N] the kind's output
+    is compared in (mu-law runs: the mu-law round trip, so quantisation is no difference)."""
+    from tunelab.metrics.audio import TrainingAudio
+
+    pieces, where = reference_audio(kind, data_dir)
+    if pieces is None:
+        return None, where
+    return TrainingAudio([to_float(p) for p in pieces], kind.sample_rate), where
+
+
+def pack_audio(kind, pieces: list[np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
+    """What a bundle stores of the reference audio: (arrays, JSON info). ``samples``: the
+    pieces end to end in the kind's own compact form when it has one (mu-law: the classes,
+    one byte a sample), else as int16; ``piece_samples`` uint64[P]: each piece's length.
+    ``unpack_audio`` gives back exactly the float audio the data gives (lossless)."""
+    whole = np.concatenate(pieces).astype(np.int16)
+    codes = np.asarray(kind._encode_audio(from_int16(whole)))
+    form = "int16"
+    if codes.dtype.kind in "iu" and len(codes) and 0 <= codes.min() and codes.max() < 2**16:
+        whole, form = codes.astype(np.uint8 if codes.max() < 256 else np.uint16), "codes"
+    lengths = np.array([len(p) for p in pieces], np.uint64)
+    info = {"form": form, "sample_rate": int(kind.sample_rate), "samples": int(len(whole))}
+    return {"samples": whole, "piece_samples": lengths}, info
+
+
+def unpack_audio(kind, arrays: dict, info: dict):
+    """The ``TrainingAudio`` copy index back from ``pack_audio``'s output (ValueError if it
+    does not fit this run)."""
+    from tunelab.metrics.audio import TrainingAudio
+
+    data, lengths = np.asarray(arrays["samples"]), np.asarray(arrays["piece_samples"])
+    if int(info["sample_rate"]) != int(kind.sample_rate):
+        raise ValueError("copy-audit index: recorded at another sample rate")
+    if lengths.dtype.kind != "u" or int(lengths.sum()) != len(data) or data.ndim != 1:
+        raise ValueError("copy-audit index: the pieces do not add up to the samples")
+    if info["form"] == "codes" and data.dtype in (np.uint8, np.uint16):
+        audio = kind._decode_audio(data.astype(np.int64))
+    elif info["form"] == "int16" and data.dtype == np.int16:
+        audio = kind._decode_audio(kind._encode_audio(from_int16(data)))
+    else:
+        raise ValueError(f"copy-audit index: unknown sample form {info['form']!r}")
+    ends = np.cumsum(lengths.astype(np.int64))[:-1]
+    return TrainingAudio(np.split(np.asarray(audio), ends), kind.sample_rate)
 
 
 class AudioKind(KindDefaults):
@@ -169,6 +214,16 @@ class AudioKind(KindDefaults):
         return training_reference(
             self, data_dir, lambda x: self._decode_audio(self._encode_audio(from_int16(x)))
         )
+
+    def pack_reference(self, data_dir):
+        """((arrays, info), where) of the copy index for a bundle (``pack_audio``), or
+        (None, reason) when the training audio is not there."""
+        pieces, where = reference_audio(self, data_dir)
+        return (None if pieces is None else pack_audio(self, pieces)), where
+
+    def reference_from_pack(self, arrays: dict, info: dict):
+        """The copy index from a bundle's ``pack_reference`` output."""
+        return unpack_audio(self, arrays, info)
 
     def primer_from_training(self, plan, index) -> dict | None:
         """The primer file's copy audit against the training audio (None without either)."""

@@ -119,3 +119,50 @@ def audit_rolls(
         a["flags"] = M.flags_for(a, index.stats if index else None, spq)
         out.append(a)
     return out
+
+
+def pack_index(index: C.TrainingIndex) -> tuple[dict[str, np.ndarray], dict]:
+    """What a bundle stores of the training index instead of the training roll: (arrays,
+    JSON info). Arrays: ``step_hash_values`` uint64[U], the distinct step hashes;
+    ``step_codes`` uint8/16/32[S], each step's position among them (held chords and rests
+    repeat, so codes are few and compress well); ``piece_steps`` uint32[P], the steps of each
+    piece in order. Info: steps per quarter, the training statistics and histograms."""
+    values, codes = np.unique(index.h, return_inverse=True)
+    code_type = next(t for t in (np.uint8, np.uint16, np.uint32) if len(values) <= np.iinfo(t).max)
+    pos = index.piece_of_step
+    starts = np.flatnonzero(np.concatenate([[True], pos[1:] != pos[:-1]])) if len(pos) else []
+    lengths = np.diff(np.append(starts, len(pos))).astype(np.uint32)
+    arrays = {
+        "step_hash_values": values.astype(np.uint64),
+        "step_codes": codes.reshape(-1).astype(code_type),
+        "piece_steps": lengths,
+    }
+    info = {
+        "steps_per_quarter": int(index.spq),
+        "steps": int(len(pos)),
+        "pieces": int(len(lengths)),
+        "stats": index.stats,
+        "histograms": index.histograms,
+    }
+    return arrays, info
+
+
+def unpack_index(arrays: dict, info: dict) -> C.TrainingIndex:
+    """The training index back from ``pack_index``'s output (ValueError if it does not fit)."""
+    values = np.asarray(arrays["step_hash_values"])
+    codes = np.asarray(arrays["step_codes"])
+    lengths = np.asarray(arrays["piece_steps"])
+    if values.dtype != np.uint64 or codes.dtype.kind != "u" or lengths.dtype.kind != "u":
+        raise ValueError("copy-audit index: unexpected array types")
+    if codes.ndim != 1 or (len(codes) and int(codes.max()) >= len(values)):
+        raise ValueError("copy-audit index: step codes out of range")
+    if int(lengths.sum()) != len(codes) or int(info["steps"]) != len(codes):
+        raise ValueError("copy-audit index: the pieces do not add up to the steps")
+    piece_of_step = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths.astype(np.int64))
+    return C.TrainingIndex.from_parts(
+        values[codes.astype(np.int64)],
+        piece_of_step,
+        int(info["steps_per_quarter"]),
+        dict(info["stats"]),
+        dict(info["histograms"]),
+    )

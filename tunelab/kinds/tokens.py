@@ -303,6 +303,20 @@ class Kind(KindDefaults):
 
         return training_index(self.meta, data_dir)
 
+    def pack_reference(self, data_dir):
+        """((arrays, info), where) of the training index for a bundle (``midi_audit.pack_index``),
+        or (None, reason) when the data is not there."""
+        from tunelab.kinds.midi_audit import pack_index, training_index
+
+        index, where = training_index(self.meta, data_dir)
+        return (None if index is None else pack_index(index)), where
+
+    def reference_from_pack(self, arrays: dict, info: dict):
+        """The training index from a bundle's ``pack_reference`` output."""
+        from tunelab.kinds.midi_audit import unpack_index
+
+        return unpack_index(arrays, info)
+
     def primer_from_training(self, plan: Plan, index) -> dict | None:
         """The primer's copy audit: is it (mostly) a training excerpt?"""
         from tunelab.kinds.midi_audit import roll_from_tokens
@@ -333,11 +347,11 @@ class Kind(KindDefaults):
         """Per piece ``music_metrics.music_metrics`` (histogram distances to the training split when
         ``index``); for the set, the mean of each histogram distance."""
         from tunelab.kinds.midi_audit import roll_from_tokens
-        from tunelab.metrics.music import music_metrics, reference_histograms
+        from tunelab.metrics.music import music_metrics
 
         if not pieces:
             return [], {}
-        ref = reference_histograms(index.roll) if index is not None else None
+        ref = index.histograms if index is not None else None
         per = [music_metrics(roll_from_tokens(p, self.meta), self.spq, ref) for p in pieces]
         summary = {}
         for k in ("pitch_class_hist_distance", "interval_hist_distance"):

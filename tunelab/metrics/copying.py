@@ -85,21 +85,49 @@ def static_windows(h: np.ndarray, L: int) -> np.ndarray:
 
 
 class TrainingIndex:
-    """Window-hash sets of the training pieces (cached per window length) and their statistics."""
+    """Window-hash sets of the training pieces (cached per window length) and their statistics.
 
-    def __init__(self, roll: Roll, steps_per_quarter: int):
+    Built from the training roll, or (``from_parts``) from what a bundle stores instead of the
+    roll: the step hashes, the piece of each step, the statistics and the reference histograms.
+    The copy audit needs nothing else, so both give the same figures. ``roll`` is None then."""
+
+    def __init__(self, roll: Roll | None, steps_per_quarter: int):
         self.roll = roll
         self.spq = steps_per_quarter
-        self.h = step_hashes(roll)
         self._windows: dict[int, np.ndarray] = {}
-        self.stats = piece_stats(roll, steps_per_quarter)
+        self._histograms: dict | None = None
+        if roll is not None:
+            self.h = step_hashes(roll)
+            self.piece_of_step = roll.piece_of_step
+            self.stats = piece_stats(roll, steps_per_quarter)
+
+    @classmethod
+    def from_parts(
+        cls, h: np.ndarray, piece_of_step: np.ndarray, spq: int, stats: dict, histograms: dict
+    ) -> TrainingIndex:
+        """The index of a roll with step hashes ``h`` (uint64[S]), pieces ``piece_of_step``
+        (int64[S]), ``piece_stats`` ``stats`` and ``reference_histograms`` ``histograms``."""
+        index = cls(None, spq)
+        index.h = np.asarray(h, np.uint64)
+        index.piece_of_step = np.asarray(piece_of_step, np.int64)
+        index.stats, index._histograms = stats, histograms
+        return index
+
+    @property
+    def histograms(self) -> dict:
+        """The training split's pitch-class and interval histograms (``music_metrics``)."""
+        if self._histograms is None:
+            from tunelab.metrics.music import reference_histograms
+
+            self._histograms = reference_histograms(self.roll)
+        return self._histograms
 
     def windows(self, L: int) -> np.ndarray:
         """Sorted unique uint64 hashes of all training windows of L steps."""
         if L not in self._windows:
             if len(self._windows) > 32:
                 self._windows.clear()  # bound memory on long audits
-            self._windows[L] = np.unique(window_hashes(self.h, self.roll.piece_of_step, L))
+            self._windows[L] = np.unique(window_hashes(self.h, self.piece_of_step, L))
         return self._windows[L]
 
     def contains(self, w: np.ndarray, L: int) -> np.ndarray:

@@ -1,14 +1,19 @@
 """One shareable file per trained model: ``tunelab export RUN_DIR --out FILE``.
 
-A bundle is a zip archive (stored, not compressed) of two members:
+A bundle is a zip archive (stored, not compressed) of two or three members:
 
     tunelab-bundle.json   {"format": "tunelab-bundle", "format_version": 1, "config": run config,
                            "meta": the data's meta.json (label vocabulary, tempo, sample rate,
-                           codec, statistics), "step", "data_fingerprint", "weights_sha256"}
+                           codec, statistics), "step", "data_fingerprint", "weights_sha256",
+                           "version": {"tunelab", "commit"} of the tunelab that wrote it,
+                           "audit_index": what the copy-audit index is (``run.audit_index``)}
     model.safetensors     the weights (EMA weights when the run kept them)
+    audit-index.npz       the training data's copy-audit index (numpy arrays, no objects), when
+                          the data was there at export; bundles without it still load
 
 Nothing in it is pickled, so opening a bundle someone sent you cannot run code: the JSON
-is parsed, the tensors are read by safetensors, and the model is built from the config
+is parsed, the tensors are read by safetensors, the index by ``numpy.load(allow_pickle=False)``,
+and the model is built from the config
 by ``build_model`` exactly as for a run directory. ``generate`` and ``evaluate`` accept a
 bundle wherever they accept a run directory (see ``checkpoint.load_run``); what they
 write goes to ``output_home(bundle)``, a folder beside it.
@@ -25,6 +30,7 @@ from pathlib import Path
 from torch import nn
 
 from tunelab.atomic import atomic_path
+from tunelab.version import stamp
 
 FORMAT = "tunelab-bundle"
 FORMAT_VERSION = 1
@@ -66,9 +72,17 @@ def data_fingerprint(meta: dict, data_dir: str | Path | None) -> str | None:
     return f"sha256-files:{h.hexdigest()}"
 
 
-def export_bundle(config: dict, meta: dict, step: int, model: nn.Module, out: str | Path) -> dict:
+def export_bundle(
+    config: dict,
+    meta: dict,
+    step: int,
+    model: nn.Module,
+    out: str | Path,
+    audit_index: tuple[bytes | None, dict] | None = None,
+) -> dict:
     """Write ``model`` (built from ``config`` and ``meta``, weights loaded) to one bundle file
-    at ``out``, atomically. Returns the header written."""
+    at ``out``, atomically. ``audit_index``: (the index member's bytes or None, its header
+    entry), from ``run.audit_index.pack``. Returns the header written."""
     from safetensors.torch import save_model
 
     out = Path(out)
@@ -84,11 +98,35 @@ def export_bundle(config: dict, meta: dict, step: int, model: nn.Module, out: st
         "step": int(step),
         "data_fingerprint": data_fingerprint(meta, config.get("data")),
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
+        "version": stamp(),
     }
+    index_blob = None
+    if audit_index is not None:
+        index_blob, header["audit_index"] = audit_index
     with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
         z.writestr(HEADER, json.dumps(header, indent=2, ensure_ascii=False))
         z.writestr(WEIGHTS, blob)
+        if index_blob is not None:
+            z.writestr(header["audit_index"]["member"], index_blob)
     return header
+
+
+def read_member(path: str | Path, name: str, sha256: str | None, limit: int) -> bytes:
+    """The bytes of member ``name`` of the bundle at ``path``, checked against ``sha256`` and
+    ``limit`` bytes (BundleError when absent, too large, or altered)."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            if name not in z.namelist():
+                raise BundleError(f"{path}: the bundle has no {name}")
+            if z.getinfo(name).file_size > limit:
+                raise BundleError(f"{path}: {name} is larger than {limit} bytes")
+            data = z.read(name)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise BundleError(f"{path}: damaged or not a tunelab bundle ({e})") from e
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise BundleError(f"{path}: damaged bundle: the SHA-256 of {name} does not match")
+    return data
 
 
 def read_bundle(path: str | Path) -> tuple[dict, bytes]:

@@ -9,7 +9,10 @@ written before the footer existed load as before.
 A checkpoint is a dict of tensors and plain Python data only::
 
     {"model": state_dict, "ema": state_dict | None, "optimizer": ..., "step": int,
-     "config": resolved run config (dict), "meta": data meta.json (dict), "rng": ..., ...}
+     "config": resolved run config (dict), "meta": data meta.json (dict), "rng": ..., ...,
+     "version": {"tunelab": version, "commit": git commit or None}}
+
+(``version`` is added by ``save_checkpoint``; checkpoints written before it load as before.)
 
 so ``torch.load(weights_only=True)`` can read it and a run directory alone is
 enough to rebuild the model.
@@ -32,7 +35,9 @@ from tunelab.atomic import atomic_path
 from tunelab.config import model_config, to_dict
 from tunelab.kinds import kind_for
 from tunelab.models import build_model, family_of
+from tunelab.run import audit_index
 from tunelab.run.bundle import BundleError, export_bundle, is_bundle, load_weights, read_bundle
+from tunelab.version import stamp
 
 
 class CheckpointError(RuntimeError):
@@ -50,7 +55,8 @@ def save_checkpoint(path: str | Path, obj: dict) -> None:
     # Serialised in memory first: torch's file writer turns a failed write (disk full)
     # into a bare RuntimeError, while a Python write raises OSError with the reason.
     buf = io.BytesIO()
-    torch.save(obj, buf)
+    # Which tunelab wrote it (the trainer's dict need not say): {"tunelab", "commit"}.
+    torch.save({**obj, "version": obj.get("version") or stamp()}, buf)
     body = buf.getbuffer()
     digest = hashlib.sha256(body).hexdigest().encode()
     try:
@@ -299,8 +305,10 @@ def export_run(run_dir: str | Path, out: str | Path, which: str = "best") -> dic
         raise CheckpointError(f"--out {out} is a folder; give a file name, e.g. {out}/model.tlb")
     # The weights alone; the config keeps the mixture and memory settings.
     run = load_run(run_dir, which, transpose_mix=0, piece_memory=False)
+    # The copy-audit index travels with the model, so the receiver's audit needs no data.
+    index = audit_index.pack(run.kind, find_data(run_dir, run.config.get("data")))
     try:
-        return export_bundle(run.config, run.meta, run.step, run.model, out)
+        return export_bundle(run.config, run.meta, run.step, run.model, out, audit_index=index)
     except OSError as e:
         raise CheckpointError(f"cannot write {out}: {e.strerror or e}") from e
 
