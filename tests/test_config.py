@@ -81,6 +81,32 @@ def test_dump_and_load_round_trip(tmp_path):
     assert C.load(Outer, str(tmp_path / "out.yaml")) == cfg
 
 
+def test_a_mistyped_preset_key_or_family_gets_did_you_mean(tmp_path):
+    """The closest name, whole (a dotted key with its section), before the list of what
+    exists; nothing suggested when nothing is close."""
+    with pytest.raises(C.ConfigError, match="preset named 'midi-gur': did you mean 'midi-gru'?"):
+        C.read_yaml("midi-gur")
+    cases = {
+        "train.max_minuts=3": "'train.max_minuts': did you mean 'train.max_minutes'?",
+        "model.hiden=8": "'model.hiden': did you mean 'model.hidden'?",
+        "modle.hidden=8": "'modle.hidden': did you mean 'model.hidden'?",
+        "seeed=1": "'seeed': did you mean 'seed'?",
+    }
+    for override, said in cases.items():
+        with pytest.raises(C.ConfigError) as e:
+            C.load(C.RunConfig, "tiny", [override])
+        assert said in str(e.value) and "allowed: " in str(e.value), str(e.value)
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  max_step: 3\n")  # a YAML file's keys too
+    with pytest.raises(C.ConfigError, match="did you mean 'train.max_steps'"):
+        C.load(C.RunConfig, str(path))
+    with pytest.raises(C.ConfigError) as e:
+        C.load(C.RunConfig, "tiny", ["zzzzzz=1"])
+    assert "did you mean" not in str(e.value) and "allowed: data, out" in str(e.value)
+    with pytest.raises(C.ConfigError, match="'wide' is not allowed; did you mean 'wider'?"):
+        C._coerce("wide", Literal["narrow", "wider"], "model.shape")
+
+
 def test_missing_file_and_preset_are_clear_errors(tmp_path):
     with pytest.raises(C.ConfigError, match="no config file or preset"):
         C.read_yaml("surely-not-a-preset")
@@ -139,7 +165,9 @@ def test_model_section_errors_name_the_key_and_the_family_keys():
     with pytest.raises(C.ConfigError) as e:
         C.model_config({"family": "samplernn", "hiden": 3})
     assert "model.hiden" in str(e.value) and "srnn_frame_size" in str(e.value)
-    with pytest.raises(C.ConfigError, match="unknown model family 'wavenut'; choose one of"):
+    with pytest.raises(
+        C.ConfigError, match="unknown model family 'wavenut'; did you mean 'wavenet'. choose one of"
+    ):
         C.load(C.RunConfig, "tiny", ["model.family=wavenut", "model.hidden=3"])
     with pytest.raises(C.ConfigError, match="model.window: .wide. does not fit"):
         C.load(C.RunConfig, "midi-transformer", ["model.window=wide"])

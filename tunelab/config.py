@@ -40,6 +40,24 @@ def _allowed(cls) -> str:
     return ", ".join(f.name for f in dataclasses.fields(cls))
 
 
+def did_you_mean(word: str, choices, prefix: str = "", suffix: str = "") -> str:
+    """ " did you mean 'x'?" for the choice closest to a mistyped ``word`` (named whole, as
+    ``prefix`` + choice + ``suffix``: a dotted key), or "" when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" did you mean {prefix + close[0] + suffix!r}?" if close else ""
+
+
+def _unknown_key(parts: list[str], depth: int, cls) -> ConfigError:
+    """One line for key ``parts`` whose part ``depth`` ``cls`` lacks: the closest key, then
+    the keys it has."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    head, tail = ".".join(parts[:depth]), ".".join(parts[depth + 1 :])
+    hint = did_you_mean(parts[depth], names, head + "." * bool(head), "." * bool(tail) + tail)
+    return ConfigError(f"unknown key {'.'.join(parts)!r}:{hint} allowed: {_allowed(cls)}")
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check/convert ``value`` to the annotated type ``tp`` (strings from the CLI are parsed)."""
     origin = typing.get_origin(tp)
@@ -64,7 +82,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if value in choices:
             return value
         raise ConfigError(
-            f"{key}: {value!r} is not allowed; choose one of {', '.join(map(str, choices))}"
+            f"{key}: {value!r} is not allowed;{did_you_mean(value, choices)} choose one of "
+            f"{', '.join(map(str, choices))}"
         )
     if origin in (list, tuple):
         if isinstance(value, str):
@@ -131,7 +150,7 @@ def from_dict(cls, data: dict, prefix: str = ""):
     kwargs = {}
     for k, v in data.items():
         if k not in names:
-            raise ConfigError(f"unknown key {prefix + str(k)!r}; allowed: {_allowed(cls)}")
+            raise _unknown_key([*prefix.split(".")[:-1], str(k)], prefix.count("."), cls)
         kwargs[k] = _coerce(v, hints[k], f"{prefix}{k}")
     return cls(**kwargs)
 
@@ -156,10 +175,7 @@ def apply_overrides(data: dict, overrides: list[str], cls) -> dict:
         for depth, part in enumerate(parts):
             hint = _hint(node_cls, part, families)
             if hint is None:
-                where = ".".join(parts[:depth]) or "top level"
-                raise ConfigError(
-                    f"unknown key {key!r} ({part!r} at {where}); allowed: {_allowed(node_cls)}"
-                )
+                raise _unknown_key(parts, depth, node_cls)
             if depth == len(parts) - 1:
                 value = yaml.safe_load(raw) if raw.strip() else ""
                 if hint is str and not isinstance(value, str):
@@ -197,7 +213,8 @@ def read_yaml(name_or_path: str) -> dict:
         p = PRESET_DIR / f"{name_or_path}.yaml"
         if not p.exists():
             raise ConfigError(
-                f"no config file or preset named {name_or_path!r}; presets: {', '.join(presets())}"
+                f"no config file or preset named {name_or_path!r}:"
+                f"{did_you_mean(name_or_path, presets())} presets: {', '.join(presets())}"
             )
     if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
@@ -264,7 +281,10 @@ def _family(families: dict[str, type], data: dict, key: str) -> type:
     """The dataclass of the family that section ``data`` names (the first family by default)."""
     family = data.get("family", next(iter(families)))
     if not isinstance(family, str) or family not in families:
-        raise ConfigError(f"unknown {key} family {family!r}; choose one of {', '.join(families)}")
+        raise ConfigError(
+            f"unknown {key} family {family!r};{did_you_mean(family, families)} choose one of "
+            f"{', '.join(families)}"
+        )
     return families[family]
 
 
