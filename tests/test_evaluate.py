@@ -21,6 +21,7 @@ from tunelab.kinds.tokens import likelihood
 from tunelab.metrics.ngram import KneserNey, score
 from tunelab.models.transformer import Transformer
 from tunelab.run.checkpoint import load_run
+from tunelab.version import stamp
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,7 @@ def test_likelihood_file_and_accounting(run):
     r = CliRunner().invoke(app, ["evaluate", str(run), "--split", "test"])
     assert r.exit_code == 0, r.output
     res = json.loads((run / "eval" / "likelihood-test.json").read_text())
+    assert res["version"] == stamp()
     for k in ("nll_per_token", "tokens", "nll_per_step", "steps"):
         assert k in res
     loaded = load_run(run)
@@ -109,6 +111,7 @@ def test_samples_audit_flags(run, tmp_path):
     r = CliRunner().invoke(app, ["evaluate", str(run), "--samples", str(samples)])
     assert r.exit_code == 0, r.output
     res = json.loads((run / "eval" / "samples.json").read_text())
+    assert res["version"] == stamp()
     by = {e["file"]: e for e in res["files"]}
     assert set(by) == {
         "seed0-00.mid",

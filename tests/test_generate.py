@@ -19,6 +19,7 @@ from tunelab.kinds.constraints import check_tokens
 from tunelab.kinds.sampling import Sampling, sample
 from tunelab.kinds.tokens import steps_for_seconds
 from tunelab.run.checkpoint import load_run
+from tunelab.version import stamp
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,7 @@ def test_outputs_sidecars_and_validity(run, tmp_path):
         ):
             assert key in side
         assert side["settings"]["top_p"] == 1.0 and side["seed"] == 1
+        assert side["version"] == stamp() and side["version"]["tunelab"]
         assert side["duration_seconds"] == pytest.approx(6.0)
         assert side["audit"]["problems"] == []
         assert "longest_copy_steps_transposed" in side["audit"]
@@ -78,6 +80,7 @@ def test_outputs_sidecars_and_validity(run, tmp_path):
         assert wav.exists() and wav.stat().st_size > 1000
         wside = json.loads(wav.with_name(wav.name + ".json").read_text())
         assert wside["preview_of"] == p.name and wside["flags"] == side["flags"]
+        assert wside["version"] == stamp()
         tokens = codec.encode(symusic.Score(str(p)))
         assert check_tokens(tokens, meta) == []
         assert codec.count_steps(tokens) <= want_steps  # trailing silence is not written

@@ -92,3 +92,46 @@ def test_audit_flags_a_training_copy_and_two_identical_pieces(tmp_path):
     assert "invalid" in audits[2]["flags"] and audits[2]["problems"] == ["planted problem"]
     alone = audit_rolls(rolls[:1], [[]], None, 2)[0]  # no index, no other piece
     assert "copied" not in alone["flags"] and "most_similar" not in alone
+
+
+def test_the_packed_index_is_the_index_without_the_roll(tmp_path):
+    """What a bundle stores instead of the training roll (step hashes as codes, piece lengths,
+    statistics) rebuilds an index that audits every piece the same, windows never crossing
+    a piece boundary."""
+    from tests.helpers_generate import random_piece
+    from tunelab.kinds.midi_audit import pack_index, unpack_index
+
+    meta = make_datadir(tmp_path / "data", n_pieces=10, n_steps=64)
+    index, _ = training_index(meta, tmp_path / "data")
+    arrays, info = pack_index(index)
+    train = load_datadir(tmp_path / "data").split("train")
+    assert arrays["step_codes"].dtype.itemsize <= 2 and info["pieces"] == len(train) > 1
+    back = unpack_index(arrays, info)
+    assert back.roll is None and np.array_equal(back.h, index.h)
+    assert np.array_equal(back.piece_of_step, index.piece_of_step)
+    assert back.stats == index.stats and back.histograms == index.histograms
+    rng = np.random.default_rng(5)
+    # The end of one training piece joined to the start of the next: copied across a
+    # boundary, which the audit must not count as one run.
+    seam = np.concatenate([train.piece(0)[:-1][-60:], train.piece(1)[1:61]])
+    pieces = [train.piece(3), random_piece(rng, 48), np.concatenate([[89], seam[1:], [90]])]
+    for p in pieces:
+        r = roll_from_tokens(np.asarray(p, np.int64), meta)
+        assert C.copy_audit(r, back) == C.copy_audit(r, index)
+    rolls = [roll_from_tokens(np.asarray(p, np.int64), meta) for p in pieces]
+    assert audit_rolls(rolls, [[]] * 3, back, 2) == audit_rolls(rolls, [[]] * 3, index, 2)
+    arrays["step_codes"][0] = len(arrays["step_hash_values"])  # out of range: refused
+    with pytest.raises(ValueError, match="out of range"):
+        unpack_index(arrays, info)
+
+
+def test_pack_index_keeps_pieces_of_a_joined_roll_apart():
+    from tunelab.kinds.midi_audit import concat_rolls, pack_index, unpack_index
+
+    codec = make_codec("remi", SPQ)
+    meta = codec.meta()
+    r = concat_rolls([roll_from_tokens(codec.encode(_score()), meta)] * 3)
+    index = C.TrainingIndex(r, SPQ)
+    back = unpack_index(*pack_index(index))
+    assert np.array_equal(back.piece_of_step, r.piece_of_step)
+    assert np.array_equal(back.windows(20), index.windows(20))

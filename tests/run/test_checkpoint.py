@@ -16,8 +16,9 @@ from tests.test_train import cfg_for, make_datadir
 from tunelab.config import RunConfig, load, model_config, to_dict
 from tunelab.generate import generate
 from tunelab.models import MODELS
-from tunelab.run.checkpoint import export_run, load_checkpoint, load_run
+from tunelab.run.checkpoint import export_run, load_checkpoint, load_run, save_checkpoint
 from tunelab.train import train
+from tunelab.version import commit, stamp, version
 
 torch.set_num_threads(1)
 
@@ -48,6 +49,7 @@ def test_an_old_run_loads_with_its_model_section_reduced_to_its_family(name):
     ck = load_checkpoint(OLD / name / "checkpoints" / "best.pt")
     flat = ck["config"]["model"]
     assert len(flat) == 35 and flat["family"] == family  # the old layout
+    assert "version" not in ck  # written before checkpoints recorded it: loads all the same
     run = load_run(OLD / name)
     assert set(run.config["model"]) == own_keys(family)
     # Its own keys keep their values: the same model, only the keys it never read are gone.
@@ -107,3 +109,11 @@ def test_a_gru_run_lists_no_other_family_keys(tmp_path):
     ):
         assert set(model) == own_keys("token_rnn") and not set(model) & others
         assert model == to_dict(load(RunConfig, str(run / "config.yaml")).model)
+
+
+def test_every_checkpoint_records_the_tunelab_version_and_commit(tmp_path):
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, {"step": 3, "model": {}})
+    ck = load_checkpoint(path)
+    assert ck["version"] == stamp() == {"tunelab": version(), "commit": commit()}
+    assert ck["step"] == 3
