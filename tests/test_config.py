@@ -116,6 +116,11 @@ def test_missing_file_and_preset_are_clear_errors(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(C.ConfigError, match="mapping"):
         C.read_yaml(str(bad))
+    with pytest.raises(C.ConfigError, match="is a folder, not a config file"):
+        C.read_yaml(str(tmp_path))  # `tunelab train DATA_DIR`: an error, not a traceback
+    bad.write_text("a: [\n")
+    with pytest.raises(C.ConfigError, match="list.yaml: not a readable YAML config"):
+        C.read_yaml(str(bad))
 
 
 # -- the run config's model section: the family's own dataclass ------------------------------

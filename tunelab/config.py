@@ -218,7 +218,16 @@ def read_yaml(name_or_path: str) -> dict:
             )
     if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
-    data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    if p.is_dir():  # `tunelab train DATA_DIR`: the data goes in data=
+        raise ConfigError(
+            f"{p} is a folder, not a config file; give a preset or a YAML file first "
+            "(a data directory goes in data=DATA_DIR)"
+        )
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        why = " ".join(str(e).split())  # one line
+        raise ConfigError(f"{p}: not a readable YAML config ({why})") from e
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a config file must be a mapping of keys to values")
     return data
