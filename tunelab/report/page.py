@@ -25,6 +25,7 @@ import numpy as np
 
 from tunelab.atomic import write_text
 from tunelab.report import plots as P
+from tunelab.report import summary as S
 
 FLAGS = ("copied", "silent", "noise", "identical", "training_primer", "invalid")
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -111,20 +112,25 @@ def build_report(run_dir: str | Path) -> Path:
         config = {}
     config = config if isinstance(config, dict) else {}
     dd = _datadir(config.get("data"))
+    index = S.training_index(dd)  # MIDI: the data's statistics, for the verdict and the plots
+    files = _sample_files(run_dir / "samples") if (run_dir / "samples").is_dir() else []
     parts = [
+        S.verdict_block(run_dir, files, dd, index),  # the first screen: the three answers
         _summary(run_dir, config, config_text, dd),
-        _data(dd, assets),
+        _data(dd, index, assets),
         _curves(run_dir, assets),
         _ranking(run_dir),
-        _samples(run_dir, assets),
+        _samples(run_dir, files, assets),
     ]
+    made = S.made_by()
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        f"<title>tunelab report: {e(run_dir.resolve().name)}</title><style>{STYLE}</style>"
+        f'<meta name="generator" content="{e(made)}">'
+        f"<title>tunelab report: {e(run_dir.resolve().name)}</title><style>{STYLE}{S.STYLE}</style>"
         f"</head><body><h1>tunelab report: {e(run_dir.resolve().name)}</h1>"
         + "".join(parts)
-        + f"<p class='muted'>made {e(time.strftime('%Y-%m-%d %H:%M:%S'))} by tunelab report"
+        + f"<p class='muted'>made {e(time.strftime('%Y-%m-%d %H:%M:%S'))} by {e(made)}"
         "</p></body></html>"
     )
     return write_text(out / "index.html", page)
@@ -166,15 +172,22 @@ def _summary(run_dir: Path, config: dict, config_text: str, dd) -> str:
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
     rows = [
         ("run", e(run_dir.resolve())),
+        ("report made by", e(S.made_by())),
         ("model family", e(model.get("family", "?"))),
         ("data", e(config.get("data", "?")) + ("" if dd else " <i>(not found)</i>")),
         ("device (config)", e(config.get("device", "?"))),
         ("this machine", e(_hardware())),
     ]
+    done = S.trained(run_dir)  # the checkpoints' count: the log is written every log_every
+    if done is not None:
+        rows.append(("steps trained", e(f"{done['step']} (checkpoint {done['checkpoint']})")))
+        if done["minutes"] is not None:
+            m = done["minutes"]
+            rows.append(("training time", e(f"{m:.1f} minutes" if m >= 1 else f"{m * 60:.0f} s")))
+    elif train:
+        rows.append(("steps trained", e(f"{train[-1]['step']} (last log line)")))
     if train:
         last = train[-1]
-        rows.append(("steps trained", e(last["step"])))
-        rows.append(("training time", e(f"{_f(last.get('minutes', 0), '.1f')} minutes")))
         if "tokens_per_s" in last:
             rows.append(("speed (last log)", e(f"{_f(last['tokens_per_s'], ',.0f')} targets/s")))
     if valid:
@@ -228,7 +241,7 @@ def _likelihood_text(lik: dict) -> str:
 # -- data, curves, ranking ------------------------------------------------------------------
 
 
-def _data(dd, assets: Path) -> str:
+def _data(dd, index, assets: Path) -> str:
     if dd is None:
         return ""
     from tunelab.data.store import SPLITS
@@ -239,14 +252,10 @@ def _data(dd, assets: Path) -> str:
     if dd.meta.get("kind") == "audio":
         loud = [p["loudness_db"] for p in pieces if p.get("loudness_db") is not None]
         imgs.append(_img(P.loudness_histogram(loud, assets / "data-loudness.png"), "loudness"))
-    else:
-        from tunelab.kinds.midi_audit import training_index
-
-        index, _ = training_index(dd.meta, dd.path)
-        if index is not None:
-            r = index.roll
-            pitches = (r.keys()[r.onset] + 21).astype(np.int64)
-            imgs.append(_img(P.pitch_histogram(pitches, assets / "data-pitches.png"), "pitches"))
+    elif index is not None:
+        r = index.roll
+        pitches = (r.keys()[r.onset] + 21).astype(np.int64)
+        imgs.append(_img(P.pitch_histogram(pitches, assets / "data-pitches.png"), "pitches"))
     label_rows = [(e(k), e(v)) for k, v in labels.most_common(30)]
     text = _table(label_rows, ("label", "pieces")) if label_rows else ""
     return "<h2>Data</h2><div class='grid'>" + "".join(imgs) + "</div>" + text
@@ -309,9 +318,8 @@ def _sample_files(samples: Path) -> list[Path]:
     ]
 
 
-def _samples(run_dir: Path, assets: Path) -> str:
+def _samples(run_dir: Path, files: list[Path], assets: Path) -> str:
     samples = run_dir / "samples"
-    files = _sample_files(samples) if samples.is_dir() else []
     if not files:
         return "<h2>Samples</h2><p>No samples yet: run <code>tunelab generate RUN_DIR</code>.</p>"
     blocks = [_sample(i, f, samples, assets) for i, f in enumerate(files)]
