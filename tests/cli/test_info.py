@@ -32,13 +32,16 @@ def _run_dir(path, config: str):
 
 
 def test_info_on_non_data_dir_and_run_dir(tmp_path):
-    r = runner.invoke(app, ["info", str(tmp_path)])
-    assert r.exit_code == 1 and "meta.json" in r.output
+    """A path that is neither: one error line in the commands' style, exit status 2 (a usage
+    error, as every command's)."""
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.yaml").write_text("data: nowhere\n")
-    r = runner.invoke(app, ["info", str(run)])
-    assert r.exit_code == 1 and "run directory" in r.output
+    for path, said in [(tmp_path, "meta.json"), (run, f"{run}: a run directory whose data")]:
+        r = runner.invoke(app, ["info", str(path)])
+        lines = r.output.strip().splitlines()
+        assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), r.output
+        assert said in r.output
 
 
 def test_a_run_finds_its_data_by_relative_or_nested_path(data, tmp_path, capsys):
@@ -50,8 +53,8 @@ def test_a_run_finds_its_data_by_relative_or_nested_path(data, tmp_path, capsys)
         out = capsys.readouterr().out
         assert f"was trained on {data}" in out.replace("\n", "")
         assert "steps per quarter" in out and "max polyphony" in out
-    assert show_info(broken, plots=False) == 1
-    assert "key 'data'" in capsys.readouterr().out.replace("\n", " ")
+    assert show_info(broken, plots=False) == 2
+    assert "key 'data'" in capsys.readouterr().err.replace("\n", " ")
 
 
 def test_the_midi_table_and_plots_on_request(data, capsys):

@@ -107,3 +107,22 @@ def test_builtin_chorales(tmp_path, monkeypatch):
     (run / "config.yaml").write_text(json.dumps({"data": str(out)}))
     r = runner.invoke(app, ["info", str(run), "--no-plots"])
     assert r.exit_code == 0 and "trained on" in r.output
+
+
+def test_a_failed_write_is_a_failure_exit_1_and_a_bad_builtin_a_usage_error(tmp_path, monkeypatch):
+    import errno
+
+    import tunelab.data.midi.prepare
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o" / "x.npy"))
+
+    monkeypatch.setattr(tunelab.data.midi.prepare, "prepare_midi", full)
+    write_chords(tmp_path / "src" / "a.mid", 40)
+    args = ["prepare", str(tmp_path / "src"), "--out", str(tmp_path / "o"), "--kind", "midi"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1 and r.output.startswith("error: cannot write "), r.output
+    assert "No space left on device; the earlier data directory" in r.output
+    r = runner.invoke(app, ["prepare", "--builtin", "bach-choral", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2 and r.output.startswith("error: Invalid value for '--builtin'")
+    assert "'bach-choral' is not one of 'bach-chorales', 'bach-chorales-audio'" in r.output

@@ -30,8 +30,18 @@ def _find_run_data(run: Path) -> Path | None:
     return None
 
 
+def _error(msg: str) -> int:
+    """The commands' one-line error (``tunelab.cli.common.fail``), as an exit status: 2, the
+    path given is not one info can read."""
+    import typer
+
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    return 2
+
+
 def show_info(path: str | Path, plots: bool = True) -> int:
-    """Print the statistics of a data directory (or of the one a run used); 0 ok, 1 error."""
+    """Print the statistics of a data directory (or of the one a run used); 0 ok, 2 when the
+    path is neither (the error said why)."""
     from rich.console import Console
 
     console = Console(soft_wrap=True)
@@ -39,18 +49,16 @@ def show_info(path: str | Path, plots: bool = True) -> int:
     if (path / "config.yaml").exists() and (path / "checkpoints").is_dir():
         data = _find_run_data(path)
         if data is None:
-            console.print(
-                f"[red]{path} is a run directory, but the data directory named in its "
-                "config.yaml (key 'data') was not found; run `tunelab info DATA_DIR`"
+            return _error(
+                f"{path}: a run directory whose data directory (config.yaml key 'data') was "
+                "not found; run `tunelab info DATA_DIR`"
             )
-            return 1
         console.print(f"run {path} was trained on {data}")
         path = data
     try:
         dd = load_datadir(path)
     except DataDirError as e:
-        console.print(f"[red]error: {e}")
-        return 1
+        return _error(str(e))
     if dd.meta.get("kind") == "audio":
         from tunelab.cli.audio_info import show_audio_info
 

@@ -9,10 +9,17 @@ from pathlib import Path
 
 import typer
 
+from tunelab.cli.common import AUDIO, FAILED, MIDI
 from tunelab.cli.common import fail as _fail
 from tunelab.cli.common import os_error as _os_error
 
-BUILTINS = ("bach-chorales", "bach-chorales-audio")
+
+class Builtin(StrEnum):
+    bach_chorales = "bach-chorales"
+    bach_chorales_audio = "bach-chorales-audio"
+
+
+BUILTINS = tuple(b.value for b in Builtin)
 
 
 class Kind(StrEnum):
@@ -52,9 +59,7 @@ def prepare(
     src: list[Path] = typer.Argument(None, help="Folders or files to scan (recursively)."),
     out: Path = typer.Option(..., "--out", "-o", help="Data directory to create."),
     kind: Kind = typer.Option(Kind.auto, help="midi or audio; auto picks by the files found."),
-    builtin: str = typer.Option(
-        None, help="Use a built-in collection instead of SRC: bach-chorales or bach-chorales-audio."
-    ),
+    builtin: Builtin = typer.Option(None, help="Use a built-in collection instead of SRC."),
     overwrite: bool = typer.Option(False, help="Replace an existing data directory at --out."),
     workers: int = typer.Option(0, help="Parallel worker processes (0: one per CPU core)."),
     split: str = typer.Option(
@@ -65,54 +70,64 @@ def prepare(
         help="Move pieces of valid/ or test/ folders whose tokens equal an earlier split's piece "
         "into that split (by default the folders' split is kept and duplicates only reported).",
     ),
-    # MIDI
     encoding: Encoding = typer.Option(
         Encoding.auto,
-        help="[midi] Token encoding; auto: remi-programs for several instruments, else steps "
+        rich_help_panel=MIDI,
+        help="Token encoding; auto: remi-programs for several instruments, else steps "
         "(remi when a bar costs over twice the tokens), printed with the reason.",
     ),
     steps_per_quarter: str = typer.Option(
         "auto",
-        help="[midi] Grid steps per quarter note; auto: the finest grid that holds 90% of the "
+        rich_help_panel=MIDI,
+        help="Grid steps per quarter note; auto: the finest grid that holds 90% of the "
         "onsets, capped so that a bar fits a 128-token window.",
     ),
     off_piano: OffPiano = typer.Option(
         OffPiano.auto,
-        help="[midi] Notes outside the encoding's range (the 88 keys; all 128 pitches with "
+        rich_help_panel=MIDI,
+        help="Notes outside the encoding's range (the 88 keys; all 128 pitches with "
         "remi-programs): reject the file, drop them, fold by octaves, or auto (drop when at "
         "most 5% of a piece's notes, else reject the piece).",
     ),
     keep_drums: bool = typer.Option(
         None,
         "--keep-drums/--drop-drums",
-        help="[midi] Keep drum tracks; default: kept by remi-programs, dropped by the piano "
-        "encodings.",
+        rich_help_panel=MIDI,
+        help="Keep drum tracks; default: kept by remi-programs, dropped by the piano encodings.",
         show_default=False,
     ),
-    # audio
-    sample_rate: int = typer.Option(16000, help="[audio] Target sample rate in Hz."),
+    sample_rate: int = typer.Option(16000, rich_help_panel=AUDIO, help="Target sample rate in Hz."),
     clip_seconds: float = typer.Option(
-        None, help="[audio] Keep at most this many seconds per file."
+        None, rich_help_panel=AUDIO, help="Keep at most this many seconds per file."
     ),
-    clip_offset: float = typer.Option(0.0, help="[audio] Start each clip this many seconds in."),
+    clip_offset: float = typer.Option(
+        0.0, rich_help_panel=AUDIO, help="Start each clip this many seconds in."
+    ),
     trim_db: float = typer.Option(
-        -50.0, help="[audio] Trim leading/trailing audio quieter than this RMS level (dBFS)."
+        -50.0,
+        rich_help_panel=AUDIO,
+        help="Trim leading/trailing audio quieter than this RMS level (dBFS).",
     ),
     tempo: float = typer.Option(
         None,
-        help="[audio] Time-stretch every clip to this tempo (BPM), pitch kept; a clip without "
+        rich_help_panel=AUDIO,
+        help="Time-stretch every clip to this tempo (BPM), pitch kept; a clip without "
         "a beat (too short or too steady) is kept at its own tempo and counted.",
     ),
     tempo_strict: bool = typer.Option(
-        False, "--tempo-strict", help="[audio] With --tempo: reject clips without a beat instead."
+        False,
+        "--tempo-strict",
+        rich_help_panel=AUDIO,
+        help="With --tempo: reject clips without a beat instead.",
     ),
     label: str = typer.Option(
         "auto",
-        help="[audio] Label source: auto (genre tag when tags exist), genre, year, artist, "
+        rich_help_panel=AUDIO,
+        help="Label source: auto (genre tag when tags exist), genre, year, artist, "
         "title, folder, none, or a path to a CSV/JSON sidecar mapping file to label.",
     ),
     min_label_count: int = typer.Option(
-        1, help="[audio] Merge labels with fewer files than this into 'other'."
+        1, rich_help_panel=AUDIO, help="Merge labels with fewer files than this into 'other'."
     ),
 ) -> None:
     """Turn a folder of MIDI or audio files into a prepared data directory."""
@@ -125,8 +140,7 @@ def prepare(
         _fail("give SRC folders/files or --builtin bach-chorales")
     if builtin is not None and src:
         _fail("give either SRC or --builtin, not both")
-    if builtin is not None and builtin not in BUILTINS:
-        _fail(f"unknown builtin {builtin!r}; choose one of {', '.join(BUILTINS)}")
+    builtin = builtin.value if builtin is not None else None
     try:
         is_audio = kind == Kind.audio or (builtin or "").endswith("-audio")
         if kind == Kind.auto and builtin is None:
@@ -176,5 +190,5 @@ def prepare(
     except (DataDirError, FileNotFoundError) as e:
         _fail(str(e))
     except OSError as e:  # disk full, read-only folder: the earlier data set is untouched
-        _fail(_os_error(e, "the earlier data directory, if any, is intact", out))
+        _fail(_os_error(e, "the earlier data directory, if any, is intact", out), FAILED)
     raise typer.Exit(result)
