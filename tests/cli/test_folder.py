@@ -9,7 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
 from tests.data.midi.test_prepare_auto import eighths, write_piece
+from tunelab.cli import app
+from tunelab.cli.budget import MIN_TRAIN, plan_training, reserve
 from tunelab.cli.folder import verdict
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +58,12 @@ def test_run_goes_from_a_folder_to_a_report_and_resumes(tmp_path):
     assert (
         choices["train minutes"]["value"] <= 1.0 and "kept for" in choices["train minutes"]["why"]
     )
+    assert "spent starting and preparing" in choices["train minutes"]["why"]
+    spent = choices["spent"]  # every stage's seconds, kept beside the budget
+    stages = ("start_and_prepare", "train", "generate", "evaluate", "rank", "report")
+    assert all(spent[k] >= 0 for k in stages)
+    assert spent["total"] >= sum(spent[k] for k in stages) - 1
+    assert f"done in {spent['total'] / 60:.1f} minutes (budget 1)" in err
     assert len(list((elsewhere / "out" / "run" / "samples").glob("*.mid"))) == 2
     lik = json.loads((elsewhere / "out" / "run" / "eval" / "likelihood-test.json").read_text())
     assert lik["tokens"] > 0
@@ -71,6 +82,46 @@ def test_run_refuses_a_mixed_folder_with_both_counts(tmp_path):
     r = tunelab("run", str(src), "--out", str(tmp_path / "o"), cwd=tmp_path)
     assert r.returncode == 2
     assert "found 1 MIDI and 1 audio files" in r.stderr and not (tmp_path / "o" / "data").exists()
+
+
+def test_the_reserve_is_a_share_with_a_floor_or_what_the_last_run_took():
+    assert reserve(2.0)[0] == 0.75 and reserve(20.0)[0] == pytest.approx(2.0)
+    kept, why = reserve(2.0, {"generate": 40.0, "evaluate": 20.0, "rank": 12.0, "train": 900.0})
+    assert kept == pytest.approx(1.2 * 1.25) and "the last run's 1.2 min" in why
+    assert reserve(20.0, {"generate": 6.0})[0] == pytest.approx(2.0)  # the share is more
+
+
+def test_training_gets_what_is_left_and_an_overrun_is_announced():
+    minutes, why = plan_training(8.0, 0.5, 0.8, "x")
+    assert minutes == pytest.approx(6.7) and "0.5 spent starting and preparing" in why
+    minutes, why = plan_training(1.0, 0.5, 0.75, "x")  # preparing ate the budget
+    assert minutes == MIN_TRAIN and "will run over its budget by about 0.5 min" in why
+
+
+def test_the_budget_counts_from_the_process_start(tmp_path):
+    code = (
+        "import time; time.sleep(1.5); from tunelab.cli.budget import command_start; "
+        "print(time.time() - command_start())"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) >= 1.4  # start-up and imports before the command are counted
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--builtin", "bach"], "--builtin 'bach': choose bach-chorales or bach-chorales-audio"),
+        (["some/folder", "--builtin", "bach-chorales"], "either folders or --builtin"),
+        (["--builtin", "bach-chorales", "--kind", "audio"], "bach-chorales is midi"),
+        (["some/folder", "--limit", "3"], "--limit 3: give a positive number"),
+        ([], "or --builtin bach-chorales"),
+    ],
+)
+def test_run_checks_its_sources(tmp_path, args, message):
+    res = CliRunner().invoke(app, ["run", *args, "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and message in res.output, res.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_verdict_names_the_fixed_model_and_the_baseline():

@@ -1,215 +1,119 @@
-"""`tunelab demo`: the whole pipeline on the built-in Bach chorales, start to finish.
+"""`tunelab demo`: `tunelab run` on the built-in data, once for MIDI and once for audio.
 
-MIDI: prepare (built-in chorales) -> info -> train midi-gru for a few minutes -> generate
-three 30-second pieces (MIDI + WAV) -> evaluate (likelihood + audits, checkpoints ranked).
-Audio: render a few dozen chorales in four timbres -> train wavenet-tiny conditioned on
-the timbre -> generate a few seconds per timbre -> evaluate (bits per sample + audits).
-Then one summary table, and a report page per run (``tunelab report``); the last line printed
-is the path of the MIDI run's ``report/index.html``.
+MIDI:  ``tunelab run --builtin bach-chorales --out OUT/midi --minutes 4.25``: the 410 chorales
+prepared with the fitted defaults (2 steps per quarter, ``steps``: what the chorales' onsets
+call for) and the preset prepare advises for them (``midi-roll``), three 30-second pieces.
+Audio: ``tunelab run --builtin bach-chorales-audio --limit 8 --out OUT/audio --minutes 2.75
+--n 4 --seconds 3``: 8 chorales rendered as organ, strings, piano and choir, ``wavenet-tiny``
+(under 4 minutes of training) conditioned on the timbre, one 3-second clip per timbre.
 
-Each stage reuses what an earlier run of the demo left behind (a prepared data
-directory, a finished or resumable training run), so running it twice is cheap.
+Each half is one ``run_folder`` call, with the run's layout (OUT/midi/data, run/,
+choices.json), budget and report; a rerun resumes both. The built-in data is converted and
+rendered first, once (cached), outside the budgets, as a download would be. The last two lines
+printed are the two report pages, MIDI first.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
 
-# One step per eighth note: keeps the chorales' passing notes while sequences
-# stay short enough for a GRU to learn in a few CPU minutes.
-DEMO_STEPS_PER_QUARTER = 2
-
-
-# Audio: 8 chorales x 4 timbres (~19 minutes of audio), wavenet-tiny for a few minutes.
-DEMO_AUDIO_CHORALES = 8
+DEMO_MINUTES = 4.25  # MIDI: about 3.4 minutes of training after preparing and the reserve
+DEMO_AUDIO_MINUTES = 2.75  # audio: about 2 minutes of training
+DEMO_AUDIO_CHORALES = 8  # x 4 timbres: about 19 minutes of audio
 DEMO_AUDIO_SECONDS = 3.0
 
 
 def run_demo(
     out: Path,
-    minutes: float,
+    minutes: float = DEMO_MINUTES,
     n: int = 3,
     seconds: float = 30.0,
     seed: int = 0,
-    audio_minutes: float = 2.0,
+    audio_minutes: float = DEMO_AUDIO_MINUTES,
     audio_chorales: int = DEMO_AUDIO_CHORALES,
 ) -> int:
-    """Run every stage into ``out``; returns an exit code."""
-    from tunelab import config as C
-    from tunelab.cli.info import show_info
-    from tunelab.data.midi.prepare import prepare_midi
-    from tunelab.evaluate import audit_samples, evaluate_split
-    from tunelab.generate import generate
-    from tunelab.train import train
+    """Both halves into ``out``; returns an exit code."""
+    from tunelab.cli.folder import run_folder
+    from tunelab.data.audio.synth import TIMBRES
 
-    console = Console()
-    out = Path(out)
-    data, run = out / "data", out / "run"
-    t0 = time.time()
-    timings: dict[str, float] = {}
-
-    def stage(name: str) -> None:
-        timings[name] = time.time()
+    console = Console(stderr=True, soft_wrap=True)
+    out = Path(out).resolve()
+    _fetch(out, audio_chorales, console)
+    halves = {}
+    for name, kw in (
+        ("MIDI", {"builtin": "bach-chorales", "minutes": minutes, "n": n, "seconds": seconds}),
+        (
+            "audio",
+            {
+                "builtin": "bach-chorales-audio",
+                "limit": audio_chorales,
+                "minutes": audio_minutes,
+                "n": len(TIMBRES),  # one clip per timbre: sampling cycles through the labels
+                "seconds": DEMO_AUDIO_SECONDS,
+            },
+        ),
+    ):
+        where = out / name.lower()
         console.rule(f"[bold]{name}")
-
-    stage("prepare")
-    if (data / "meta.json").exists():
-        console.print(f"reusing the prepared chorales in {data}")
-    else:
-        code = prepare_midi(
-            [],
-            data,
-            builtin="bach-chorales",
-            steps_per_quarter=DEMO_STEPS_PER_QUARTER,
-            encoding="steps",
+        console.print(escape(_command(where, kw)))
+        halves[name] = run_folder([], where, seed=seed, **kw)
+        if halves[name] is None:
+            return 1
+    for name, r in halves.items():  # the two answers of each half, once more together
+        choices = json.loads((out / name.lower() / "choices.json").read_text(encoding="utf-8"))
+        console.print(
+            f"[bold]{name}[/] ({choices['preset']['value']}, {r.spent['total'] / 60:.1f} "
+            f"minutes, budget {choices['minutes']:g}): did it learn? {escape(r.learned)}; "
+            f"are the samples clean? {escape(r.clean)}"
         )
-        if code:
-            return code
-    stage("info")
-    show_info(data, plots=True)
-
-    stage("train")
-    cfg = C.load(
-        C.RunConfig,
-        "midi-gru",
-        [f"data={data}", f"out={run}", f"train.max_minutes={minutes}", f"seed={seed}"],
-    )
-    result = train(cfg)
-    console.print(f"training: {result.status} at step {result.step}: {result.message}")
-    if result.status == "nan":
-        return 1
-
-    stage("generate")
-    import torch
-
-    torch.set_num_threads(1)  # batch-1 sampling is fastest on one thread (see generate --threads)
-    samples = run / "samples"
-    files = generate(run, n=n, seconds=seconds, seed=seed, out=samples)
-
-    stage("evaluate")
-    lik_path, lik = evaluate_split(run, "test")
-    aud_path, _ = audit_samples(run, samples)
-    from tunelab.ranking import rank_checkpoints
-
-    _, ranking = rank_checkpoints(run, n=3)  # for the report's checkpoint table
-    console.print(f"best-ranked checkpoint: {ranking['best_ranked']}")
-
-    audio = _audio_demo(out, audio_minutes, audio_chorales, seed, stage, console)
-    if audio is None:
-        return 1
-
-    table = Table(title=f"tunelab demo: done in {time.time() - t0:.0f} s")
-    table.add_column("what")
-    table.add_column("where / value")
-    table.add_row("data set", str(data))
-    table.add_row("data plots", str(data / "plots"))
-    table.add_row("run", str(run))
-    table.add_row("loss curves", str(run / "plots"))
-    fixed = lik.get("fixed_model_nll_per_step")
-    if fixed is not None:  # the piece memory adapts to each test piece: the fixed model first
-        table.add_row("test NLL / step (nats), fixed model", f"{fixed:.3f}")
-        table.add_row("  with piece memory (online adaptation)", f"{lik['nll_per_step']:.3f}")
-    else:
-        table.add_row("test NLL / step (nats)", f"{lik['nll_per_step']:.3f}")
-    for k, v in lik.items():
-        if "baseline" in k and "per_step" in k and isinstance(v, int | float):
-            table.add_row(f"  {k}", f"{v:.3f}")
-    for f in files:
-        side = json.loads(Path(f"{f}.json").read_text(encoding="utf-8"))
-        wav = f.with_suffix(".wav")
-        flags = ", ".join(side.get("flags", [])) or "none"
-        table.add_row(f.name, f"{f}\n{wav if wav.exists() else '(no WAV)'}\nflags: {flags}")
-    table.add_row("likelihood", str(lik_path))
-    table.add_row("audits", str(aud_path))
-    a_lik, wavs = audio
-    table.add_row("audio run (wavenet-tiny)", str(out / "audio-run"))
-    bits, base = a_lik["bits_per_sample"], a_lik.get("baseline_histogram_bits_per_sample")
-    split = a_lik["split"]
-    table.add_row(f"{split} bits / sample", f"{bits:.3f} (class histogram {base:.3f})")
-    for w in wavs:
-        side = json.loads(Path(f"{w}.json").read_text(encoding="utf-8"))
-        flags = ", ".join(side.get("flags", [])) or "none"
-        table.add_row(w.name, f"{w}\ntimbre: {side.get('label')}\nflags: {flags}")
-    console.print(table)
-    stage("report")
-    from tunelab.report.page import build_report
-
-    audio_page = build_report(out / "audio-run")
-    console.print(f"audio run report: {audio_page}")
-    page = build_report(run)
-    print(page.resolve())  # the last line: the page to open
+    for r in halves.values():
+        print(r.page)  # the last two lines: the pages to open
     return 0
 
 
-def _audio_demo(out: Path, minutes: float, chorales: int, seed: int, stage, console):
-    """The audio half: (test likelihood dict, generated WAV paths), or None on failure."""
-    from tunelab import config as C
-    from tunelab.data.audio.prepare import prepare_audio
-    from tunelab.evaluate import audit_samples, evaluate_split
-    from tunelab.generate import generate
-    from tunelab.train import train
+def _command(where: Path, kw: dict) -> str:
+    """The `tunelab run` command line that this half is."""
+    line = f"tunelab run --builtin {kw['builtin']} --out {where} --minutes {kw['minutes']:g}"
+    if "limit" in kw:
+        line += f" --limit {kw['limit']}"
+    return line + f" --n {kw['n']} --seconds {kw['seconds']:g}"
 
-    data, run = out / "audio-data", out / "audio-run"
-    stage("audio: prepare")
-    if (data / "meta.json").exists():
-        console.print(f"reusing the prepared chorale audio in {data}")
-    elif prepare_audio([], data, builtin="bach-chorales-audio", limit=chorales):
-        return None
-    stage("audio: train")
-    cfg = C.load(
-        C.RunConfig,
-        "wavenet-tiny",
-        [
-            f"data={data}",
-            f"out={run}",
-            f"train.max_minutes={minutes}",
-            "train.max_steps=100000",
-            "train.eval_every=200",
-            f"seed={seed}",
-        ],
-    )
-    result = train(cfg)
-    console.print(f"training: {result.status} at step {result.step}: {result.message}")
-    if result.status == "nan":
-        return None
-    stage("audio: generate")
-    from tunelab.kinds.mulaw import Kind
 
-    timbres = Kind(json.loads((data / "meta.json").read_text(encoding="utf-8"))).label_names
-    samples = run / "samples"
-    wavs = generate(run, n=len(timbres), seconds=DEMO_AUDIO_SECONDS, seed=seed, out=samples)
-    stage("audio: evaluate")
-    from tunelab.data.store import load_datadir
+def _fetch(out: Path, audio_chorales: int, console) -> None:
+    """Convert the chorales and render their audio once (cached): a download, not the runs'."""
+    from tunelab.data.audio.builtin import builtin_chorale_audio, builtin_limit
+    from tunelab.data.midi.chorales import builtin_chorale_midis
 
-    # A handful of chorales may leave no test split (splits go by chorale): score what exists.
-    dd = load_datadir(data)
-    split = next((sp for sp in ("test", "valid", "train") if len(dd.split(sp))), "test")
-    _, lik = evaluate_split(run, split)
-    lik["split"] = split
-    audit_samples(run, samples)
-    return lik, wavs
+    if not (out / "midi" / "data" / "meta.json").exists():
+        console.print("fetching the built-in chorales (once, cached; outside the budgets)")
+        builtin_chorale_midis(builtin_limit())
+    if not (out / "audio" / "data" / "meta.json").exists():
+        console.print("rendering the chorale audio (once, cached; outside the budgets)")
+        builtin_chorale_audio(16000, audio_chorales)
 
 
 def demo(
-    out: Path = typer.Option(Path("demo"), help="Folder for the data, the run and the samples."),
-    minutes: float = typer.Option(3.5, help="Training budget in minutes (midi-gru preset)."),
-    n: int = typer.Option(3, "--n", help="Pieces to generate."),
-    seconds: float = typer.Option(30.0, help="Length of each piece in seconds."),
+    out: Path = typer.Option(Path("demo"), help="Folder for both runs (OUT/midi, OUT/audio)."),
+    minutes: float = typer.Option(
+        DEMO_MINUTES, help="Budget of the MIDI run, the whole `tunelab run --minutes`."
+    ),
+    audio_minutes: float = typer.Option(DEMO_AUDIO_MINUTES, help="Budget of the audio run."),
+    n: int = typer.Option(3, "--n", help="MIDI pieces to generate (audio: one per timbre)."),
+    seconds: float = typer.Option(30.0, help="Length of each MIDI piece in seconds."),
     seed: int = typer.Option(0, help="Seed for training and sampling."),
-    audio_minutes: float = typer.Option(2.0, help="Training budget of the audio model."),
     audio_chorales: int = typer.Option(
-        8, help="Chorales rendered to audio (each in four timbres) for the audio half."
+        DEMO_AUDIO_CHORALES, help="Chorales rendered to audio (each in four timbres)."
     ),
 ) -> None:
-    """The built-in Bach chorales, end to end: MIDI (train midi-gru, generate, evaluate) and
-    audio (render in four timbres, train wavenet-tiny conditioned on the timbre, generate one
-    clip per timbre, evaluate)."""
+    """`tunelab run` on the built-in data, twice: the Bach chorales as MIDI, and 8 of them
+    rendered as organ, strings, piano and choir (audio, conditioned on the timbre). Each prints
+    its choices and verdicts; the last two lines are the two report pages. Run again, it
+    resumes."""
     raise typer.Exit(
         run_demo(
             out,

@@ -1,54 +1,77 @@
-"""`tunelab run`: a folder of music to a report page in one command, within a budget.
+"""`tunelab run`: a folder of music (or the built-in data) to a report page in one command,
+within a budget.
 
 prepare (with the settings the data calls for) -> train (what the budget leaves) -> generate a
 few pieces -> evaluate the test split and the samples -> rank the checkpoints -> report. Every
 choice is printed with its reason and kept in OUT/choices.json; key=value overrides and a
 preset name win over the choices. Run again, it reuses the prepared data and resumes training.
+``--builtin bach-chorales`` (MIDI) or ``--builtin bach-chorales-audio`` (the chorales rendered
+in four timbres) takes the built-in data instead of a folder; ``tunelab demo`` is both.
 
-The budget is wall clock for the whole command: preparing is counted, and training gets what
-is left after a reserve for generating, scoring and the report (RESERVE_SHARE of the budget,
-at least RESERVE_MIN minutes).
+The budget (``--minutes``) is wall clock for the whole command; ``tunelab.cli.budget`` says
+how it is shared out and accounted for.
 """
 
 from __future__ import annotations
 
 import json
-import time
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from tunelab.cli.budget import Clock, account, command_start, plan_training, previous_spent, reserve
 from tunelab.cli.common import fail as _fail
 
-RESERVE_SHARE = 0.25  # of the budget, kept for generate, evaluate, ranking and the report
-RESERVE_MIN = 1.0  # minutes
-MIN_TRAIN = 0.25  # minutes: training never gets less, even when preparing ate the budget
 # Audio: wavenet-bench is the measured best at a 7-minute budget (5.953 test bits/sample
 # against samplernn's 6.120 on the built-in chorale audio, docs/benchmarks.md); below this many
 # minutes of training the demo's wavenet-tiny learns more per second.
 AUDIO_SMALL_MINUTES = 4.0
+TINY_EVAL_EVERY = 200  # wavenet-tiny's preset validates every 30 updates, a setting for tests
+BUILTINS = {"bach-chorales": "midi", "bach-chorales-audio": "audio"}
+# Rendering is counted against the budget: all 410 chorales in four timbres take a long first
+# render; 8 (about 19 minutes of audio) are the demo's, more than minutes of training see.
+BUILTIN_AUDIO_CHORALES = 8
+
+
+@dataclass
+class RunResult:
+    """What a finished run gives its caller: the page, the two answers in words, the time."""
+
+    page: Path
+    learned: str
+    clean: str
+    spent: dict = field(default_factory=dict)  # stage -> seconds
 
 
 def run_folder(
     srcs: list[Path],
     out: Path,
     *,
+    builtin: str | None = None,
+    limit: int | None = None,
     minutes: float = 8.0,
     kind: str = "auto",
     overrides: tuple[str, ...] = (),
     n: int = 3,
     seconds: float | None = None,
     seed: int = 0,
-) -> int:
-    """Run every stage into ``out`` (OUT/data, OUT/run); returns an exit code."""
+    started: float | None = None,
+) -> RunResult | None:
+    """Run every stage into ``out`` (OUT/data, OUT/run); returns the result, or None when a
+    stage failed (it said why). ``builtin``: a name of ``BUILTINS`` instead of ``srcs``
+    (``limit``: its first chorales only). ``started``: when the budget's clock started
+    (default: now)."""
+    clock = Clock(started)
     from tunelab import config as C
     from tunelab.data.scan import guess_kind
     from tunelab.train import train
 
     console = Console(stderr=True, soft_wrap=True)
-    t0 = time.time()
     out = Path(out).resolve()
     data, run = out / "data", out / "run"
     choices: dict[str, dict] = {}
@@ -59,7 +82,15 @@ def run_folder(
 
     preset = next((o for o in overrides if "=" not in o), None)
     keys = [o for o in overrides if "=" in o]
-    if kind == "auto":
+    if builtin is not None:
+        kind = BUILTINS[builtin]
+        choose("kind", kind, f"the built-in {builtin}")
+        if limit is not None:
+            choose("chorales", limit, "given")
+        elif kind == "audio":  # rendering is counted: all 410 in four timbres take long
+            limit = BUILTIN_AUDIO_CHORALES
+            choose("chorales", limit, "each in four timbres, the demo's (--limit for more)")
+    elif kind == "auto":
         kind = guess_kind(srcs)  # ValueError with both counts on a mixed folder
         choose("kind", kind, "the only kind of file found")
     else:
@@ -67,25 +98,23 @@ def run_folder(
     console.rule("prepare")
     if (data / "meta.json").exists():
         console.print(escape(f"reusing the prepared data in {data}"))
-    elif _prepare(kind, srcs, data):
-        return 1
+    elif _prepare(kind, srcs, data, builtin, limit):
+        return None
     stats = json.loads((data / "stats.json").read_text(encoding="utf-8"))
     for k, v in (stats.get("choices") or {}).items():
         if not k.startswith("why_"):
             why = {"steps_per_quarter": "why_grid", "keep_drums": "why_drums"}.get(k, f"why_{k}")
             choose(k, v, stats["choices"].get(why, "chosen by prepare"))
-    used = (time.time() - t0) / 60
-    reserve = max(RESERVE_MIN, RESERVE_SHARE * minutes)
-    train_minutes = max(MIN_TRAIN, minutes - used - reserve)
-    choose(
-        "train minutes",
-        round(train_minutes, 2),
-        f"budget {minutes:g} min - {used:.1f} spent preparing - {reserve:.1f} kept for "
-        "generating, scoring and the report",
-    )
+    clock.lap("start_and_prepare")
+    kept, why_kept = reserve(minutes, previous_spent(out))
+    train_minutes, why = plan_training(minutes, clock.minutes(), kept, why_kept)
+    choose("train minutes", round(train_minutes, 2), why)
     if preset is None:
-        preset, why = _preset(kind, stats, train_minutes)
+        preset, why, extra = _preset(kind, stats, train_minutes)
         choose("preset", preset, why)
+        for key, (value, why) in extra.items():
+            choose(key, value, why)
+        keys = [f"{k}={v}" for k, (v, _) in extra.items()] + keys  # the user's keys win
     else:
         choose("preset", preset, "given")
     console.rule("train")
@@ -103,56 +132,98 @@ def run_folder(
             *keys,
         ],
     )
-    _write_choices(out, choices, srcs, minutes)
+    sources = [f"--builtin {builtin}"] if builtin else [str(Path(s).resolve()) for s in srcs]
+    _write_choices(out, choices, sources, minutes)
     result = train(cfg)
     console.print(f"training: {result.status} at step {result.step}: {escape(result.message)}")
+    clock.lap("train")
     if result.status == "nan":
-        return 1
-    judged = _judge(run, data, n=n, seconds=seconds, seed=seed, kind=kind, console=console)
-    console.print(f"done in {(time.time() - t0) / 60:.1f} minutes (budget {minutes:g})")
-    print(judged)  # the last line: the page to open
-    return 0
+        return None
+    page, learned, clean = _judge(
+        run, data, n=n, seconds=seconds, seed=seed, kind=kind, console=console, clock=clock
+    )
+    account(console, clock, minutes, train_minutes, kept)
+    _write_choices(out, choices, sources, minutes, spent=clock.spent)
+    return RunResult(page, learned, clean, dict(clock.spent))
 
 
-def _prepare(kind: str, srcs: list[Path], data: Path) -> int:
+@contextmanager
+def _builtin_limit(limit: int | None):
+    """The MIDI builtin's chorale limit, which prepare reads from the environment."""
+    from tunelab.data.audio.builtin import LIMIT_ENV
+
+    before = os.environ.get(LIMIT_ENV)
+    if limit is not None:
+        os.environ[LIMIT_ENV] = str(limit)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(LIMIT_ENV, None)
+        else:
+            os.environ[LIMIT_ENV] = before
+
+
+def _prepare(kind: str, srcs: list[Path], data: Path, builtin: str | None, limit) -> int:
     if kind == "audio":
         from tunelab.data.audio.prepare import prepare_audio
 
-        return prepare_audio(list(srcs), data)
+        return prepare_audio(list(srcs), data, builtin=builtin, limit=limit)
     from tunelab.data.midi.prepare import prepare_midi
 
-    return prepare_midi(list(srcs), data)
+    with _builtin_limit(limit):
+        return prepare_midi(list(srcs), data, builtin=builtin)
 
 
-def _preset(kind: str, stats: dict, train_minutes: float) -> tuple[str, str]:
-    """The preset to start from, and why."""
+def _preset(kind: str, stats: dict, train_minutes: float) -> tuple[str, str, dict]:
+    """The preset to start from, why, and the settings chosen with it ({key: (value, why)})."""
     if kind == "midi":
         rec = (stats.get("context") or {}).get("recommended") or {}
         preset = rec.get("preset", "midi-gru")
-        return preset, f"prepare's advice for this collection: {rec.get('why', 'default')}"
+        return preset, f"prepare's advice for this collection: {rec.get('why', 'default')}", {}
     if train_minutes < AUDIO_SMALL_MINUTES:
-        return "wavenet-tiny", (
+        why = (
             f"under {AUDIO_SMALL_MINUTES:g} minutes of training: the smallest WaveNet (the demo's)"
         )
-    return "wavenet-bench", (
+        every = (
+            TINY_EVAL_EVERY,
+            "the preset's 30 is a test setting; minutes of training make thousands of updates",
+        )
+        return "wavenet-tiny", why, {"train.eval_every": every}
+    return (
+        "wavenet-bench",
         "the measured best audio family at a 7-minute budget (WaveNet 5.953 test bits/sample "
-        "against SampleRNN 6.120, docs/benchmarks.md)"
+        "against SampleRNN 6.120, docs/benchmarks.md)",
+        {},
     )
 
 
-def _write_choices(out: Path, choices: dict, srcs: list[Path], minutes: float) -> None:
+def _write_choices(out: Path, choices: dict, sources: list[str], minutes: float, spent=None):
     from tunelab.atomic import write_json
 
-    write_json(
-        out / "choices.json",
-        {"sources": [str(Path(s).resolve()) for s in srcs], "minutes": minutes, **choices},
-    )
+    extra = {"spent": spent} if spent else {}
+    write_json(out / "choices.json", {"sources": sources, "minutes": minutes, **choices, **extra})
 
 
-def _judge(run: Path, data: Path, *, n: int, seconds, seed: int, kind: str, console) -> Path:
-    """Generate, score, audit, rank, report; returns the report page's path."""
+@contextmanager
+def _one_thread():
+    """Batch-1 sampling is fastest on one thread; scoring and a later training are not, so the
+    setting is put back (the demo trains its audio model in the same process)."""
     import torch
 
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _judge(
+    run: Path, data: Path, *, n: int, seconds, seed: int, kind: str, console, clock: Clock
+) -> tuple[Path, str, str]:
+    """Generate, score, audit, rank, report; returns the report page's path and the answers
+    to "did it learn?" and "are the samples clean?"."""
     from tunelab.data.store import load_datadir
     from tunelab.evaluate import audit_samples, evaluate_split
     from tunelab.generate import generate
@@ -160,10 +231,11 @@ def _judge(run: Path, data: Path, *, n: int, seconds, seed: int, kind: str, cons
     from tunelab.report.page import build_report
 
     console.rule("generate")
-    torch.set_num_threads(1)  # batch-1 sampling is fastest on one thread
     seconds = seconds if seconds is not None else (30.0 if kind == "midi" else 4.0)
     samples = run / "samples"
-    generate(run, n=n, seconds=seconds, seed=seed, out=samples)
+    with _one_thread():
+        generate(run, n=n, seconds=seconds, seed=seed, out=samples)
+    clock.lap("generate")
     console.rule("evaluate")
     split = "test"
     dd = load_datadir(data)
@@ -171,17 +243,23 @@ def _judge(run: Path, data: Path, *, n: int, seconds, seed: int, kind: str, cons
         split = "valid" if len(dd.split("valid")) else "train"
         console.print(f"[yellow]the test split is empty: scoring {split} instead")
     _, lik = evaluate_split(run, split)
-    console.print(f"[bold]did it learn?[/] {escape(verdict(lik))}")
+    learned = verdict(lik)
+    console.print(f"[bold]did it learn?[/] {escape(learned)}")
     _, audit = audit_samples(run, samples)
     flagged = {k: v for k, v in audit.get("flag_counts", {}).items() if v}
-    console.print(
-        f"[bold]are the samples clean?[/] {len(audit.get('files', []))} files, flags: "
-        + (", ".join(f"{k} {v}" for k, v in flagged.items()) or "none")
+    clean = f"{len(audit.get('files', []))} files, flags: " + (
+        ", ".join(f"{k} {v}" for k, v in flagged.items()) or "none"
     )
+    console.print(f"[bold]are the samples clean?[/] {escape(clean)}")
+    clock.lap("evaluate")
     console.rule("rank")
-    rank_checkpoints(run, n=2, seed=seed)
+    with _one_thread():
+        rank_checkpoints(run, n=2, seed=seed)
+    clock.lap("rank")
     console.rule("report")
-    return build_report(run).resolve()
+    page = build_report(run).resolve()
+    clock.lap("report")
+    return page, learned, clean
 
 
 def verdict(lik: dict) -> str:
@@ -211,42 +289,73 @@ def verdict(lik: dict) -> str:
 
 def run_command(
     args: list[str] = typer.Argument(
-        ...,
-        help="Folders or files of MIDI or audio to learn from, then optionally a preset name "
-        "and key=value overrides (e.g. midi-gru train.batch_size=8).",
+        None,
+        help="Folders or files of MIDI or audio to learn from (or none, with --builtin), then "
+        "optionally a preset name and key=value overrides (e.g. midi-gru train.batch_size=8).",
+        show_default=False,
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the data, the run, the page."),
     minutes: float = typer.Option(
-        8.0, help="Wall-clock budget of the whole command (training gets what is left)."
+        8.0,
+        help="Wall-clock budget of the whole command, start-up and preparing included "
+        "(training gets what is left after a reserve for generating, scoring and the report).",
     ),
     kind: str = typer.Option("auto", help="midi, audio, or auto (the kind of file found)."),
+    builtin: str = typer.Option(
+        None,
+        help="The built-in data instead of folders: bach-chorales (MIDI) or bach-chorales-audio "
+        "(the chorales rendered in four timbres).",
+    ),
+    limit: int = typer.Option(
+        None,
+        help="With --builtin: the first N chorales only (default: all 410 for MIDI, "
+        f"{BUILTIN_AUDIO_CHORALES} for the audio, each in four timbres).",
+    ),
     n: int = typer.Option(3, "--n", help="Pieces to generate."),
     seconds: float = typer.Option(None, help="Length of each piece (default 30 MIDI, 4 audio)."),
     seed: int = typer.Option(0, help="Seed for training and sampling."),
 ) -> None:
-    """A folder to a report page: prepare with the settings the data calls for, train within
-    the budget, generate, evaluate, rank the checkpoints, report. Prints every choice with its
-    reason; the last line is the report page's path. Run again, it resumes."""
+    """A folder (or the built-in data) to a report page: prepare with the settings the data
+    calls for, train within the budget, generate, evaluate, rank the checkpoints, report.
+    Prints every choice with its reason; the last line is the report page's path. Run again,
+    it resumes."""
+    started = command_start()
     from tunelab.config import presets
+    from tunelab.data.store import DataDirError
 
     known = set(presets())
+    args = list(args or [])
     overrides = [a for a in args if "=" in a or (a in known and not Path(a).exists())]
     src = [Path(a) for a in args if a not in overrides]
-    if not src:
-        _fail("give at least one folder or file of MIDI or audio")
+    if builtin is not None:
+        if builtin not in BUILTINS:
+            _fail(f"--builtin {builtin!r}: choose {' or '.join(BUILTINS)}")
+        if src:
+            _fail("give either folders or --builtin, not both")
+        if kind not in ("auto", BUILTINS[builtin]):
+            _fail(f"--kind {kind}: the built-in {builtin} is {BUILTINS[builtin]}")
+    elif not src:
+        _fail("give at least one folder or file of MIDI or audio, or --builtin bach-chorales")
+    if limit is not None and (builtin is None or limit < 1):
+        _fail(f"--limit {limit}: give a positive number of chorales, with --builtin")
     if kind not in ("auto", "midi", "audio"):
         _fail(f"--kind {kind!r}: choose auto, midi or audio")
     try:
-        code = run_folder(
+        result = run_folder(
             src,
             out,
+            builtin=builtin,
+            limit=limit,
             minutes=minutes,
             kind=kind,
-            overrides=tuple(overrides or ()),
+            overrides=tuple(overrides),
             n=n,
             seconds=seconds,
             seed=seed,
+            started=started,
         )
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, DataDirError) as e:
         _fail(str(e))
-    raise typer.Exit(code)
+    if result is None:
+        raise typer.Exit(1)
+    print(result.page)  # the last line: the page to open
