@@ -43,6 +43,8 @@ def test_python_dash_m_runs_the_command_and_unknown_commands_are_usage_errors():
     assert p.returncode == 0 and "Usage: tunelab" in p.stdout
     r = runner.invoke(app, ["compose"])
     assert r.exit_code == 2 and "No such command" in r.output
+    r = runner.invoke(app, [])  # bare: the help, and no error line
+    assert r.exit_code == 2 and " prepare " in r.output and "error" not in r.output
 
 
 def test_train_takes_out_as_an_option_and_stores_resolved_paths(tmp_path, monkeypatch):

@@ -39,8 +39,8 @@ class Group(typer.core.TyperGroup):
         try:
             rv = super().main(args, prog_name, complete_var, False, **kw)
         except Exception as e:
-            if _is(e, "NoArgsIsHelpError"):  # bare `tunelab`: the help
-                e.show()
+            if _is(e, "NoArgsIsHelpError"):  # bare `tunelab`: typer has printed the help
+                pass
             elif _is(e, "ClickException"):
                 ctx = getattr(e, "ctx", None)
                 see = f"; see `{ctx.command_path} --help`" if ctx is not None else ""
