@@ -20,6 +20,8 @@ lint: setup
 test: setup lint
 	.venv/bin/pytest -x -p no:cacheprovider
 
+# `tunelab run` on the built-in chorales (MIDI) and on 8 of them rendered to audio, into demo/;
+# the last two lines printed are the two report pages.
 demo: setup
 	.venv/bin/tunelab demo
 
