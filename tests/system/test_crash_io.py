@@ -102,7 +102,7 @@ def test_full_disk_train_keeps_last_checkpoint(tmp_path):
     last = run / "checkpoints" / "last.pt"
     with file_size_limit(last.stat().st_size // 2):
         r = CliRunner().invoke(app, [*args, "train.max_steps=20"])
-    assert r.exit_code == 2, r.output
+    assert r.exit_code == 1, r.output
     assert f"cannot write checkpoint {run / 'checkpoints'}" in r.output
     assert "File too large" in r.output and "previous checkpoint" in r.output
     assert load_checkpoint(last)["step"] == 10  # the earlier checkpoint, intact
@@ -125,7 +125,7 @@ def test_full_disk_prepare_keeps_earlier_data(tmp_path):
                 "--steps-per-quarter", "24", "--encoding", "steps",
             ],
         )  # fmt: skip
-    assert r.exit_code == 2, r.output
+    assert r.exit_code == 1, r.output
     assert "File too large" in r.output and str(out) in r.output.replace("\n", "")
     assert snapshot(out) == good
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -159,13 +159,13 @@ def test_read_only_output(tmp_path):
     good = snapshot(box)
     proc = _read_only(box, "prepare", str(src), "--out", str(out), "--overwrite")
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2, err
+    assert proc.returncode == 1, err
     assert "Traceback" not in err and "Read-only file system" in err and str(box) in err
     assert snapshot(box) == good
     run = box / "run"
     proc = _read_only(box, "train", "tiny", f"data={out}", f"out={run}", "train.max_steps=2")
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2, err
+    assert proc.returncode == 1, err
     assert "Traceback" not in err and "Read-only file system" in err and str(run) in err
     assert snapshot(box) == good
 
@@ -193,7 +193,7 @@ def test_a_really_full_disk_during_training(tmp_path):
         ["unshare", "-r", "-m", "sh", "-c", script, str(run), str(size + 48 * 1024), "x", *cmd],
         env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 1, proc.stderr
     assert "No space left on device" in proc.stderr and str(run) in proc.stderr
     assert "Traceback" not in proc.stderr
     assert load_checkpoint(after / "checkpoints" / "last.pt")["step"] == 10  # intact
