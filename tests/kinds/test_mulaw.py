@@ -188,3 +188,13 @@ def test_an_exported_bundle_generates_what_the_run_does(audio_run, tmp_path):
     assert header["meta"]["label_names"] == meta["label_names"]
     assert header["meta"]["frame_stats"] == meta["frame_stats"]
     assert header["data_fingerprint"] == meta["data_fingerprint"]
+    # and the copy audit's training audio, as mu-law classes (one byte a sample)
+    from tunelab.run.audit_index import from_bundle
+    from tunelab.run.checkpoint import load_run
+
+    assert header["audit_index"]["info"]["form"] == "codes"
+    kind = load_run(bundle).kind
+    index, where = from_bundle(kind, bundle, header)
+    ref, _ = kind.reference(data)
+    assert "copy-audit index in the bundle wn.tlb" in where
+    assert all(np.array_equal(a, b) for a, b in zip(index.pieces, ref.pieces, strict=True))

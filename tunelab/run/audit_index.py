@@ -105,3 +105,47 @@ def reference(run: Any, run_dir: str | Path, data: str | Path | None = None) -> 
     if index is None:
         return None, f"training data not found ({where}), and {got}"
     return index, f"{got}; the training data itself was not found ({where})"
+
+
+def measure(data_dir: str | Path, family: str | None = None) -> dict:
+    """The size of the copy-audit index ``export`` would store for the data at ``data_dir``,
+    per hour of the training material it covers (MIDI: grid steps at the data's tempo;
+    audio: seconds of reference audio). ``family``: the model family that decides the audio
+    kind (``wavenet``: mu-law, ``frame_rnn``: frames); MIDI data needs none."""
+    from tunelab.data.store import load_datadir
+    from tunelab.kinds import kind_for
+
+    meta = load_datadir(data_dir).meta
+    audio = meta.get("kind") == "audio"
+    kind = kind_for({"family": family or ("wavenet" if audio else "token_rnn")}, meta, data_dir)
+    blob, entry = pack(kind, data_dir)
+    if blob is None:
+        raise ValueError(entry["reason"])
+    info = entry["info"]
+    if audio:
+        seconds = info["samples"] / info["sample_rate"]
+        unit = {"bytes_per_second": len(blob) / seconds}
+    else:
+        quarters = info["steps"] / info["steps_per_quarter"]
+        seconds = quarters * 60.0 / float(meta.get("tempo_qpm") or 120.0)
+        unit = {
+            "bytes_per_step": len(blob) / info["steps"],
+            "bytes_per_quarter": len(blob) / quarters,
+        }
+    per_hour = len(blob) / seconds * 3600
+    return {
+        "data": str(data_dir),
+        "kind": kind.name,
+        "index_bytes": len(blob),
+        "hours_covered": seconds / 3600,
+        **unit,
+        "bytes_per_hour": per_hour,
+        "bytes_for_100_hours": per_hour * 100,
+    }
+
+
+if __name__ == "__main__":  # python -m tunelab.run.audit_index DATA_DIR [FAMILY]
+    import json
+    import sys
+
+    print(json.dumps(measure(sys.argv[1], *sys.argv[2:3]), indent=2))
