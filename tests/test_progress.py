@@ -2,6 +2,7 @@
 
 import re
 import sys
+import time
 
 from tests.test_train import cfg_for, make_datadir
 from tunelab.progress import PlainProgress
@@ -37,3 +38,27 @@ def test_train_log_to_a_file_has_plain_lines(tmp_path, monkeypatch):
     steps = [ln for ln in text.splitlines() if re.match(r"\d+/6 step \(\d+%\)", ln)]
     assert len(steps) == 6 and "loss=" in steps[-1] and "ETA" in steps[-1]
     assert re.search(r"step 3: valid loss \d", text)  # each validation gets its line
+
+
+def test_plain_progress_prints_at_its_cadence_while_update_is_not_called(capsys):
+    """A long step, validation or save: the heartbeat keeps the lines coming, with the phase."""
+    bar = PlainProgress(total=10, unit="step", every=0.05)
+    bar.update(3)
+    bar.set_description("validating")
+    time.sleep(0.5)  # ~10 lines due; a loaded machine may print fewer
+    bar.set_description("")
+    bar.close()
+    time.sleep(0.2)
+    lines = capsys.readouterr().err.splitlines()
+    beats = [ln for ln in lines if ln.startswith("validating: 3/10 step (30%)")]
+    assert len(beats) >= 3, lines
+    assert not capsys.readouterr().err  # nothing after close
+
+
+def test_plain_progress_left_early_stops_its_heartbeat(capsys):
+    for i in PlainProgress(range(10), every=0.05):
+        if i == 2:
+            break
+    capsys.readouterr()
+    time.sleep(0.2)
+    assert not capsys.readouterr().err

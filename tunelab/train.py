@@ -1,29 +1,33 @@
 """The one training loop for every model family.
 
-AdamW with linear warmup and cosine decay, gradient clipping, optional EMA of
-the weights, mixed precision on CUDA, transposition augmentation for MIDI.
-Budgets: ``train.max_steps``, ``train.max_minutes``, early stopping on
-validation (``train.patience``). Checkpoints ``last``/``best`` and a milestone
-every ``train.milestone_minutes``; a run resumes by itself from
-``checkpoints/last.pt`` exactly: same step, optimizer, RNG states, and the same
-batches (batches are a function of seed and step, see data/dataset.py).
+AdamW with linear warmup and cosine decay, gradient clipping, optional EMA of the weights,
+mixed precision on CUDA, transposition augmentation for MIDI. Budgets: ``train.max_steps``,
+``train.max_minutes``, early stopping on validation (``train.patience``). Checkpoints
+``last``/``best`` and a milestone every ``train.milestone_minutes``; a run resumes by itself
+from ``checkpoints/last.pt`` exactly: same step, optimizer, RNG states, and the same batches
+(batches are a function of seed and step, see data/dataset.py).
 
-The learning rate is a pure function of (step, elapsed time): cosine over
-``train.decay_steps`` (default ``max_steps``), or over ``max_minutes`` when
-time runs out first, so there is no scheduler state to drift on resume.
+``train.max_minutes`` is wall clock over the whole ``train`` call (set-up, steps, validation,
+saving), summed over the run's sessions; the loop stops early enough for the final validation
+and saves to fit (see ``tunelab.run.budget``). A resumed run with no time left stops after
+set-up (``already_done``); a run at step 0 always takes one step, so that it has a checkpoint.
+
+The learning rate is a pure function of (step, elapsed time), so there is no scheduler state
+to drift on resume: warmup, then cosine over ``train.decay_steps`` (default ``max_steps``),
+or over ``max_minutes`` when time runs out first (``tunelab.run.budget.lr_at``).
 
 Under ``torchrun`` (WORLD_SIZE > 1) it runs DDP (gloo on CPU, nccl on CUDA);
 rank 0 writes every file. What a process and a checkpoint hold is in ``tunelab.run.state``.
 
 A session reads top to bottom: ``_setup`` (config, data, model, batches, resume; the config
-checks are in ``tunelab.train_checks``) makes a ``Live``; ``_loop`` runs ``_step`` (the forward pass, then ``Trainer.backward_and_step``),
-``_report`` and, at validation steps, ``_validate_and_save``; ``_finish`` exports and closes.
+checks are in ``tunelab.train_checks``) makes a ``Live``; ``_loop`` runs ``_step`` (the forward
+pass, then ``Trainer.backward_and_step``), ``_report`` and, at validation steps,
+``_validate_and_save``; ``_finish`` exports and closes.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
 import sys
 import time
@@ -42,6 +46,7 @@ from tunelab.data.dataset import prefetch
 from tunelab.data.store import load_datadir
 from tunelab.kinds import kind_for
 from tunelab.models import build_model
+from tunelab.run.budget import estimate_final, follow, lr_at, out_of_time, schedule_seconds
 from tunelab.run.checkpoint import (
     CheckpointError,
     export_safetensors,
@@ -65,30 +70,17 @@ class TrainResult:
     message: str
 
 
-def lr_at(cfg, step: int, elapsed_s: float) -> float:
-    """Learning rate before optimizer step ``step`` (0-based): warmup, then cosine."""
-    t = cfg.train
-    if step < t.warmup:
-        return t.lr * (step + 1) / t.warmup
-    horizon = (t.decay_steps or t.max_steps) - t.warmup
-    progress = (step - t.warmup) / max(1, horizon)
-    if t.max_minutes:
-        progress = max(progress, elapsed_s / (60 * t.max_minutes))
-    progress = min(1.0, progress)
-    floor = t.lr * t.min_lr_ratio
-    return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def train(cfg: RunConfig) -> TrainResult:
     """Train (or resume) the run described by ``cfg``; see the module docstring."""
     if not cfg.data:
         raise ConfigError("data=DATA_DIR is required (a directory made by `tunelab prepare`)")
     if not cfg.out:
         raise ConfigError("out=RUN_DIR is required (where checkpoints and logs go)")
+    started = time.perf_counter()  # the budget counts the whole call
     d = setup_dist(cfg.device)
     failed = True
     try:
-        result = _train(cfg, d)
+        result = _train(cfg, d, started)
         failed = False
         return result
     finally:
@@ -124,13 +116,16 @@ class Live:
         return self.run_dir / "checkpoints" / "last.pt"
 
 
-def _train(cfg: RunConfig, d: Dist) -> TrainResult:
-    live = _setup(cfg, d)
+def _train(cfg: RunConfig, d: Dist, started: float) -> TrainResult:
+    live = _setup(cfg, d, started)
     t, pr = cfg.train, live.tr.progress  # (restored by _setup when resuming)
-    if pr.step >= t.max_steps or (t.max_minutes and pr.elapsed >= 60 * t.max_minutes):
+    # A run with no time left for the final validation and saves stops here, unless it has
+    # taken no step yet (it needs a checkpoint)
+    budget = 60 * t.max_minutes if t.max_minutes else None
+    if pr.step >= t.max_steps or (pr.step and out_of_time(pr, 0.0, budget)):
         status = "already_done"
         msg = (
-            f"{live.run_dir}: already trained to step {pr.step}, {pr.elapsed / 60:.1f} minutes "
+            f"{live.run_dir}: already trained to step {pr.step}, {pr.elapsed / 60:.2f} minutes "
             f"(train.max_steps={t.max_steps}, train.max_minutes={t.max_minutes})"
         )
     else:
@@ -138,10 +133,11 @@ def _train(cfg: RunConfig, d: Dist) -> TrainResult:
     return _finish(live, status, msg)
 
 
-def _setup(cfg: RunConfig, d: Dist) -> Live:
+def _setup(cfg: RunConfig, d: Dist, started: float) -> Live:
     """What a session trains with: the checked config, the data's kind, the model (the same
     initial weights on every rank), the batches, the Trainer resumed from the run's newest
-    readable checkpoint and its carried state; rank 0 writes config.yaml and opens the logs."""
+    readable checkpoint and its carried state; rank 0 writes config.yaml and opens the logs.
+    The time since ``started`` (this call's start) is added to the run's elapsed time."""
     check_config(cfg)
     t = cfg.train
     data = load_datadir(cfg.data)
@@ -195,6 +191,8 @@ def _setup(cfg: RunConfig, d: Dist) -> Live:
             model, device_ids=[d.device.index] if d.device.type == "cuda" else None
         )
     saved_last = resumed_from == run_dir / "checkpoints" / "last.pt"
+    tr.start_clock(started)
+    tr.tick()  # the set-up counts in the budget
     return Live(
         cfg, d, kind=kind, model=model, net=net, tr=tr, batch_at=batch_at, valid=valid,
         files=files, saved_last=saved_last,
@@ -227,12 +225,21 @@ def _resume(cfg: RunConfig, d: Dist, tr: Trainer, kind) -> Path | None:
 
 @dataclass
 class _Window:
-    """The steps since the last metrics line: their summed losses, scored targets, wall time."""
+    """The steps since the last metrics line: their summed losses, scored targets, wall time,
+    and the last step's learning rate and gradient norm."""
 
     loss: float = 0.0
     n: int = 0
     targets: float = 0
     t0: float = field(default_factory=time.perf_counter)
+    lr: float = 0.0
+    grad_norm: float = 0.0
+
+    def add(self, done: Step, lr: float) -> None:
+        self.loss += done.loss
+        self.n += 1
+        self.targets += done.targets
+        self.lr, self.grad_norm = lr, float(done.grad_norm)
 
     def seconds(self) -> float:
         return time.perf_counter() - self.t0
@@ -243,37 +250,47 @@ class _Window:
 
 def _loop(live: Live) -> tuple[str, str]:
     """Train until a budget ends or training fails: (status, message). Validates and saves
-    every ``train.eval_every`` steps, at the last step and when the time is up."""
+    every ``train.eval_every`` steps, at the last step, and under ``train.max_minutes`` when
+    one more step and the final validation and saves would no longer fit."""
     cfg, tr = live.cfg, live.tr
     t, pr = cfg.train, tr.progress
+    budget = 60 * t.max_minutes if t.max_minutes else None
+    if budget is not None and pr.final_seconds is None:  # (a new run's first session)
+        pr.final_seconds = estimate_final(tr, live.valid, live.kind.loss)
+    start = (pr.step, pr.elapsed)  # this session's pace is measured from here
     bar = None
     if live.d.main and t.progress:
         from tunelab.progress import progress_bar
 
         bar = progress_bar(total=t.max_steps, initial=pr.step, unit="step", dynamic_ncols=True)
+        if budget is not None:
+            follow(bar, pr, start, budget, t.max_steps)
     status, msg = "done", ""
     batches = prefetch(live.batch_at, pr.step, t.num_workers)
     window = _Window()
-    tr.start_clock()
     live.model.train()
     try:
         while pr.step < t.max_steps:
-            lr = lr_at(cfg, pr.step, pr.elapsed)
+            lr = lr_at(cfg, pr.step, schedule_seconds(pr))
+            before = pr.elapsed
             done = _step(live, next(batches), lr)
             if done.problem:
                 status, msg = "nan", _stop(live, done.problem)
                 break
-            _report(live, bar, window, done, lr)
-            out_of_time = t.max_minutes is not None and pr.elapsed >= 60 * t.max_minutes
-            if pr.step % t.eval_every == 0 or pr.step == t.max_steps or out_of_time:
+            step_s = pr.elapsed - before
+            _report(live, bar, window, done, lr, start, budget)
+            stop = out_of_time(pr, step_s, budget)
+            if pr.step % t.eval_every == 0 or pr.step == t.max_steps or stop:
                 _validate_and_save(live, bar)
                 if t.patience and pr.bad_evals >= t.patience:
                     status = "early_stop"
                     msg = f"early stop: no improvement in {t.patience} evaluations"
                     break
+                stop = out_of_time(pr, step_s, budget)  # (it took longer than the last)
             tr.save_milestone(live.run_dir / "checkpoints")
-            if out_of_time:
-                status, msg = "time_budget", f"time budget of {t.max_minutes} minutes used"
+            if stop:
+                status = "time_budget"
+                msg = f"time budget of {t.max_minutes:g} minutes used ({pr.elapsed / 60:.2f} spent)"
                 break
     except KeyboardInterrupt:
         status, msg = "interrupted", f"interrupted at step {pr.step}; rerun the command to resume"
@@ -282,10 +299,21 @@ def _loop(live: Live) -> tuple[str, str]:
     finally:
         batches.close()
         if bar is not None:
+            if status in ("time_budget", "early_stop"):
+                bar.total = pr.step  # the step it ended at, not max_steps
             bar.close()
+    if status in ("time_budget", "early_stop"):
+        _log_window(live, window)  # the steps since the last metrics line: the end is logged
+        msg += f"; trained to step {pr.step}"
     if status == "done":
         msg = f"reached train.max_steps={t.max_steps}"
     return status, msg
+
+
+def _phase(bar, text: str | None) -> None:
+    """What the run is doing between steps, on the bar (a plain bar's heartbeat lines say it)."""
+    if bar is not None:
+        bar.set_description(text or "")
 
 
 def _step(live: Live, batch: tuple, lr: float) -> Step:
@@ -323,44 +351,49 @@ def _stop(live: Live, problem: str) -> str:
     return msg
 
 
-def _report(live: Live, bar, window: _Window, done: Step, lr: float) -> None:
-    """A step taken: the progress bar, and every ``train.log_every`` steps a metrics line
-    with the window's means (then a new window, and the bar's end moved to the time budget's)."""
+def _report(live: Live, bar, window: _Window, done: Step, lr: float, start: tuple, budget) -> None:
+    """A step taken: the progress bar, its end at whichever budget ends first from the first
+    step on, and every ``train.log_every`` steps a metrics line with the window's means."""
     t, pr = live.cfg.train, live.tr.progress
-    step = pr.step
-    window.loss += done.loss
-    window.n += 1
-    window.targets += done.targets
+    window.add(done, lr)
     if bar is not None:
+        if budget is not None:
+            follow(bar, pr, start, budget, t.max_steps)
         speed = window.targets / max(1e-9, window.seconds())
         bar.update(1)
         bar.set_postfix(loss=f"{done.loss:.3f}", tok_s=f"{speed:,.0f}", refresh=False)
-    if live.files and (step % t.log_every == 0 or step == t.max_steps):
+    if pr.step % t.log_every == 0 or pr.step == t.max_steps:
+        _log_window(live, window)
+
+
+def _log_window(live: Live, window: _Window) -> None:
+    """A metrics line with the window's means (rank 0), then a new window."""
+    pr = live.tr.progress
+    if live.files and window.n:
         sec = window.seconds() / window.n
         live.files.log(
             {
-                "step": step,
+                "step": pr.step,
                 "loss": window.loss / window.n,
-                "lr": lr,
-                "grad_norm": float(done.grad_norm),
+                "lr": window.lr,
+                "grad_norm": window.grad_norm,
                 "sec_per_step": sec,
                 "tokens_per_s": window.targets / window.n / sec,
                 "minutes": pr.elapsed / 60,
             }
         )
-    if step % t.log_every == 0:
-        if bar is not None and t.max_minutes:  # ETA: whichever budget ends first
-            left = (60 * t.max_minutes - pr.elapsed) * window.n / window.seconds()
-            bar.total = max(step + 1, min(t.max_steps, step + int(left)))
-        window.restart()
+    window.restart()
 
 
 def _validate_and_save(live: Live, bar) -> None:
     """The validation loss of the judged weights (the EMA when kept), logged; then `best` if
-    it improved, `last` always, and a preview of the judged model in TensorBoard."""
+    it improved, `last` always, and a preview of the judged model in TensorBoard. The time it
+    all took is kept as the time the final validation needs (``final_seconds``)."""
     tr, files, kind = live.tr, live.files, live.kind
     pr, improved = tr.progress, False
+    start = tr.tick()
     if live.valid:  # an empty valid split: only `last` is kept
+        _phase(bar, "validating")
         improved = tr.note_valid(tr.valid_loss(live.valid, kind.loss))
         if files:
             files.log(
@@ -373,12 +406,19 @@ def _validate_and_save(live: Live, bar) -> None:
             )
         if bar is not None:
             bar.write(f"step {pr.step}: valid loss {pr.last_valid:.4f} (best {pr.best_valid:.4f})")
+    _phase(bar, "saving")
+    saving = tr.tick()
     if improved:
         tr.save(live.run_dir / "checkpoints" / "best.pt")
     tr.save(live.last_path)
     live.saved_last = True
+    saves = tr.tick() - saving
     if files:
+        _phase(bar, "previewing")
         files.preview(kind, tr.judge, pr.step, live.d.device)
+    _phase(bar, None)
+    # (the final validation may write both `best` and `last`: one more save if only `last`)
+    pr.final_seconds = tr.tick() - start + (0.0 if improved else saves)
 
 
 def _ckpt_step(path: Path) -> int | str:

@@ -99,15 +99,24 @@ class Progress:
     """Where a run stands: saved whole in every checkpoint, restored whole on resume."""
 
     step: int = 0
-    elapsed: float = 0.0  # seconds of training (summed over the run's sessions)
+    # Wall seconds spent in `train` (summed over the run's sessions, set-up, validation and
+    # saving included): what train.max_minutes counts
+    elapsed: float = 0.0
     best_valid: float | None = None
     last_valid: float | None = None
     bad_evals: int = 0  # validations in a row without improvement
     next_milestone: float | None = None  # elapsed seconds of the next milestone checkpoint
+    # Seconds the last validation and its saves took (or an estimate before the first): the
+    # time the loop keeps for the final one under a time budget
+    final_seconds: float | None = None
 
     @classmethod
     def restore(cls, ck: dict) -> Progress:
-        return cls(**{f.name: ck[f.name] for f in fields(cls)})
+        # final_seconds is only a measurement: checkpoints written before it existed lack it
+        # (it is measured again); any other field missing is an error
+        return cls(
+            **{f.name: ck[f.name] for f in fields(cls) if f.name in ck or f.name != "final_seconds"}
+        )
 
 
 def forward(net: nn.Module, x: torch.Tensor, y: torch.Tensor, label, state=None):
@@ -258,9 +267,22 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = lr
 
-    def start_clock(self) -> None:
-        """The first step's wall time counts from now."""
-        self.clock = time.perf_counter()
+    def start_clock(self, since: float | None = None) -> None:
+        """The wall time still to add to ``progress.elapsed`` counts from ``since``
+        (a ``time.perf_counter()`` reading; default now)."""
+        self.clock = time.perf_counter() if since is None else since
+
+    def tick(self) -> float:
+        """Add the wall time since the last step or tick to ``progress.elapsed`` (averaged over
+        the ranks, one collective: every rank calls it, and all agree on the budget) and return
+        the elapsed seconds."""
+        now = time.perf_counter()
+        dt = now - self.clock
+        if self.d.world > 1:
+            dt = float(all_reduce(torch.tensor([dt], device=self.d.device), self.d)) / self.d.world
+        self.clock = now
+        self.progress.elapsed += dt
+        return self.progress.elapsed
 
     def backward_and_step(self, loss: torch.Tensor, count: torch.Tensor, new_carry=None) -> Step:
         """One training step from this rank's mean ``loss`` (a scalar with gradients) over
