@@ -85,6 +85,58 @@ def test_midi_run_answers_the_three_questions_with_figures(midi_run):
     assert re.search(r"on-beat \d+\.\dx the training data's", alike)
 
 
+def test_transformer_with_piece_memory_is_judged_by_its_fixed_model(tmp_path):
+    """The memory adapts to each piece as it is scored: the verdict is the fixed model's."""
+    data = make_datadir(tmp_path / "d", n_pieces=12)
+    run = tmp_path / "run"
+    small = ["model.d_model=32", "model.layers=1", "model.heads=2", "model.window=32"]
+    args = [f"data={data}", f"out={run}", "train.max_steps=6", "train.seq_len=32"]
+    args += ["train.progress=false", "train.tensorboard=false", "train.plots=false"]
+    train(load(RunConfig, "midi-transformer", args + small))
+    generate(run, n=2, seconds=4, progress=False)
+    evaluate_split(run, "test", progress=False)
+    got = verdict(build_report(run).read_text(encoding="utf-8"))
+    lik = json.loads((run / "eval" / "likelihood-test.json").read_text())
+    assert lik["piece_memory"] is True
+    fixed, base = lik["fixed_model_nll_per_step"], lik["baseline_ngram_nll_per_step"]
+    learned = got["Did it learn?"]
+    assert learned.startswith(("Yes: " if fixed < base else "No: ") + f"{fixed:.2f} nats/step")
+    assert f"{lik['nll_per_step']:.2f} with the piece memory" in learned
+    ss = sides(run, ".mid")
+    assert got["Are the samples clean?"].startswith(clean_answer(ss))
+    assert "note density" in got["Do they resemble the data?"]
+
+
+def test_without_the_training_data_the_ratios_come_from_the_sidecars(midi_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(midi_run, run)
+    cfg = (run / "config.yaml").read_text()
+    data = re.search(r"^data: (.*)$", cfg, re.M).group(1)
+    (run / "config.yaml").write_text(cfg.replace(data, str(tmp_path / "gone")))
+    alike = verdict(build_report(run).read_text(encoding="utf-8"))["Do they resemble the data?"]
+    density = np.mean([s["audit"]["density_ratio"] for s in sides(run, ".mid")])
+    assert f"note density {density:.1f}x" in alike
+    assert "on-beat not measured (the training data was not found)" in alike
+
+
+def test_a_relative_data_path_is_found_from_another_working_directory(
+    midi_run, tmp_path, monkeypatch
+):
+    """As a run stores the data path typed in its project folder: the report run from
+    elsewhere finds the data beside the run and compares with it."""
+    run = tmp_path / "project" / "run"
+    shutil.copytree(midi_run, run)
+    cfg = (run / "config.yaml").read_text()
+    data = re.search(r"^data: (.*)$", cfg, re.M).group(1)
+    shutil.copytree(data, tmp_path / "project" / "d")
+    (run / "config.yaml").write_text(cfg.replace(f"data: {data}", "data: d"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    page = build_report(run).read_text(encoding="utf-8")
+    assert "(not found)" not in page
+    assert re.search(r"on-beat \d+\.\dx", verdict(page)["Do they resemble the data?"])
+
+
 def test_steps_trained_agree_with_the_checkpoint_not_the_last_log_line(midi_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(midi_run, run)

@@ -111,7 +111,7 @@ def build_report(run_dir: str | Path) -> Path:
     except yaml.YAMLError:
         config = {}
     config = config if isinstance(config, dict) else {}
-    dd = _datadir(config.get("data"))
+    dd = _datadir(run_dir, config.get("data"))
     index = S.training_index(dd)  # MIDI: the data's statistics, for the verdict and the plots
     files = _sample_files(run_dir / "samples") if (run_dir / "samples").is_dir() else []
     parts = [
@@ -136,13 +136,15 @@ def build_report(run_dir: str | Path) -> Path:
     return write_text(out / "index.html", page)
 
 
-def _datadir(path):
+def _datadir(run_dir: Path, path):
+    """The run's data directory, found from any working directory (``find_data``), or None."""
     from tunelab.data.store import DataDirError, load_datadir
+    from tunelab.run.checkpoint import find_data
 
     if not isinstance(path, str) or not path:
         return None
     try:
-        return load_datadir(path)
+        return load_datadir(find_data(run_dir, path))
     except (DataDirError, OSError, ValueError):
         return None
 

@@ -33,7 +33,8 @@ REFERENCE_SECONDS = 60.0  # training audio measured for the comparison (enough f
 SPLITS = ("test", "valid", "train")  # the likelihood file the verdict reads, first found
 STYLE = (
     ".verdict{border:2px solid #ccc;border-radius:6px;padding:.4em 1em;margin:1em 0}"
-    ".verdict ul{padding-left:0}.verdict li{margin:.3em 0;list-style:none}.verdict .yes b{color:#2e7d32}"
+    ".verdict ul{padding-left:0}.verdict li{margin:.3em 0;list-style:none}"
+    ".verdict .yes b{color:#2e7d32}"
     ".verdict .no b{color:#c62828}.verdict .unknown b{color:#9a6700}"
 )
 
@@ -106,6 +107,7 @@ def learned(run_dir: Path) -> tuple[str, str]:
         )
     if _num(lik.get("bits_per_sample")):
         unit, model, name = "bits/sample", lik["bits_per_sample"], "class-histogram baseline"
+        per = "sample"  # no piece memory for audio: no fixed_model_* figures
         base = lik.get("baseline_histogram_bits_per_sample")
     else:
         per = "step" if _num(lik.get("nll_per_step")) else "token"
@@ -122,9 +124,15 @@ def learned(run_dir: Path) -> tuple[str, str]:
         )
     better = model < base
     gap = f"{abs(base - model):.2f} {'better' if better else 'worse'}, {model / base:.2f}x"
+    memory = lik.get(f"nll_per_{per}") if f"fixed_model_nll_per_{per}" in lik else None
     return ("yes" if better else "no"), (
         f"{'Yes' if better else 'No'}: {model:.2f} {unit} {where} against the {name}'s "
-        f"{base:.2f} ({gap}; lower is better)."
+        f"{base:.2f} ({gap}; lower is better)"
+        + (
+            f"; {memory:.2f} with the piece memory, which adapts as it scores."
+            if _num(memory)
+            else "."
+        )
     )
 
 
@@ -163,7 +171,8 @@ def clean(run_dir: Path, files: list[Path], sides: list[dict | None]) -> tuple[s
         return "no", "No: " + "; ".join(parts) + "."
     if not_audited:
         head = "Not audited" if not clean_n else "Not all audited"
-        fix = f" Audit them with {_cmd('tunelab', 'evaluate', run_dir, '--samples', run_dir / 'samples')} where the training data can be found."
+        cmd = _cmd("tunelab", "evaluate", run_dir, "--samples", run_dir / "samples")
+        fix = f" Once the run finds its training data again, {cmd} audits them."
         return "unknown", f"{head}: " + "; ".join(parts) + "." + fix
     return "yes", f"Yes: {clean_n} of {n} carry no flag."
 
@@ -213,7 +222,8 @@ def _midi_ratios(audits: list[dict], index) -> tuple[str, str]:
     off = [k for k, v in ratios.items() if not lo <= v <= hi]
     missing = [name for name, _, _ in names if name not in ratios]
     if missing:
-        text += f"; {', '.join(missing)} not measured (the training data was not found)"
+        why = "the training data was not found" if index is None else "not in the sidecars"
+        text += f"; {', '.join(missing)} not measured ({why})"
     if off:
         return "no", f"Not quite: {text}; {', '.join(off)} outside {lo:g}x to {hi:g}x."
     return ("yes" if not missing else "unknown"), f"{'Yes' if not missing else 'Partly'}: {text}."
@@ -249,7 +259,7 @@ def _audio_figures(run_dir: Path, audits: list[dict], dd) -> tuple[str, str]:
     flat, loud = _mean(audits, "spectral_flatness"), _mean(audits, "rms_dbfs")
     try:
         ref = training_audio(dd) if dd is not None else None
-    except (OSError, ValueError):
+    except Exception:  # unreadable training audio must not cost the page: not compared
         ref = None
     parts, ok = [], []
     if flat is not None:
@@ -282,7 +292,7 @@ def _audio_figures(run_dir: Path, audits: list[dict], dd) -> tuple[str, str]:
     return ("no", f"No: {text}.") if not any(ok) else ("unknown", f"Partly: {text}.")
 
 
-# -- the run: how far it trained, what made the page, the data's statistics ---------------------------------------------------------------------
+# -- the run: how far it trained, what made the page, the data's statistics ---------------
 
 
 def trained(run_dir: Path) -> dict | None:
