@@ -88,7 +88,7 @@ def audit_samples(
     """
     from tunelab.data.store import printable
     from tunelab.run import audit_index
-    from tunelab.run.checkpoint import load_run
+    from tunelab.run.checkpoint import find_data, load_run
 
     run = load_run(run_dir, which)  # a run directory or a bundle
     meta, config = run.meta, run.config
@@ -97,6 +97,7 @@ def audit_samples(
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder of samples")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in kind.sample_suffixes)
+    data = data or find_data(run_dir, config.get("data"))
     index, where = audit_index.reference(run, run_dir, data)  # the data, else the bundle's
     if index is None:
         warnings.warn(f"copy audit skipped: {where}", stacklevel=2)

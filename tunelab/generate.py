@@ -61,7 +61,7 @@ def generate(
     60-second pieces fell silent and two thinned out)."""
     from tunelab.run import audit_index
     from tunelab.run.bundle import output_home
-    from tunelab.run.checkpoint import load_run
+    from tunelab.run.checkpoint import find_data, load_run
 
     sampling = sampling or Sampling()
     sampling.check()
@@ -100,7 +100,8 @@ def generate(
 
     index, reference = (None, "audit disabled")
     if audit:
-        index, reference = audit_index.reference(run, run_dir)  # the data, else the bundle's
+        data = find_data(run_dir, run.config.get("data"))
+        index, reference = audit_index.reference(run, run_dir, data)  # else the bundle's
         if index is None:
             warnings.warn(f"copy audit skipped: {reference}", stacklevel=2)
     # An audit that could not run is recorded as such: "not audited", never a clean flag list.

@@ -237,3 +237,14 @@ def test_the_index_loads_without_pickle(shared, monkeypatch):
     monkeypatch.setattr(np, "load", spy)
     index, _ = audit_index.from_bundle(load_run(run).kind, bundle, header)
     assert index is not None and seen == [False]
+
+
+def test_measure_reports_the_index_export_stores(shared):
+    from tunelab.run.audit_index import measure
+
+    root, _, _, header, _ = shared
+    m = measure(root / "data")
+    assert m["kind"] == "tokens" and m["index_bytes"] == header["audit_index"]["bytes"]
+    steps = header["audit_index"]["info"]["steps"]
+    assert m["bytes_per_step"] == pytest.approx(m["index_bytes"] / steps)
+    assert m["bytes_for_100_hours"] == pytest.approx(100 * m["bytes_per_hour"])

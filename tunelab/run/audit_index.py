@@ -90,14 +90,14 @@ def from_bundle(kind: Any, path: str | Path, header: dict) -> tuple[Any, str]:
     return index, f"copy-audit index in the bundle {name} (from the {entry.get('source')})"
 
 
-def reference(run: Any, run_dir: str | Path, data: str | Path | None = None) -> tuple[Any, str]:
-    """(the copy-audit index, where it came from) for ``run`` (a ``LoadedRun``): the training
-    data (``data``, else the run's, found from any working directory), else the index in the
-    bundle when ``run`` is one; (None, every reason) when neither is there."""
+def reference(run: Any, run_dir: str | Path, data_dir: str | Path | None) -> tuple[Any, str]:
+    """(the copy-audit index, where it came from) for ``run`` (a ``LoadedRun`` of ``run_dir``):
+    the training data at ``data_dir`` (``checkpoint.find_data`` finds the run's from any
+    working directory), else the index in the bundle when ``run_dir`` is one; (None, every
+    reason) when neither is there."""
     from tunelab.run.bundle import is_bundle, read_bundle
-    from tunelab.run.checkpoint import find_data
 
-    index, where = run.kind.reference(data or find_data(run_dir, run.config.get("data")))
+    index, where = run.kind.reference(data_dir)
     if index is not None or not is_bundle(run_dir):  # (a checkpoint .pt is a zip file too)
         return index, where
     header, _ = read_bundle(run_dir)
