@@ -1,11 +1,14 @@
 """``tunelab report RUN_DIR``: one static page to read a run, listen to it and judge it.
 
 Writes ``RUN_DIR/report/index.html`` and ``RUN_DIR/report/assets/`` (PNG pictures, WAV audio),
-a page that opens from disk with no network: no script, no CDN, styles inline. It holds the run
-summary (config, data set, hardware, time), the data's distributions, the learning curves, the
-checkpoint ranking of ``evaluate --checkpoints`` when there is one, and every generated file in
-``RUN_DIR/samples`` with an audio player (MIDI rendered with the SoundFont), a piano roll (MIDI)
-or spectrogram (audio) and its audit from the sidecar, failed flags in red.
+a page that opens from disk with no network: no script, no CDN, styles inline. It opens with
+three answers in plain words (did it learn, are the samples clean, do they resemble the data:
+``tunelab.report.summary``), then holds the run summary (config, data set, hardware, steps and
+time from the newest checkpoint, the tunelab version and commit that made the page), the
+data's distributions, the learning curves, the checkpoint ranking of ``evaluate --checkpoints``
+when there is one, and every generated file in ``RUN_DIR/samples`` with an audio player (MIDI
+rendered with the SoundFont), a piano roll (MIDI) or spectrogram (audio) and its audit from the
+sidecar, failed flags in red.
 
 Everything read from users' files (config values, labels, file names, MIDI track names and
 markers, sidecars) is escaped with ``html.escape``; asset names are made here
