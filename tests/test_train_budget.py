@@ -85,7 +85,7 @@ def test_budget_holds_for_the_whole_call_and_the_eta_follows_it(
     assert lines[-1].startswith(f"{res.step}/{res.step} step (100%)"), lines[-1]
     assert res.message.endswith(f"trained to step {res.step}")
     ck = torch.load(run / "checkpoints/last.pt", weights_only=True)
-    assert ck["step"] == res.step and ck["elapsed"] <= budget
+    assert ck["step"] == res.step and ck["elapsed"] <= budget + OVER_S
     logged = [r for r in metrics(run) if "loss" in r]
     assert logged[-1]["step"] == res.step  # what the report reads as "steps trained"
     assert logged[-1]["lr"] < 0.5 * cfg.train.lr  # the cosine over the time budget ran
@@ -96,7 +96,7 @@ def test_budget_holds_for_the_whole_call_and_the_eta_follows_it(
     assert res2.step >= res.step
     assert wall + wall2 <= 60 * more + OVER_S, f"{wall:.2f} + {wall2:.2f} s"
     ck = torch.load(run / "checkpoints/last.pt", weights_only=True)
-    assert wall <= ck["elapsed"] <= 60 * more
+    assert wall <= ck["elapsed"] <= 60 * more + OVER_S
 
 
 def test_a_checkpoint_before_final_seconds_still_resumes():

@@ -288,9 +288,9 @@ def _loop(live: Live) -> tuple[str, str]:
                     break
                 stop = out_of_time(pr, step_s, budget)  # (it took longer than the last)
             tr.save_milestone(live.run_dir / "checkpoints")
-            if stop:
+            if stop and pr.step < t.max_steps:
                 status = "time_budget"
-                msg = f"time budget of {t.max_minutes:g} minutes used ({pr.elapsed / 60:.2f} spent)"
+                msg = f"time budget used: {pr.elapsed / 60:.2f} of {t.max_minutes:g} minutes"
                 break
     except KeyboardInterrupt:
         status, msg = "interrupted", f"interrupted at step {pr.step}; rerun the command to resume"
