@@ -124,6 +124,17 @@ def test_run_checks_its_sources(tmp_path, args, message):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_builtin_limit_reaches_the_midi_prepare_and_is_put_back(monkeypatch):
+    from tunelab.cli.folder import _builtin_limit
+
+    monkeypatch.setenv("TUNELAB_BUILTIN_LIMIT", "12")
+    with _builtin_limit(3):
+        assert os.environ["TUNELAB_BUILTIN_LIMIT"] == "3"  # what prepare_midi reads
+    assert os.environ["TUNELAB_BUILTIN_LIMIT"] == "12"
+    with _builtin_limit(None):
+        assert os.environ["TUNELAB_BUILTIN_LIMIT"] == "12"
+
+
 def test_verdict_names_the_fixed_model_and_the_baseline():
     lik = {
         "nll_per_step": 3.4,
