@@ -248,3 +248,16 @@ def test_measure_reports_the_index_export_stores(shared):
     steps = header["audit_index"]["info"]["steps"]
     assert m["bytes_per_step"] == pytest.approx(m["index_bytes"] / steps)
     assert m["bytes_for_100_hours"] == pytest.approx(100 * m["bytes_per_hour"])
+
+
+def test_export_says_what_index_it_carries_and_can_leave_it_out(shared, tmp_path):
+    _, run, _, _, _ = shared
+    r = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "a.tlb")])
+    assert r.exit_code == 0 and "copy-audit index" in r.output and " MB" in r.output, r.output
+    r = runner.invoke(
+        app, ["export", str(run), "--out", str(tmp_path / "b.tlb"), "--no-audit-index"]
+    )
+    assert r.exit_code == 0 and "no copy-audit index (left out on export" in r.output, r.output
+    with zipfile.ZipFile(tmp_path / "b.tlb") as z:
+        assert MEMBER not in z.namelist()
+        assert json.loads(z.read(HEADER))["audit_index"]["present"] is False

@@ -189,23 +189,35 @@ def export(
     run_dir: Path = typer.Argument(..., help="A trained run directory."),
     out: Path = typer.Option(..., "--out", "-o", help="The bundle file to write, e.g. model.tlb."),
     checkpoint: str = typer.Option("best", help=CHECKPOINT_HELP),
+    audit_index: bool = typer.Option(
+        True,
+        help="Carry the copy-audit index, so the receiver's audits need no data. An audio "
+        "run's index is up to 30 minutes of its training audio: leave it out where that "
+        "audio may not be shared.",
+    ),
 ) -> None:
     """Write the run's model as one shareable file (generate and evaluate accept it).
 
-    The bundle holds safetensors weights, the config, the data meta (labels, statistics) and
-    a fingerprint of the training data; no pickled code."""
+    The bundle holds safetensors weights, the config, the data meta (labels, statistics), a
+    fingerprint of the training data and the copy-audit index; no pickled code."""
     checkpoint = _checkpoint(run_dir, checkpoint)  # checked before any work
     from tunelab.run.checkpoint import CheckpointError, export_run
 
     try:
-        header = export_run(run_dir, out, checkpoint)
+        header = export_run(run_dir, out, checkpoint, with_index=audit_index)
     except CheckpointError as e:
         _fail(str(e))
     fp = (
         header["data_fingerprint"]
         or "unknown (prepared by an older tunelab and the data directory is gone)"
     )
-    typer.echo(f"{out}: step {header['step']}, training data {fp}")
+    idx = header.get("audit_index") or {}
+    carried = (
+        f"copy-audit index {idx['bytes'] / 1e6:.2f} MB"
+        if idx.get("present")
+        else f"no copy-audit index ({idx.get('reason', 'none')}): receivers' audits need the data"
+    )
+    typer.echo(f"{out}: step {header['step']}, training data {fp}, {carried}")
 
 
 app.command(name="run")(run_command)

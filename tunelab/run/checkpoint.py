@@ -298,15 +298,23 @@ def _load_bundle(path: Path, device) -> LoadedRun:
     return LoadedRun(model, config, header["meta"], int(header.get("step", 0)), path, kind)
 
 
-def export_run(run_dir: str | Path, out: str | Path, which: str = "best") -> dict:
-    """``tunelab export``: the run's model as one shareable bundle file (see bundle.py)."""
+def export_run(
+    run_dir: str | Path, out: str | Path, which: str = "best", with_index: bool = True
+) -> dict:
+    """``tunelab export``: the run's model as one shareable bundle file (see bundle.py).
+    ``with_index=False`` leaves the copy-audit index out (an audio run's index is training
+    audio: share it only where that audio may be shared); the receiver's audit then needs
+    the data."""
     out = Path(out)
     if out.is_dir():
         raise CheckpointError(f"--out {out} is a folder; give a file name, e.g. {out}/model.tlb")
     # The weights alone; the config keeps the mixture and memory settings.
     run = load_run(run_dir, which, transpose_mix=0, piece_memory=False)
     # The copy-audit index travels with the model, so the receiver's audit needs no data.
-    index = audit_index.pack(run.kind, find_data(run_dir, run.config.get("data")))
+    if with_index:
+        index = audit_index.pack(run.kind, find_data(run_dir, run.config.get("data")))
+    else:
+        index = (None, {"present": False, "reason": "left out on export (--no-audit-index)"})
     try:
         return export_bundle(run.config, run.meta, run.step, run.model, out, audit_index=index)
     except OSError as e:
