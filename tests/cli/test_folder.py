@@ -116,6 +116,10 @@ def test_the_budget_counts_from_the_process_start(tmp_path):
         (["--builtin", "bach-chorales", "--kind", "audio"], "bach-chorales is midi"),
         (["some/folder", "--limit", "3"], "--limit 3: give a positive number"),
         ([], "or --builtin bach-chorales"),
+        (
+            ["midi-gur", "."],
+            "midi-gur: no such file or folder, nor a preset; did you mean 'midi-gru'",
+        ),
     ],
 )
 def test_run_checks_its_sources(tmp_path, args, message):

@@ -320,13 +320,17 @@ def run_command(
     Prints every choice with its reason; the last line is the report page's path. Run again,
     it resumes."""
     started = command_start()
-    from tunelab.config import presets
+    from tunelab.config import did_you_mean, presets
     from tunelab.data.store import DataDirError
 
     known = set(presets())
     args = list(args or [])
     overrides = [a for a in args if "=" in a or (a in known and not Path(a).exists())]
     src = [Path(a) for a in args if a not in overrides]
+    for s in src:  # a mistyped preset reads as a missing folder: say which was meant
+        hint = "" if s.exists() else did_you_mean(str(s), sorted(known))
+        if hint:
+            _fail(f"{s}: no such file or folder, nor a preset;{hint}")
     if builtin is not None:
         if builtin not in BUILTINS:
             _fail(f"--builtin {builtin!r}: choose {' or '.join(BUILTINS)}")
