@@ -205,7 +205,7 @@ def test_batch_must_divide_by_the_world(tmp_path):
 
     data = make_datadir(tmp_path / "d")
     with pytest.raises(ConfigError, match="train.batch_size=6 is the global batch.*4"):
-        _train(cfg_for(data, tmp_path / "r", "train.batch_size=6"), _Dist(rank=0, world=4))
+        _train(cfg_for(data, tmp_path / "r", "train.batch_size=6"), _Dist(rank=0, world=4), 0.0)
     assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
