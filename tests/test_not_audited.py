@@ -50,3 +50,18 @@ def test_relative_data_path_is_found_from_anywhere_and_a_missing_one_is_not_audi
     assert "NOT AUDITED for copies" in r.output
     page = build_report(run).read_text()
     assert "not audited" in page
+
+    # The command line says it in one plain line, not as a Python UserWarning with a path.
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "tunelab.cli", "generate", str(run), "--n", "1", "--steps", "8"]
+        + ["--out", str(tmp_path / "c"), "--no-wav"],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "warning: copy audit skipped: data-rp is not a prepared data directory" in r.stderr
+    assert "UserWarning" not in r.stderr

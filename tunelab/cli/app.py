@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tunelab.cli.common import CHECKPOINT_HELP, DEVICES, FAILED, Group, check_device
+from tunelab.cli.common import CHECKPOINT_HELP, DEVICES, FAILED, Group, check_device, plain_warnings
 from tunelab.cli.common import checkpoint_name as _checkpoint
 from tunelab.cli.common import fail as _fail
 from tunelab.cli.common import os_error as _os_error
@@ -34,6 +34,7 @@ def _main(
         False, "--version", help="Print tunelab's version and commit, and exit.", is_eager=True
     ),
 ) -> None:
+    plain_warnings()
     if version:
         from tunelab.version import version_string
 

@@ -18,6 +18,24 @@ MIDI, AUDIO = "MIDI options", "Audio options"  # --help panels of options for on
 DEVICES = "auto|cpu|cuda|cuda:N"
 
 
+def plain_warnings() -> None:
+    """tunelab's own warnings (an audit that could not run, a small split) as one
+    "warning: ..." line on stderr, in the errors' style, not Python's file:line: UserWarning
+    form; other packages' warnings keep theirs."""
+    import warnings
+
+    default = warnings.showwarning
+    root = str(Path(__file__).resolve().parent.parent)
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if str(Path(filename).resolve()).startswith(root):
+            print(f"warning: {message}", file=file or sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def fail(msg: str, code: int = USAGE) -> None:
     typer.secho(f"error: {msg}", fg="red", err=True)
     raise typer.Exit(code)
