@@ -57,7 +57,8 @@ def fetch(name: str) -> Path:
     if not (root / inner).is_dir():
         CACHE.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(["apt-get", "download", package], cwd=tmp, check=True)
+            # apt's lines go to stderr: stdout carries the table (or the JSON)
+            subprocess.run(["apt-get", "download", package], cwd=tmp, check=True, stdout=sys.stderr)
             deb = next(Path(tmp).glob("*.deb"))
             subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
     return root / inner

@@ -2,8 +2,8 @@
 
 The picture shows a real run's page, the demo's, not the test page with its planted tags:
 
-    .venv/bin/tunelab demo                                   # writes demo/run/report/index.html
-    .venv/bin/python benchmarks/report_screenshot.py demo/run   # -> docs/report.png
+    .venv/bin/tunelab demo                                   # writes demo/midi/run/report/index.html
+    .venv/bin/python benchmarks/report_screenshot.py demo/midi/run   # -> docs/report.png
 
 Writes the report first when the run has none (``tunelab report RUN``). Needs Debian's
 ``chromium`` (``.ci/run`` installs it), driven headless over its DevTools pipe by the same
@@ -34,7 +34,7 @@ WAIT_FOR_AUDIO = """(async () => {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("run", type=Path, help="a run directory, e.g. demo/run")
+    ap.add_argument("run", type=Path, help="a run directory, e.g. demo/midi/run")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "report.png")
     ap.add_argument("--width", type=int, default=1100)
     ap.add_argument("--height", type=int, default=2400)

@@ -80,9 +80,10 @@ class _Spooled:
     offset: int
     length: int
     info: dict
-    digest: str
+    digest: str  # of the array: the data fingerprint
     group: str | None
     fixed: str | None
+    same: str  # what makes two pieces the same (default: the digest): one split for them
 
 
 class DataDirWriter:
@@ -138,12 +139,16 @@ class DataDirWriter:
         info: dict,
         group: str | None = None,
         split: str | None = None,
+        content: str | None = None,
     ) -> None:
-        """Spool one piece. ``info`` must hold ``source``; ``group`` ties pieces to one split."""
+        """Spool one piece. ``info`` must hold ``source``; ``group`` ties pieces to one split.
+        ``content``: a digest of what makes two pieces the same (default: the array's bytes);
+        pieces with equal digests go to one split."""
         a = np.ascontiguousarray(array, dtype=self.dtype)
         digest = hashlib.sha1(a.tobytes()).hexdigest()
         self._spool.write(a.tobytes())
-        self._pieces.append(_Spooled(self._items, len(a), dict(info), digest, group, split))
+        spooled = _Spooled(self._items, len(a), dict(info), digest, group, split, content or digest)
+        self._pieces.append(spooled)
         self._items += len(a)
 
     def add_manifest(self, entry: dict) -> None:
@@ -237,7 +242,7 @@ class DataDirWriter:
         splits = assign_splits(
             [p.info["source"] for p in pieces],
             [p.group for p in pieces],
-            [p.digest for p in pieces],
+            [p.same for p in pieces],
             [p.fixed for p in pieces],
             ratios,
             dedup_fixed=dedup_splits,
@@ -245,7 +250,7 @@ class DataDirWriter:
         self.dedup_splits = dedup_splits
         self.duplicates = cross_split_duplicates(
             [p.info["source"] for p in pieces],
-            [p.digest for p in pieces],
+            [p.same for p in pieces],
             [p.fixed for p in pieces],
         )
         spool = (

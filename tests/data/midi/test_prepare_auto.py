@@ -210,3 +210,23 @@ def test_sampling_never_plays_a_key_the_data_never_had(tmp_path):
     pieces = sample(model, meta, n=4, steps=64, seed=1, sampling=Sampling(temperature=1.5))
     played = {int(t) for p in pieces for t in p if t < meta["specials"]["step"]}
     assert played and not played & set(meta["unseen_tokens"])
+
+
+@pytest.mark.parametrize("encoding", ["steps", "remi-programs"])
+def test_the_same_notes_at_another_loudness_stay_in_one_split(tmp_path, encoding):
+    """Found on a real folder (PianoBooster): a tune filed twice, the second copy with every
+    velocity scaled, went to train and to valid, so validation rewarded memorising it."""
+    for i in range(12):
+        write_piece(tmp_path / "src" / f"p{i:02d}.mid", eighths(40 + 3 * i))
+    twin = tmp_path / "src" / "p00.mid"
+    score = symusic.Score(str(twin))
+    for n in score.tracks[0].notes:
+        n.velocity = 50  # the same notes, softer
+    for name in ("a-copy.mid", "z-copy.mid"):
+        score.dump_midi(str(tmp_path / "src" / name))
+    assert run([tmp_path / "src"], tmp_path / "d", encoding=encoding, steps_per_quarter=4) == 0
+    split = {
+        Path(e["path"]).name: e["split"]
+        for e in map(json.loads, (tmp_path / "d" / "manifest.jsonl").read_text().splitlines())
+    }
+    assert split["p00.mid"] == split["a-copy.mid"] == split["z-copy.mid"]
