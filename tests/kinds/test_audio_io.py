@@ -16,6 +16,17 @@ from tunelab.kinds.frames import Kind, with_settings
 SR = 16000
 
 
+def _prepared(tmp_path, n: int, seconds: float, step_hz: int):
+    """``n`` sine files (300 Hz, then ``step_hz`` higher each) prepared as training data."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(n):
+        sf.write(str(src / f"{i}.wav"), sine(300 + step_hz * i, seconds, SR, amp=0.3)[:, 0], SR)
+    data = tmp_path / "data"
+    assert _prepare(src, data, label="none", ratios=(1.0, 0.0, 0.0)) == 0
+    return data
+
+
 def _kind(sample_rate=SR):
     meta = with_settings({"kind": "audio", "sample_rate": sample_rate}, {"frame_size": 256})
     return Kind(meta)
@@ -34,12 +45,7 @@ def test_read_float_resamples_any_file_or_names_it(tmp_path):
 
 
 def test_training_reference_is_bounded_or_says_why_it_is_missing(tmp_path, monkeypatch):
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(5):
-        sf.write(str(src / f"{i}.wav"), sine(300 + 60 * i, 1.0, SR, amp=0.3)[:, 0], SR)
-    data = tmp_path / "data"
-    assert _prepare(src, data, label="none", ratios=(1.0, 0.0, 0.0)) == 0
+    data = _prepared(tmp_path, 5, 1.0, 60)
 
     ref, why = audio_io.training_reference(_kind(), data, from_int16)
     assert why == f"training split of {data}" and ref.sr == SR
@@ -66,12 +72,7 @@ def test_the_packed_reference_gives_back_the_same_audio_and_the_same_audit(tmp_p
     from tunelab.kinds import mulaw
     from tunelab.run import audit_index
 
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(3):
-        sf.write(str(src / f"{i}.wav"), sine(300 + 90 * i, 2.0, SR, amp=0.3)[:, 0], SR)
-    data = tmp_path / "data"
-    assert _prepare(src, data, label="none", ratios=(1.0, 0.0, 0.0)) == 0
+    data = _prepared(tmp_path, 3, 2.0, 90)
     meta = load_datadir(data).meta
     kind = mulaw.Kind(meta) if family == "mulaw" else Kind(with_settings(meta, {"frame_size": 256}))
     ref, _ = kind.reference(data)
