@@ -157,3 +157,22 @@ def test_verdict_names_the_fixed_model_and_the_baseline():
 def test_version_names_the_release_and_commit(tmp_path):
     r = tunelab("--version", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.startswith("tunelab 0.1.0")
+
+
+def test_a_small_training_split_is_validated_often_enough_to_keep_its_best_checkpoint():
+    """Nine pieces are memorised in a few hundred updates: a preset's interval of 500 missed
+    PianoBooster's best checkpoint (valid 1.17 at update 150, 1.56 at its first look, 500)."""
+    from tunelab import config as C
+    from tunelab.cli.folder import MIN_EVAL_EVERY, SMALL_DATA_PASSES, _small_data_eval
+
+    t = C.load(C.RunConfig, "midi-gru-carry").train
+    per_update = t.batch_tokens or t.batch_size * t.seq_len
+    small = {"splits": {"train": {"pieces": 6, "items": 5825}}}
+    every, why = _small_data_eval("midi-gru-carry", small)["train.eval_every"]
+    assert every == round(SMALL_DATA_PASSES * 5825 / per_update) < t.eval_every
+    assert "5,825 training tokens" in why and f"preset's {t.eval_every}" in why
+    tiny = {"splits": {"train": {"items": 100}}}
+    assert _small_data_eval("midi-gru-carry", tiny)["train.eval_every"][0] == MIN_EVAL_EVERY
+    large = {"splits": {"train": {"items": 10_000_000}}}  # hours of music: the preset's own
+    assert _small_data_eval("midi-gru-carry", large) == {}
+    assert _small_data_eval("midi-gru-carry", {}) == {}
