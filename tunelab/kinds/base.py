@@ -144,6 +144,15 @@ class Kind(Protocol):
         """(the training data's copy-audit index, where it came from), or (None, reason)."""
         ...
 
+    def pack_reference(self, data_dir: Any) -> tuple[tuple[dict, dict] | None, str]:
+        """((arrays, info), where) of the copy-audit index as a bundle stores it (plain
+        numpy arrays and JSON-able info: no pickle), or (None, reason) without the data."""
+        ...
+
+    def reference_from_pack(self, arrays: dict, info: dict) -> Any:
+        """The copy-audit index rebuilt from ``pack_reference``'s output (a bundle's)."""
+        ...
+
     def primer_from_training(self, plan: Any, index: Any) -> dict | None:
         """The primer's copy audit, {"from_training": bool, "audit": {...}}, or None."""
         ...
