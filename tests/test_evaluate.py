@@ -216,3 +216,76 @@ def test_evaluate_names_the_fixed_model_before_the_piece_memory(run):
     assert res["fixed_model_nll_per_token"] == pytest.approx(alone["nll_per_token"], rel=1e-9)
     assert res["fixed_model_nll_per_step"] == pytest.approx(alone["nll_per_step"], rel=1e-9)
     assert res["nll_per_step"] != pytest.approx(alone["nll_per_step"], rel=1e-9)
+
+
+# -- audio runs: the samples against the real recordings of the data --------------------------
+
+
+def _tune(rng, seconds: float, base: float, sr: int = 16000) -> np.ndarray:
+    """Decaying harmonic notes of a quarter second from a major triad on ``base`` Hz."""
+    t = np.arange(sr // 4) / sr
+    n = int(seconds * 4)
+    notes = [
+        sum(
+            np.sin(2 * np.pi * k * base * 2 ** (rng.choice([0, 4, 7]) / 12) * t) / k
+            for k in (1, 2, 3)
+        )
+        for _ in range(n)
+    ]
+    return 0.15 * np.exp(-4 * np.tile(t, n)) * np.concatenate(notes)
+
+
+@pytest.fixture(scope="module")
+def audio_data(tmp_path_factory):
+    from tunelab.data.audio.prepare import prepare_audio
+    from tunelab.data.audio.synth import write_wav
+
+    root = tmp_path_factory.mktemp("audio-ev")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("valid", 1), ("test", 2)):
+        for label, base in (("low", 220.0), ("high", 440.0)):
+            for i in range(n):
+                write_wav(root / "src" / split / label / f"{i}.wav", _tune(rng, 3, base), 16000)
+    assert prepare_audio([root / "src"], root / "data", label="folder", workers=1) == 0
+    return root / "data"
+
+
+@pytest.mark.parametrize("preset", ["wavenet-tiny", "frame-tiny"])
+def test_audio_samples_are_placed_against_the_test_and_training_audio(
+    audio_data, tmp_path, monkeypatch, preset
+):
+    import soundfile as sf
+
+    from tunelab.config import RunConfig, load
+    from tunelab.data.audio.synth import write_wav
+    from tunelab.train import train
+
+    run = tmp_path / "run"
+    args = [f"data={audio_data}", f"out={run}", "train.max_steps=3", "train.progress=false"]
+    train(load(RunConfig, preset, args + ["train.tensorboard=false", "train.plots=false"]))
+    folder = tmp_path / "clips"
+    rng = np.random.default_rng(1)
+    write_wav(folder / "tune.wav", _tune(rng, 3, 330.0), 16000)
+    write_wav(folder / "noise.wav", 0.1 * rng.standard_normal(3 * 16000), 16000)
+    # a long recording at another rate and format: only its first READ_SECONDS are read
+    t = np.arange(70 * 44100) / 44100
+    long = 0.1 * np.sin(2 * np.pi * 262 * t) + 0.05 * np.sin(2 * np.pi * 524 * t)
+    sf.write(str(folder / "long.flac"), np.stack([long, long], 1), 44100)
+    monkeypatch.chdir(tmp_path / "clips")  # relative paths from another working directory
+    r = CliRunner().invoke(app, ["evaluate", "../run", "--samples", "."])
+    assert r.exit_code == 0, r.output
+    res = json.loads((run / "eval" / "samples.json").read_text())
+    sets = res["set_metrics"]
+    for k in ("frechet_to_test", "frechet_to_train", "frechet_test_to_train"):
+        assert isinstance(sets[k], float) and sets[k] >= 0, k
+    assert sets["test_reference"] == f"test split of {audio_data}"
+    assert sets["seconds"] == {"samples": 66.0, "test": 12.0, "train": 18.0}
+    for k in ("flatness", "loudness_dbfs", "pitch_salience"):
+        assert all(len(sets[f"{k}_quartiles"][s]) == 3 for s in ("samples", "test", "train"))
+    by = {e["file"]: e for e in res["files"]}
+    assert "unpitched" in by["noise.wav"]["flags"] and "unpitched" not in by["tune.wav"]["flags"]
+    assert by["noise.wav"]["metrics"]["data_pitch_salience"] > 0.5
+    assert res["flag_counts"]["unpitched"] == 1 and sets["flagged_share"] == pytest.approx(1 / 3)
+    assert by["long.flac"]["metrics"]["seconds"] == 60.0 and by["long.flac"]["read_first_seconds"]
+    assert res["samples"] == str(folder) and res["read_seconds_per_file"] == 60.0
+    assert "training audio" in r.output and "where real music of this collection" in r.output

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tunelab.atomic import json_safe, write_json
 from tunelab.kinds import kind_for
+from tunelab.kinds.audio_io import READ_SECONDS, AudioKind
 from tunelab.run.bundle import output_home
 from tunelab.version import stamp
 
@@ -83,7 +84,9 @@ def audit_samples(
 
     MIDI runs: every .mid/.midi file, read, quantized and encoded with the run's codec (so
     it is judged on the training grid). Audio runs: every audio file, decoded at the run's
-    sample rate. An unreadable file gets only the ``invalid`` flag and its
+    sample rate (the first ``audio_io.READ_SECONDS`` of each: a folder of long recordings
+    works too), and the set placed against the data's held-out test audio and its training
+    audio (``kinds.audio_quality``). An unreadable file gets only the ``invalid`` flag and its
     reason. Flags recorded in a file's sidecar by ``generate`` (``training_primer``) are kept.
     """
     from tunelab.data.store import printable
@@ -93,7 +96,7 @@ def audit_samples(
     run = load_run(run_dir, which)  # a run directory or a bundle
     meta, config = run.meta, run.config
     kind = kind_for(config["model"], meta, str(run_dir))
-    root = Path(samples)
+    root = Path(samples).absolute()  # the JSON names the folder from any directory
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder of samples")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in kind.sample_suffixes)
@@ -111,7 +114,13 @@ def audit_samples(
         else:
             ok.append(len(entries))
         entries.append(e)
-    music, summary = kind.music_metrics(pieces, index)
+    audio = isinstance(kind, AudioKind)
+    if audio:  # the set against the data's recordings: held-out test and training audio
+        held, held_where = kind.held_out(data)
+        music, summary = kind.music_metrics(pieces, index, held_out=held)
+        summary = summary and {"test_reference": held_where, **summary}
+    else:
+        music, summary = kind.music_metrics(pieces, index)
     for k, a in zip(ok, kind.audit(pieces, None, index) if pieces else [], strict=True):
         flags = a.pop("flags")
         side = files[k].with_name(files[k].name + ".json")
@@ -126,6 +135,10 @@ def audit_samples(
         if "most_similar" in a:
             a["most_similar"] = entries[ok[a["most_similar"]]]["file"]
         entries[k].update(metrics=a | music[ok.index(k)], flags=flags)
+        if audio and a["seconds"] >= READ_SECONDS - 1 / kind.sample_rate:
+            entries[k]["read_first_seconds"] = READ_SECONDS  # the file may be longer
+    if summary:
+        summary["flagged_share"] = sum(bool(e["flags"]) for e in entries) / len(entries)
     result = {
         "version": stamp(),
         "run": str(run_dir),
@@ -133,6 +146,7 @@ def audit_samples(
         "reference": where,
         "audited": index is not None,  # False: the copy audit could not run (reason: reference)
         "thresholds": kind.thresholds(),
+        **({"read_seconds_per_file": READ_SECONDS} if audio else {}),
         "flag_counts": {
             f: sum(f in e["flags"] for e in entries)
             for f in (
@@ -144,6 +158,7 @@ def audit_samples(
                 "training_primer",
                 "invalid",
             )
+            + (("unpitched",) if audio else ())
             + kind.extra_flags
         },
         "set_metrics": summary,

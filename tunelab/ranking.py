@@ -27,10 +27,11 @@ from pathlib import Path
 
 from tunelab.atomic import json_safe, write_json
 
-RANK_FLAGS = ("copied", "silent", "noise", "identical", "invalid")
+RANK_FLAGS = ("copied", "silent", "noise", "unpitched", "identical", "invalid")
 DEFAULT_SECONDS = {"midi": 8.0, "audio": 2.0}  # per piece; short: every checkpoint generates
 RULE = (
-    "rank by (1) share of pieces flagged copied/silent/noise/identical/invalid, fewest first; "
+    "rank by (1) share of pieces flagged copied/silent/noise/unpitched/identical/invalid, "
+    "fewest first; "
     "(2) distance to the training data (MIDI: mean pitch-class + interval histogram distance; "
     "audio: Frechet distance of per-second MFCC+chroma features), smallest first; "
     "(3) validation loss recorded at that checkpoint's step, lowest first; (4) later step"

@@ -249,3 +249,18 @@ def test_a_run_without_samples_or_scores_says_which_command_makes_them(tmp_path)
     assert got["Do they resemble the data?"].startswith(
         "No samples to compare: run tunelab generate"
     )
+
+
+def test_the_audio_answer_uses_the_distance_to_the_held_out_audio_when_measured(tmp_path):
+    from tunelab.report.summary import _audio_figures
+
+    audits = [{"spectral_flatness": 0.01, "rms_dbfs": -20.0}]
+    (tmp_path / "eval").mkdir()
+    sets = {"frechet_to_test": 123.0, "frechet_test_to_train": 45.0, "frechet_distance": 99.0}
+    (tmp_path / "eval" / "samples.json").write_text(json.dumps({"set_metrics": sets}))
+    _, text = _audio_figures(tmp_path, audits, None)
+    assert "Fréchet distance 123 to the held-out test audio" in text
+    assert "the test audio's own to the training audio: 45" in text and "99" not in text
+    sets = {"frechet_to_test": None, "frechet_distance": 99.0}  # no test split: the training
+    (tmp_path / "eval" / "samples.json").write_text(json.dumps({"set_metrics": sets}))
+    assert "Fréchet distance 99 to the training audio" in _audio_figures(tmp_path, audits, None)[1]

@@ -161,6 +161,7 @@ def checkpoint_name(run_dir: Path, which: str) -> str:
 
 
 KEY_METRICS = ("note_density", "mean_polyphony", "on_beat_share", "rms_db", "duration_seconds")
+KEY_METRICS += ("rms_dbfs", "spectral_flatness", "pitch_salience")  # audio
 
 
 def samples_table(result: dict) -> None:

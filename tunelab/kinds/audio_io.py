@@ -1,6 +1,7 @@
 """What the audio kinds (``mulaw``, ``frames``) share: labels and the ``--label`` check, any
 audio file decoded at the run's rate (samples to audit, primers), the WAV writer, the audio
-audits' thresholds, and the training audio that backs the copy audit.
+audits' thresholds, the training audio that backs the copy audit, and the music metrics with
+the set figures against the data's held-out and training audio (``audio_quality``).
 
 ``AudioKind`` holds these once. A kind keeps each piece in its own form (mu-law classes, or
 float audio for frames) and says how through four small hooks: ``clip_type``, ``_data``,
@@ -21,15 +22,16 @@ from tunelab.kinds.base import KindDefaults
 
 NO_LABEL = "(none)"  # the label name of pieces without one (as in meta.json "labels")
 REFERENCE_MINUTES = 30.0  # at most this much training audio backs the copy audit
+READ_SECONDS = 60.0  # a sample file is audited on its first this many seconds (long recordings)
 
 
-def read_float(path, sample_rate: int) -> np.ndarray:
-    """Any audio file -> float32 [N] at ``sample_rate`` (ValueError naming the file if it
-    cannot be read)."""
+def read_float(path, sample_rate: int, seconds: float | None = None) -> np.ndarray:
+    """Any audio file -> float32 [N] at ``sample_rate``, its first ``seconds`` when given
+    (ValueError naming the file if it cannot be read)."""
     from tunelab.data.audio.decode import AudioError, decode
 
     try:
-        return decode(path, sample_rate).audio
+        return decode(path, sample_rate, seconds=seconds).audio
     except (AudioError, ValueError) as e:
         raise ValueError(f"{path}: cannot read audio ({e})") from e
 
@@ -65,6 +67,28 @@ def reference_audio(kind, data_dir) -> tuple[list[np.ndarray] | None, str]:
     if not pieces:
         return None, f"{dd.path}: no training audio"
     return pieces, f"training split of {dd.path}"
+
+
+def held_out_audio(kind, data_dir) -> tuple[list[np.ndarray] | None, str]:
+    """(the data's test split as float audio, at most REFERENCE_S seconds spread over its
+    pieces, through the kind's encoding like the copy index; where it came from), the valid
+    split when there is no test split, or (None, reason)."""
+    from tunelab.data.store import DataDirError, load_datadir
+    from tunelab.kinds.audio_quality import REFERENCE_S, spread
+
+    if not data_dir:
+        return None, "no data directory recorded in the run"
+    try:
+        dd = load_datadir(data_dir)
+        kind.check_data(dd.meta, dd.path)
+        name = next((s for s in ("test", "valid") if len(dd.split(s))), None)
+        if name is None:
+            return None, f"{dd.path}: no test or valid split"
+        pieces = spread((np.asarray(p) for p in dd.split(name)), REFERENCE_S, kind.sample_rate)
+    except (DataDirError, ValueError, OSError) as e:
+        return None, str(e)
+    audio = [kind._decode_audio(kind._encode_audio(from_int16(p))) for p in pieces]
+    return audio, f"{name} split of {dd.path}"
 
 
 def training_reference(kind, data_dir, to_float: Callable[[np.ndarray], np.ndarray]):
@@ -185,8 +209,10 @@ class AudioKind(KindDefaults):
         return audio
 
     def read(self, path: Path) -> Any:
-        """Any audio file, decoded at the run's rate (ValueError if it cannot be read)."""
-        return self.clip_type(self._encode_audio(self._read_float(path)), None)
+        """The first READ_SECONDS of any audio file, decoded at the run's rate (ValueError if
+        it cannot be read): a long recording is audited on its start."""
+        audio = read_float(path, self.sample_rate, seconds=READ_SECONDS)
+        return self.clip_type(self._encode_audio(audio), None)
 
     def describe(self, clip) -> dict:
         n = len(self._data(clip))
@@ -204,6 +230,24 @@ class AudioKind(KindDefaults):
         return [path]
 
     # -- audits -------------------------------------------------------------------------
+    def held_out(self, data_dir) -> tuple[list[np.ndarray] | None, str]:
+        """The data's held-out audio for ``music_metrics`` (``held_out_audio``)."""
+        return held_out_audio(self, data_dir)
+
+    def music_metrics(self, clips, index, held_out=None) -> tuple[list[dict], dict]:
+        """Per clip ``audio_features``; for the set, ``audio_quality.set_figures`` against the
+        copy index's training audio and ``held_out`` (float waveforms, e.g. ``held_out()``'s),
+        where they are given."""
+        from tunelab.kinds.audio_quality import set_figures
+        from tunelab.metrics.audio_features import audio_features
+
+        if not clips:  # nothing read back: no set to compare
+            return [], {}
+        streams = [self.audio(c) for c in clips]
+        per = [audio_features(x, self.sample_rate) for x in streams]
+        train = None if index is None else index.pieces
+        return per, set_figures(streams, self.sample_rate, train=train, test=held_out)
+
     def thresholds(self) -> dict:
         from tunelab.metrics.audio import thresholds
 

@@ -29,7 +29,6 @@ from tunelab.kinds.audio_io import AudioKind, label_names_of
 from tunelab.kinds.scoring import piece_nll
 
 CHUNK = 4096  # samples per stream generated between progress updates / partial saves
-FRECHET_REFERENCE_S = 300  # seconds of the copy audit's audio behind the Frechet distance
 PREVIEW_SECONDS = 1.0  # TensorBoard audio written at each validation
 BF16_BELOW_STREAMS = 16  # generate with bfloat16 weights for fewer streams than this
 
@@ -286,23 +285,6 @@ class Kind(AudioKind):
         from tunelab.metrics.audio import audit_audio
 
         return audit_audio([self.audio(c) for c in clips], self.sample_rate, index)
-
-    def music_metrics(self, clips, index) -> tuple[list[dict], dict]:
-        """Per clip ``audio_features``; for the set, the Fréchet distance of its per-second
-        features to those of the training audio (at most FRECHET_REFERENCE_S seconds)."""
-        from tunelab.metrics.audio_features import audio_features, set_frechet
-
-        if not clips:  # nothing read back: no set to compare
-            return [], {}
-        streams = [self.audio(c) for c in clips]
-        per = [audio_features(x, self.sample_rate) for x in streams]
-        if index is None:
-            return per, {}
-        ref, left = [], FRECHET_REFERENCE_S * self.sample_rate
-        for p in index.pieces:  # the first pieces of the reference, whole seconds
-            ref.append(p[: max(0, left)])
-            left -= len(ref[-1])
-        return per, {"frechet_distance": set_frechet(streams, ref, self.sample_rate)}
 
 
 def _summary(nats: float, samples: int, pieces: int) -> dict:

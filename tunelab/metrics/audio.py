@@ -28,8 +28,9 @@ no file decoding), so audits stay cheap.
                  output's RMS level relative to the training audio's (dB).
 
 Flags (named thresholds below; see ``audit_audio``): ``silent`` (exactly: the tail level is
-below SILENCE_DB), ``noise``, ``copied``, ``identical`` (and ``training_primer``, passed in by
-the caller); ``mean_frame`` from ``mean_frame_dominance`` for frame models.
+below SILENCE_DB), ``noise``, ``copied``, ``identical``, ``unpitched`` (``tunelab.metrics.pitch``:
+little pitch where the training audio is pitched) (and ``training_primer``, passed in by the
+caller); ``mean_frame`` from ``mean_frame_dominance`` for frame models.
 """
 
 from __future__ import annotations
@@ -137,10 +138,20 @@ class TrainingAudio:
         self.cstart = np.concatenate([[0], np.cumsum(lens)])
         self.coarse = np.concatenate(coarse) if coarse else np.zeros(0, np.float32)
         self._cache: dict[int, tuple] = {}
+        self._pitch: tuple[float | None] | None = None  # computed once
 
     @property
     def seconds(self) -> float:
         return sum(len(p) for p in self.pieces) / self.sr
+
+    @property
+    def pitch_salience(self) -> float | None:
+        """The training audio's pitch salience (``pitch.data_pitch_salience``; computed once)."""
+        if self._pitch is None:
+            from tunelab.metrics.pitch import data_pitch_salience
+
+            self._pitch = (data_pitch_salience(self.pieces, self.sr),)
+        return self._pitch[0]
 
     def _blocks(self, L: int) -> tuple:
         """(inverse norms float32[T], nfft, advance A, block FFTs complex64[B, nfft/2+1])."""
@@ -326,10 +337,14 @@ def audit_audio(
     streams, sr: int, index: TrainingAudio | None = None, primer_from_training: bool = False
 ) -> list[dict]:
     """One dict per stream: ``seconds``, ``rms_dbfs`` (whole stream), ``last_second_dbfs``,
-    ``silence_fraction``, ``silent_from_seconds``, ``spectral_flatness``; with an index the
-    ``copy_audit`` keys; with n > 1 streams ``max_similarity``, ``most_similar`` (index of the
-    most similar other stream) and ``min_distance``; and ``flags``: sorted subset of silent /
-    noise / copied / identical / training_primer (thresholds at the top of the module)."""
+    ``silence_fraction``, ``silent_from_seconds``, ``spectral_flatness``, ``pitch_salience``
+    and ``data_pitch_salience`` (the index's; None without one, and then ``pitch_audited`` is
+    False: unpitched was not judged); with an index the ``copy_audit`` keys; with n > 1 streams
+    ``max_similarity``, ``most_similar`` (index of the most similar other stream) and
+    ``min_distance``; and ``flags``: sorted subset of silent / noise / copied / identical /
+    unpitched / training_primer (thresholds at the top of the module)."""
+    from tunelab.metrics.pitch import pitch_salience, unpitched
+
     xs = [_f64(s) for s in streams]
     sim = sameness(xs, sr) if len(xs) > 1 else None
     dist = distances(xs) if len(xs) > 1 else None
@@ -342,6 +357,9 @@ def audit_audio(
         }
         a |= silence(x, sr)
         a["spectral_flatness"] = spectral_flatness(x, sr)
+        a["pitch_salience"] = pitch_salience(x, sr)
+        a["data_pitch_salience"] = None if index is None else index.pitch_salience
+        a["pitch_audited"] = index is not None
         if index is not None:
             a |= index.copy_audit(x)
         if sim is not None:
@@ -359,6 +377,8 @@ def audit_audio(
             flags.add("copied")
         if a.get("max_similarity", 0.0) >= IDENTICAL_SIMILARITY:
             flags.add("identical")
+        if unpitched(a["pitch_salience"], a["data_pitch_salience"]):
+            flags.add("unpitched")
         if primer_from_training:
             flags.add("training_primer")
         a["flags"] = sorted(flags)
@@ -371,4 +391,6 @@ def thresholds() -> dict:
     names = ("SILENCE_DB", "SILENT_TAIL_S", "NOISE_FLATNESS", "COPY_NCC")
     names += ("COPY_MIN_SECONDS", "COPY_WINDOW_S", "COPY_HOP_S", "IDENTICAL_SIMILARITY")
     names += ("TAIL_S", "MEAN_FRAME_COSINE")
-    return {k: globals()[k] for k in names}
+    from tunelab.metrics import pitch
+
+    return {k: globals()[k] for k in names} | pitch.thresholds()

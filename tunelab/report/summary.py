@@ -253,7 +253,9 @@ def training_audio(dd) -> dict | None:
 
 def _audio_figures(run_dir: Path, audits: list[dict], dd) -> tuple[str, str]:
     """Spectral flatness and loudness of the samples (means) beside the training audio's, and
-    the Fréchet distance that ``evaluate --samples`` measured (mu-law runs)."""
+    the Fréchet distance that ``evaluate --samples`` measured: to the held-out test audio,
+    beside the test audio's own to the training audio (where real music lies), when there is
+    a test split; else to the training audio."""
     from tunelab.metrics.audio import NOISE_FLATNESS
 
     flat, loud = _mean(audits, "spectral_flatness"), _mean(audits, "rms_dbfs")
@@ -280,7 +282,12 @@ def _audio_figures(run_dir: Path, audits: list[dict], dd) -> tuple[str, str]:
     sets = audit.get("set_metrics") if isinstance(audit, dict) else None
     if not isinstance(sets, dict):  # no audit of the samples yet
         cmd = _cmd("tunelab", "evaluate", run_dir, "--samples", run_dir / "samples")
-        text += f"; for the Fréchet distance to the training audio run {cmd}"
+        text += f"; for the Fréchet distance to the real recordings run {cmd}"
+    elif _num(sets.get("frechet_to_test")):
+        text += f"; Fréchet distance {sets['frechet_to_test']:.3g} to the held-out test audio"
+        if _num(sets.get("frechet_test_to_train")):
+            scale = sets["frechet_test_to_train"]
+            text += f" (the test audio's own to the training audio: {scale:.3g})"
     elif _num(sets.get("frechet_distance")):
         text += f"; Fréchet distance {sets['frechet_distance']:.3g} to the training audio"
     elif "frechet_distance" in sets:
