@@ -11,6 +11,7 @@ import torch
 from torch.nn import functional as F
 from typer.testing import CliRunner
 
+from tests.helpers_audio import labelled_tunes, triad_tune
 from tests.helpers_generate import make_datadir, make_run, random_piece, steps_meta
 from tunelab.cli import app
 from tunelab.data.midi import codec_from_meta
@@ -221,33 +222,11 @@ def test_evaluate_names_the_fixed_model_before_the_piece_memory(run):
 # -- audio runs: the samples against the real recordings of the data --------------------------
 
 
-def _tune(rng, seconds: float, base: float, sr: int = 16000) -> np.ndarray:
-    """Decaying harmonic notes of a quarter second from a major triad on ``base`` Hz."""
-    t = np.arange(sr // 4) / sr
-    n = int(seconds * 4)
-    notes = [
-        sum(
-            np.sin(2 * np.pi * k * base * 2 ** (rng.choice([0, 4, 7]) / 12) * t) / k
-            for k in (1, 2, 3)
-        )
-        for _ in range(n)
-    ]
-    return 0.15 * np.exp(-4 * np.tile(t, n)) * np.concatenate(notes)
-
-
 @pytest.fixture(scope="module")
 def audio_data(tmp_path_factory):
-    from tunelab.data.audio.prepare import prepare_audio
-    from tunelab.data.audio.synth import write_wav
-
+    pieces = {"train": 3, "valid": 1, "test": 2}
     root = tmp_path_factory.mktemp("audio-ev")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 3), ("valid", 1), ("test", 2)):
-        for label, base in (("low", 220.0), ("high", 440.0)):
-            for i in range(n):
-                write_wav(root / "src" / split / label / f"{i}.wav", _tune(rng, 3, base), 16000)
-    assert prepare_audio([root / "src"], root / "data", label="folder", workers=1) == 0
-    return root / "data"
+    return labelled_tunes(root, pieces, 3, harmonics=3, amp=0.15)
 
 
 @pytest.mark.parametrize("preset", ["wavenet-tiny", "frame-tiny"])
@@ -265,7 +244,7 @@ def test_audio_samples_are_placed_against_the_test_and_training_audio(
     train(load(RunConfig, preset, args + ["train.tensorboard=false", "train.plots=false"]))
     folder = tmp_path / "clips"
     rng = np.random.default_rng(1)
-    write_wav(folder / "tune.wav", _tune(rng, 3, 330.0), 16000)
+    write_wav(folder / "tune.wav", triad_tune(rng, 3, 330.0, harmonics=3, amp=0.15), 16000)
     write_wav(folder / "noise.wav", 0.1 * rng.standard_normal(3 * 16000), 16000)
     # a long recording at another rate and format: only its first READ_SECONDS are read
     t = np.arange(70 * 44100) / 44100

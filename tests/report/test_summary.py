@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers_audio import labelled_tunes
 from tests.helpers_generate import make_datadir as steps_datadir
 from tests.helpers_generate import make_run
 from tests.test_train import cfg_for, make_datadir
@@ -166,25 +167,10 @@ def test_page_names_the_tunelab_version_and_commit_that_made_it(midi_run):
 # -- audio runs -------------------------------------------------------------------------------
 
 
-def _tune(rng, seconds: float, base: float, sr: int = 16000) -> np.ndarray:
-    t = np.arange(int(0.25 * sr)) / sr
-    notes = [np.sin(2 * np.pi * base * 2 ** (rng.choice([0, 4, 7]) / 12) * t) for _ in range(8)]
-    return 0.2 * np.exp(-4 * np.tile(t, 8)) * np.concatenate(notes)[: int(seconds * sr)]
-
-
 @pytest.fixture(scope="module")
 def audio_data(tmp_path_factory) -> Path:
-    from tunelab.data.audio.prepare import prepare_audio
-    from tunelab.data.audio.synth import write_wav
-
-    root = tmp_path_factory.mktemp("audio")
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 3), ("valid", 1), ("test", 1)):
-        for label, base in (("low", 220.0), ("high", 440.0)):
-            for i in range(n):
-                write_wav(root / "src" / split / label / f"{i}.wav", _tune(rng, 2, base), 16000)
-    assert prepare_audio([root / "src"], root / "data", label="folder", workers=1) == 0
-    return root / "data"
+    pieces = {"train": 3, "valid": 1, "test": 1}
+    return labelled_tunes(tmp_path_factory.mktemp("audio"), pieces, 2)
 
 
 @pytest.mark.parametrize("preset", ["wavenet-tiny", "frame-tiny"])
