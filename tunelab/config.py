@@ -373,6 +373,15 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class RevisionSection:
+    """The revision pass (``model.family: revision``, ``tunelab.models.revision``)."""
+
+    # The run whose drafts the reviser learns to revise: recorded. The reviser learns from
+    # corruptions of real audio that resemble every audio family's drafts, so it needs none.
+    base: str | None = None
+
+
+@dataclasses.dataclass
 class RunConfig:
     """A training run: ``tunelab train CONFIG data=DATA_DIR out=RUN_DIR [key=value ...]``."""
 
@@ -382,3 +391,4 @@ class RunConfig:
     device: str = "auto"  # auto: cuda:LOCAL_RANK when available, else cpu
     model: FamilyConfig = dataclasses.field(default_factory=_default_model)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    revision: RevisionSection = dataclasses.field(default_factory=RevisionSection)

@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 from tunelab.atomic import json_safe, write_json
+from tunelab.generate import draft_path
 from tunelab.kinds import kind_for
 from tunelab.kinds.audio_io import READ_SECONDS, AudioKind
 from tunelab.run.bundle import output_home
@@ -100,6 +101,10 @@ def audit_samples(
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder of samples")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in kind.sample_suffixes)
+    # generate --revise: x.draft.wav beside its revision x.wav is not a sample of its own (the
+    # revised clip's sidecar holds the draft's audit); counted, not scored twice
+    drafts = {draft_path(p) for p in files} & set(files)
+    files = [p for p in files if p not in drafts]
     data = data or find_data(run_dir, config.get("data"))
     index, where = audit_index.reference(run, run_dir, data)  # the data, else the bundle's
     if index is None:
@@ -147,6 +152,7 @@ def audit_samples(
         "audited": index is not None,  # False: the copy audit could not run (reason: reference)
         "thresholds": kind.thresholds(),
         **({"read_seconds_per_file": READ_SECONDS} if audio else {}),
+        **({"drafts_left_out": len(drafts)} if drafts else {}),
         "flag_counts": {
             f: sum(f in e["flags"] for e in entries)
             for f in (

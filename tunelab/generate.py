@@ -3,7 +3,10 @@
 One way through for every kind of data: load the run, let its kind (``tunelab.kinds``)
 resolve the length, primer and label, sample, audit the whole batch once against the
 training split, then hand each piece with its sidecar to the kind's writer (MIDI + WAV
-preview for tokens, WAV for audio). Every file gets ``<file>.json``: checkpoint, seed,
+preview for tokens, WAV for audio). With ``revise`` (audio runs: a revision run, see
+``tunelab.revise``) each draft is written as ``x.draft.wav`` and its revision as ``x.wav``;
+both are audited, and ``x.wav.json`` holds the revision's figures with the draft's under
+``draft``. Every file gets ``<file>.json``: checkpoint, seed,
 sampling settings, label, duration, the audit figures and ``flags``, and the ``version``
 ({"tunelab", "commit"}) that wrote it. The copy audit's index comes from the training data, or
 from the bundle when the data is not there (``run.audit_index``).
@@ -12,11 +15,12 @@ from the bundle when the data is not there (``run.audit_index``).
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-from tunelab.atomic import json_safe
+from tunelab.atomic import json_safe, write_json
 from tunelab.kinds.sampling import Sampling, piece_seed
 from tunelab.version import stamp
 
@@ -48,6 +52,7 @@ def generate(
     from_training: bool = False,
     transpose_mix: int | None = None,
     piece_memory: bool | None = None,
+    revise: str | Path | None = None,
 ) -> list[Path]:
     """Generate ``n`` pieces; write them with sidecars. Returns the main files' paths
     (MIDI for token runs, WAV for audio runs). ``seconds`` None: the kind's default length. ``timing`` (optional) receives the sampling
@@ -58,7 +63,8 @@ def generate(
     model mixed with the memory of the piece so far, the model ``evaluate`` scores when the run
     has ``model.piece_memory``. Off unless asked for: sampled, the memory learns from the
     piece's own output, and loops feed themselves (README: on Piano-midi.de one of four
-    60-second pieces fell silent and two thinned out)."""
+    60-second pieces fell silent and two thinned out). ``revise``: a revision run or bundle
+    that rewrites each audio draft (module docstring)."""
     from tunelab.run import audit_index
     from tunelab.run.bundle import output_home
     from tunelab.run.checkpoint import find_data, load_run
@@ -81,6 +87,13 @@ def generate(
         piece_memory=bool(piece_memory),
     )
     kind = run.kind
+    reviser = None
+    if revise is not None:  # loaded first: a wrong path fails before any sampling
+        if run.meta.get("kind") != "audio":
+            raise ValueError("--revise applies to audio runs (it rewrites audio drafts)")
+        from tunelab.revise import load_reviser
+
+        reviser = load_reviser(revise, device)
     extra = {"join": join} if join else {}
     if from_training:
         extra["training_clip"] = run.config.get("data")
@@ -130,6 +143,8 @@ def generate(
     )
     audits = kind.audit(pieces, plan, index)
     music, _ = kind.music_metrics(pieces, index)
+    if reviser is not None:
+        rev_audits, rev_music, rev_info = _revise(kind, reviser, pieces, path_of, plan, index)
 
     written = []
     for i, (piece, a) in enumerate(zip(pieces, audits, strict=True)):
@@ -157,8 +172,50 @@ def generate(
             "metrics": music[i],
             "flags": sorted(set(flags)),
         }
+        if reviser is not None:  # x.wav is the revision; the draft's figures go beside
+            r = rev_audits[i]
+            r_flags = r.pop("flags") + [f for f in flags if f == "training_primer"]
+            if "most_similar" in r:
+                r["most_similar"] = f"{stem}-{r['most_similar']:02d}{kind.suffix}"
+            side["draft"] = {
+                "file": draft_path(path).name, "audit": a, "metrics": music[i],
+                "flags": side["flags"],
+            }  # fmt: skip
+            side |= {"audit": r, "metrics": rev_music[i], "flags": sorted(set(r_flags))}
+            side["revision"] = rev_info[i]
+            write_json(path.with_name(path.name + ".json"), json_safe(side))
+            written.append(path)
+            continue
         side = json_safe(side)
         written += kind.write(piece, path, side)
         if wav:  # a listenable copy of a MIDI file (audio kinds: the file is the audio)
             kind.write_preview(piece, path, side)
     return written
+
+
+def draft_path(path: Path) -> Path:
+    """Where ``--revise`` keeps the draft of ``x.wav``: ``x.draft.wav``."""
+    return path.with_name(f"{path.stem}.draft{path.suffix}")
+
+
+def _revise(kind, reviser, pieces: list, path_of, plan, index) -> tuple[list, list, list]:
+    """``--revise``: each piece's draft written as ``x.draft.wav`` and its revision as ``x.wav``;
+    (the revisions' audits, music metrics, and revision records), the revisions audited as
+    written and read back (as ``evaluate --samples`` reads them)."""
+    clips, info = [], []
+    for i, piece in enumerate(pieces):
+        path, draft = path_of(i), kind.audio(piece)
+        kind.write_audio(draft, draft_path(path))
+        start = time.perf_counter()
+        revised = reviser.revise(draft, kind.sample_rate)
+        seconds = time.perf_counter() - start
+        kind.write_audio(revised, path)
+        clips.append(kind.read(path))
+        info.append(
+            {
+                "checkpoint": str(reviser.path),
+                "checkpoint_step": reviser.step,
+                "x_real_time": len(draft) / kind.sample_rate / max(seconds, 1e-9),
+            }
+        )
+    return kind.audit(clips, plan, index), kind.music_metrics(clips, index)[0], info

@@ -34,6 +34,11 @@ def check_config(cfg: RunConfig) -> None:
             "train.burn_in must be >= 0, and 0 unless the family is token_rnn without "
             "train.carry_state (carried state already gives each window its context)"
         )
+    if cfg.revision.base and cfg.model.family != "revision":
+        raise ConfigError(
+            "revision.base names the run a revision pass learns from; it needs "
+            "model.family=revision (the preset `revision`)"
+        )
     if t.carry_state and not family.carry_state:
         raise ConfigError(f"train.carry_state: model family {cfg.model.family!r} carries no state")
     # A family without transpose_mix or piece_memory refused them when the config was read.

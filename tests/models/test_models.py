@@ -96,7 +96,7 @@ def test_each_row_names_its_config_and_the_options_its_model_has():
     for name, row in MODELS.items():
         cfg = row.config()
         assert cfg.family == name and dataclasses.is_dataclass(cfg)
-        vocab = {"tokens": V, "mulaw": 256, "frames": 8}[row.kind]
+        vocab = {"tokens": V, "mulaw": 256, "frames": 8, "revision": 1}[row.kind]
         model = build_model(cfg, vocab)
         assert isinstance(model, row.cls) and row.carry_state == supports_carry(model)
     assert [n for n, r in MODELS.items() if r.burn_in] == ["token_rnn"]

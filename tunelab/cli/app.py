@@ -14,6 +14,7 @@ from tunelab.cli.common import os_error as _os_error
 from tunelab.cli.demo import demo
 from tunelab.cli.folder import run_command
 from tunelab.cli.prepare import prepare
+from tunelab.cli.revise import revise
 from tunelab.cli.sample import evaluate, generate
 
 app = typer.Typer(
@@ -167,6 +168,7 @@ def plot(run_dir: Path = typer.Argument(..., help="A run directory with metrics.
 
 app.command()(generate)
 app.command()(evaluate)
+app.command()(revise)
 
 
 @app.command()

@@ -102,6 +102,12 @@ def generate(
         help="Frame runs: start from a training clip (flagged training_primer).",
         rich_help_panel=AUDIO,
     ),
+    revise: Path = typer.Option(
+        None,
+        help="A revision run (tunelab train revision) or its bundle: each draft is revised; "
+        "the revision is written as x.wav and the draft beside it as x.draft.wav, both audited.",
+        rich_help_panel=AUDIO,
+    ),
 ) -> None:
     """Generate pieces: MIDI (+ WAV previews) or audio (WAV), each with a JSON sidecar holding
     its settings, audits and flags."""
@@ -137,6 +143,7 @@ def generate(
             from_training=from_training,
             transpose_mix=transpose_mix,
             piece_memory=piece_memory,
+            revise=revise,
         )
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         _fail(str(e))
@@ -154,6 +161,9 @@ def generate(
         flags = side["flags"]
         if side.get("audited") is False:  # never a clean-looking empty flag list
             flags = [*flags, f"not audited ({side.get('not_audited_reason')})"]
+        draft = side.get("draft")  # --revise: the draft's flags too
+        if draft:
+            flags = [*flags, f"draft {draft['file']}: {', '.join(draft['flags']) or 'no flags'}"]
         typer.echo(f"{p}" + (f"  flags: {', '.join(flags)}" if flags else ""))
 
 
@@ -229,6 +239,12 @@ def evaluate(
             from tunelab.cli.common import samples_table
 
             samples_table(result)
+            quality_table(result.get("set_metrics") or {}, result.get("read_seconds_per_file"))
+            if result.get("drafts_left_out"):
+                typer.echo(
+                    f"left out {result['drafts_left_out']} drafts (x.draft.wav beside its "
+                    "revision x.wav: the revision's sidecar holds the draft's audit)"
+                )
         else:
             from tunelab.evaluate import evaluate_split
 
@@ -277,3 +293,50 @@ def evaluate(
     except (CheckpointError, DataDirError, ValueError, FileNotFoundError, KeyError) as e:
         _fail(str(e))
     typer.echo(str(path))
+
+
+def quality_table(sets: dict, read_seconds: float | None) -> None:
+    """``evaluate --samples`` on an audio run: the set against the held-out test audio and
+    the training audio (``kinds.audio_quality``): the Fréchet distances and the per-second
+    quartiles, and, for scale, the test audio's own distance to the training audio."""
+    if "frechet_to_test" not in sets:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    def num(v) -> str:
+        return "n/a" if v is None else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+    def q(m: str, k: str) -> str:
+        v = (sets.get(f"{m}_quartiles") or {}).get(k)
+        return "n/a" if v is None else " / ".join(f"{x:.3g}" for x in v)
+
+    seconds = sets.get("seconds") or {}
+    table = Table(title="against the real recordings (per-second quartiles 25 / 50 / 75%)")
+    for col in ("set", "seconds", "Fréchet to test", "Fréchet to train"):
+        table.add_column(col, justify="left" if col == "set" else "right")
+    for col in ("flatness", "loudness dBFS", "pitch salience"):
+        table.add_column(col)
+    names = {"samples": "these files", "test": "test audio", "train": "training audio"}
+    fd = {
+        "samples": (sets.get("frechet_to_test"), sets.get("frechet_to_train")),
+        "test": (None, sets.get("frechet_test_to_train")),
+        "train": (None, None),
+    }
+    for k, name in names.items():
+        if seconds.get(k) is None:
+            continue
+        cells = [q(m, k) for m in ("flatness", "loudness_dbfs", "pitch_salience")]
+        to_test = "" if k != "samples" else num(fd[k][0])
+        to_train = "" if k == "train" else num(fd[k][1])
+        table.add_row(name, f"{seconds[k]:.0f}", to_test, to_train, *cells)
+    Console(soft_wrap=True).print(table)
+    typer.echo(
+        "Fréchet distance over per-second MFCC + chroma statistics (lower is closer); the "
+        "test audio's distance to the training audio is where real music of this collection "
+        f"lies. test audio: {sets.get('test_reference')}."
+    )
+    if sets.get("flagged_share") is not None:
+        typer.echo(f"flagged: {sets['flagged_share']:.0%} of the files")
+    if read_seconds:
+        typer.echo(f"each file is read for its first {read_seconds:g} s")

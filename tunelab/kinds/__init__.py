@@ -9,6 +9,8 @@ The contract is ``tunelab.kinds.base.Kind`` (a ``typing.Protocol``, re-exported 
 - ``tokens``: MIDI tokens (``tunelab.kinds.tokens``)
 - ``mulaw``: 8-bit mu-law audio samples (``tunelab.kinds.mulaw``)
 - ``frames``: float audio frames, time or FFT form (``tunelab.kinds.frames``)
+- ``revision``: real audio and drafts made from it, for the revision pass
+  (``tunelab.kinds.revision``)
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ __all__ = ["DATA_KIND", "IGNORE", "Kind", "categorical_loss", "kind_for"]
 
 IGNORE = -100  # target value that is not scored (cross_entropy's ignore_index)
 # kind -> the meta.json "kind" it reads
-DATA_KIND = {"tokens": "midi", "mulaw": "audio", "frames": "audio"}
+DATA_KIND = {"tokens": "midi", "mulaw": "audio", "frames": "audio", "revision": "audio"}
 
 
 def kind_for(model_cfg: Any, meta: dict, where: str = "the data") -> Kind:

@@ -24,13 +24,21 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from tunelab.models.frame_rnn import FrameRNN, FrameRNNConfig
+from tunelab.models.revision import RevisionConfig, RevisionGAN
 from tunelab.models.samplernn import SampleRNN, SampleRNNConfig
 from tunelab.models.token_rnn import TokenRNN, TokenRNNConfig
 from tunelab.models.transformer import Transformer, TransformerConfig
 from tunelab.models.wavenet import WaveNet, WaveNetConfig
 
 # The run config's model section: one family's dataclass, told apart by its ``family`` key.
-FamilyConfig = TokenRNNConfig | TransformerConfig | WaveNetConfig | SampleRNNConfig | FrameRNNConfig
+FamilyConfig = (
+    TokenRNNConfig
+    | TransformerConfig
+    | WaveNetConfig
+    | SampleRNNConfig
+    | FrameRNNConfig
+    | RevisionConfig
+)
 
 
 class Family(NamedTuple):
@@ -54,6 +62,8 @@ MODELS: dict[str, Family] = {
     "wavenet": Family(WaveNet, WaveNetConfig, "mulaw"),
     "samplernn": Family(SampleRNN, SampleRNNConfig, "mulaw"),
     "frame_rnn": Family(FrameRNN, FrameRNNConfig, "frames"),
+    # the revision pass: a denoising GAN over finished drafts (not a generator itself)
+    "revision": Family(RevisionGAN, RevisionConfig, "revision"),
 }
 
 

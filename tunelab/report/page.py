@@ -8,7 +8,8 @@ time from the newest checkpoint, the tunelab version and commit that made the pa
 data's distributions, the learning curves, the checkpoint ranking of ``evaluate --checkpoints``
 when there is one, and every generated file in ``RUN_DIR/samples`` with an audio player (MIDI
 rendered with the SoundFont), a piano roll (MIDI) or spectrogram (audio) and its audit from the
-sidecar, failed flags in red.
+sidecar, failed flags in red. A revised clip (``generate --revise``: ``x.wav`` with its draft
+``x.draft.wav`` beside it) plays beside its draft, each with its spectrogram.
 
 Everything read from users' files (config values, labels, file names, MIDI track names and
 markers, sidecars) is escaped with ``html.escape``; asset names are made here
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from tunelab.atomic import write_text
+from tunelab.generate import draft_path
 from tunelab.report import plots as P
 from tunelab.report import summary as S
 
@@ -47,6 +49,7 @@ text-align:left;vertical-align:top;font-size:.9em}th{background:#f4f4f4}
 .note{background:#fff3cd;padding:.5em 1em;border-radius:4px}img{max-width:100%}
 pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.85em;max-height:24em}
 .grid{display:flex;flex-wrap:wrap;gap:1em}.grid img{max-width:48%}.muted{color:#777}
+.pair{display:flex;gap:1em}.pair>div{flex:1}
 """
 
 
@@ -312,14 +315,17 @@ def _ranking(run_dir: Path) -> str:
 
 
 def _sample_files(samples: Path) -> list[Path]:
-    """MIDI files and audio files, but not the WAV previews rendered beside MIDI files."""
+    """MIDI files and audio files, but not the WAV previews rendered beside MIDI files, nor
+    the drafts beside revised clips (shown with them)."""
     files = sorted(p for p in samples.rglob("*") if p.is_file())
     midi = {p.with_suffix("") for p in files if p.suffix.lower() in MIDI_SUFFIXES}
+    drafts = {draft_path(p) for p in files}
     return [
         p
         for p in files
         if p.suffix.lower() in MIDI_SUFFIXES
         or (p.suffix.lower() in AUDIO_SUFFIXES and p.with_suffix("") not in midi)
+        and p not in drafts
     ]
 
 
@@ -339,7 +345,8 @@ def _samples(run_dir: Path, files: list[Path], assets: Path) -> str:
     return (
         f"<h2>Samples ({len(files)})</h2><p>Flags over all samples: <b>{verdict}</b>. "
         "Flags: <i>copied</i> (a long run or most windows found in the training set), "
-        "<i>silent</i>, <i>noise</i> (statistics far from the training data), <i>identical</i> "
+        "<i>silent</i>, <i>noise</i> (statistics far from the training data), <i>unpitched</i> "
+        "(audio with little pitch where the training audio is pitched), <i>identical</i> "
         "(near-duplicate of another sample), <i>training_primer</i>, <i>invalid</i>.</p>"
         + "".join(blocks)
     )
@@ -364,11 +371,27 @@ def _sample(i: int, f: Path, root: Path, assets: Path) -> str:
     player = ""
     if audio is not None:
         player = f'<audio controls preload="auto" src="assets/{audio.name}"></audio>'
+    view = f"{player}<br>{_img(picture, name)}"
+    draft = draft_path(f)
+    if f.suffix.lower() in AUDIO_SUFFIXES and draft.is_file():  # revised: beside its draft
+        beside = _draft(draft, side, assets, stem)
+        view = f"<div class='pair'><div><b>revised</b><br>{view}</div>{beside}</div>"
     return (
-        f"<div class='sample'><h3>{e(name)}</h3>{note}{player}<br>{_img(picture, name)}"
-        + _audit_table(side, extra)
-        + "</div>"
+        f"<div class='sample'><h3>{e(name)}</h3>{note}{view}" + _audit_table(side, extra) + "</div>"
     )
+
+
+def _draft(f: Path, side: dict, assets: Path, stem: str) -> str:
+    """The draft of a revised clip: its player, spectrogram and flags (from the clip's sidecar)."""
+    info = side.get("draft") if isinstance(side.get("draft"), dict) else {}
+    flags = info.get("flags") if isinstance(info.get("flags"), list) else None
+    said = "not audited" if flags is None else (", ".join(map(str, flags)) or "no flags")
+    try:
+        audio, picture = _audio_assets(f, assets, f"{stem}-draft")
+    except Exception as err:  # one unreadable file must not cost the page
+        return f"<div><b>draft</b><p class='fail'>could not read the draft: {e(err)}</p></div>"
+    player = f'<audio controls preload="auto" src="assets/{audio.name}"></audio>'
+    return f"<div><b>draft</b> ({e(said)})<br>{player}<br>{_img(picture, 'draft')}</div>"
 
 
 def _midi_assets(f: Path, assets: Path, stem: str):
