@@ -1,0 +1,170 @@
+"""Does the revision pass pay for its training time? Drafts against revised clips at equal total
+training time, on the same prepared audio data.
+
+Two ways to spend ``--minutes`` of training:
+
+- **draft only**: the audio family (``--family``, default ``wavenet-bench``) trains all of it;
+- **draft + revision**: the family trains ``(1 - --share)`` of it (a run of its own) and the
+  reviser (``tunelab train revision``) the rest; its clips are ``generate --revise``'s.
+
+Both generate ``--n`` clips of ``--seconds`` with the same seed, and ``evaluate --samples``
+places each set against the data's held-out test audio (Fréchet distance over per-second
+MFCC + chroma statistics) with its flags and spectral flatness beside the data's. Each clip
+(draft and revised) is also scored under the base model that drew it, in bits per sample: a
+reviser that only makes audio the base model finds likely has learnt the base model's habits,
+and one whose clips the base model finds far less likely has moved away from what it drew
+(which is the point where the drafts are far from the music).
+
+    .venv/bin/python benchmarks/revision.py --data DATA --minutes 30 --out /tmp/revbench
+    .venv/bin/python benchmarks/revision.py --data DATA --minutes 1 --n 2 --seconds 2 \\
+        --family wavenet-tiny --out /tmp/revsmoke                    # a smoke test
+
+``DATA``: any prepared audio data directory (``tunelab prepare --builtin bach-chorales-audio``,
+or a folder of recordings). Run it alone: the training budgets are wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def tunelab(*args: str, log) -> None:
+    print("$ tunelab " + " ".join(args), file=log, flush=True)
+    proc = subprocess.run([sys.executable, "-m", "tunelab.cli", *args], stdout=log, stderr=log)
+    if proc.returncode:
+        raise SystemExit(f"tunelab {args[0]} failed ({proc.returncode}); see {log.name}")
+
+
+def train(preset: str, data: Path, out: Path, minutes: float, log, *extra: str) -> None:
+    if minutes > 0:
+        keys = [f"data={data}", f"out={out}", f"train.max_minutes={minutes}"]
+        tunelab("train", preset, *keys, "train.max_steps=100000000", *extra, log=log)
+
+
+def bits_per_sample(run: Path, files: list[Path]) -> float | None:
+    """Mean bits per sample of the WAV files under the run's model (mu-law families; None for
+    others), each scored from silence with its sidecar's label, as ``evaluate`` scores a piece."""
+    import soundfile as sf
+    import torch
+
+    from tunelab.data.audio.encode import mu_law_encode
+    from tunelab.kinds.mulaw import Kind as MuLaw
+    from tunelab.kinds.mulaw import lead_in
+    from tunelab.kinds.scoring import piece_nll
+    from tunelab.run.checkpoint import load_run
+
+    loaded = load_run(run)
+    kind = loaded.kind
+    if not isinstance(kind, MuLaw):
+        return None
+    total, n = 0.0, 0
+    for f in files:
+        side = json.loads(f.with_name(f.name + ".json").read_text(encoding="utf-8"))
+        x = sf.read(str(f), dtype="float32")[0]
+        q = torch.from_numpy(mu_law_encode(np.clip(x, -1, 1), kind.vocab_size))
+        rf = lead_in(loaded.model)
+        seq = torch.cat([torch.full((rf,), kind.silence, dtype=torch.long), q])
+        nll = piece_nll(loaded.model, seq, label=kind.label_id(side.get("label")))[-len(q) :]
+        total += float(nll.double().sum())
+        n += len(q)
+    return total / max(n, 1) / np.log(2)
+
+
+def clips(run: Path, out: Path, args, log, revise: Path | None = None) -> dict:
+    """Generate, audit and score one set; the set figures and per-set means."""
+    samples = out / "samples"
+    opts = ["--n", str(args.n), "--seconds", str(args.seconds), "--seed", "0", "--out"]
+    tunelab(
+        "generate",
+        str(run),
+        *opts,
+        str(samples),
+        *(["--revise", str(revise)] if revise else []),
+        log=log,
+    )
+    tunelab("evaluate", str(run), "--samples", str(samples), log=log)
+    audit = json.loads((run / "eval" / "samples.json").read_text(encoding="utf-8"))
+    (out / "samples.json").write_text(json.dumps(audit, indent=1), encoding="utf-8")
+    sets = audit.get("set_metrics") or {}
+    files = sorted(p for p in samples.glob("*.wav") if not p.name.endswith(".draft.wav"))
+    row = {
+        "frechet_to_test": sets.get("frechet_to_test"),
+        "frechet_test_to_train": sets.get("frechet_test_to_train"),
+        "flatness_quartiles": sets.get("flatness_quartiles"),
+        "flags": {k: v for k, v in (audit.get("flag_counts") or {}).items() if v},
+        "bits_per_sample_under_base": bits_per_sample(run, files),
+    }
+    if revise:  # the drafts the reviser rewrote, scored the same way
+        drafts = sorted(samples.glob("*.draft.wav"))
+        from tunelab.evaluate import audit_samples
+
+        folder = out / "drafts"
+        folder.mkdir(exist_ok=True)
+        for d in drafts:
+            (folder / d.name).write_bytes(d.read_bytes())
+            side = d.with_name(d.name.replace(".draft.wav", ".wav") + ".json")
+            (folder / (d.name + ".json")).write_text(side.read_text(encoding="utf-8"))
+        _, a = audit_samples(run, folder)
+        row["drafts"] = {
+            "frechet_to_test": (a.get("set_metrics") or {}).get("frechet_to_test"),
+            "flags": {k: v for k, v in (a.get("flag_counts") or {}).items() if v},
+            "bits_per_sample_under_base": bits_per_sample(run, sorted(folder.glob("*.wav"))),
+        }
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="a prepared audio data directory")
+    ap.add_argument("--family", default="wavenet-bench", help="the audio preset that drafts")
+    ap.add_argument("--minutes", type=float, default=30.0, help="total training minutes")
+    ap.add_argument("--share", type=float, default=0.25, help="of them, the reviser's share")
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "revision_bench")
+    args = ap.parse_args()
+    out, data = args.out.resolve(), args.data.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    with open(out / "revision.log", "a") as log:
+        alone, base, rev = out / "draft-only", out / "base", out / "reviser"
+        train(args.family, data, alone / "run", args.minutes, log)
+        rows["draft only"] = clips(alone / "run", alone, args, log)
+        train(args.family, data, base / "run", (1 - args.share) * args.minutes, log)
+        train(
+            "revision", data, rev, args.share * args.minutes, log, f"revision.base={base / 'run'}"
+        )
+        rows["draft + revision"] = clips(base / "run", base, args, log, revise=rev)
+    (out / "revision.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    print(f"{args.minutes:g} training minutes in all ({args.family}; reviser {args.share:.0%})")
+    print("| clips | Fréchet to test | flags | bits/sample under their base model |")
+    print("|---|---:|---|---:|")
+    show = {
+        "draft only": rows["draft only"],
+        "drafts of the shorter run": rows["draft + revision"]["drafts"],
+        "the same, revised": rows["draft + revision"],
+    }
+    for name, r in show.items():
+        f, b = r.get("frechet_to_test"), r.get("bits_per_sample_under_base")
+        flags = ", ".join(f"{k} {v}" for k, v in r["flags"].items()) or "none"
+        print(
+            f"| {name} | {'-' if f is None else f'{f:.0f}'} | {flags} | "
+            f"{'-' if b is None else f'{b:.3f}'} |"
+        )
+    t = rows["draft only"].get("frechet_test_to_train")
+    if t is not None:
+        print(f"(the test audio's own distance to the training audio: {t:.0f})")
+
+
+if __name__ == "__main__":
+    main()
