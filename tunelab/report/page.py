@@ -6,20 +6,16 @@ three answers in plain words (did it learn, are the samples clean, do they resem
 ``tunelab.report.summary``), then holds the run summary (config, data set, hardware, steps and
 time from the newest checkpoint, the tunelab version and commit that made the page), the
 data's distributions, the learning curves, the checkpoint ranking of ``evaluate --checkpoints``
-when there is one, and every generated file in ``RUN_DIR/samples`` with an audio player (MIDI
-rendered with the SoundFont), a piano roll (MIDI) or spectrogram (audio) and its audit from the
-sidecar, failed flags in red. A revised clip (``generate --revise``: ``x.wav`` with its draft
-``x.draft.wav`` beside it) plays beside its draft, each with its spectrogram.
+when there is one, and the samples (``tunelab.report.samples``: a player, a piano roll or
+spectrogram and the audit of every generated file).
 
 Everything read from users' files (config values, labels, file names, MIDI track names and
-markers, sidecars) is escaped with ``html.escape``; asset names are made here
+markers, sidecars) is escaped (``tunelab.report.markup.e``); asset names are made here
 (``sample-007.wav``), never taken from file names. A Content-Security-Policy forbids scripts.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import shutil
 import time
 from collections import Counter
@@ -28,13 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from tunelab.atomic import write_text
-from tunelab.generate import draft_path
 from tunelab.report import plots as P
 from tunelab.report import summary as S
+from tunelab.report.markup import e, fmt, img, num, read_json, table
+from tunelab.report.samples import sample_files, samples_section
 
-FLAGS = ("copied", "silent", "noise", "identical", "training_primer", "invalid")
-MIDI_SUFFIXES = (".mid", ".midi")
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 CSP = (
     "default-src 'none'; img-src 'self' file: data:; media-src 'self' file:; "
     "style-src 'unsafe-inline'; script-src 'none'"
@@ -51,50 +45,6 @@ pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.85em;max-height:24e
 .grid{display:flex;flex-wrap:wrap;gap:1em}.grid img{max-width:48%}.muted{color:#777}
 .pair{display:flex;gap:1em}.pair>div{flex:1}
 """
-
-
-def e(x) -> str:
-    """Escaped text of any value (quotes too: safe inside attributes)."""
-    return html.escape(str(x), quote=True)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list) and len(v) > 6 and all(isinstance(x, int | float) for x in v):
-        return "[" + ", ".join(f"{x:.2g}" for x in v) + "]"
-    return str(v)
-
-
-def _f(v, spec: str) -> str:
-    """``format(v, spec)``, or str(v) for a value that is not a number (odd log lines)."""
-    try:
-        return format(v, spec)
-    except (TypeError, ValueError):
-        return str(v)
-
-
-def _table(rows, head=None, cls=None) -> str:
-    """rows: [(cell, ...)] of already-escaped HTML strings."""
-    out = ["<table>"]
-    if head:
-        out.append("<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>")
-    for r in rows:
-        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>")
-    return "".join(out) + "</table>"
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _img(asset: Path | None, alt: str) -> str:
-    if asset is None:
-        return ""
-    return f'<img src="assets/{asset.name}" alt="{e(alt)}">'
 
 
 def build_report(run_dir: str | Path) -> Path:
@@ -119,14 +69,14 @@ def build_report(run_dir: str | Path) -> Path:
     config = config if isinstance(config, dict) else {}
     dd = _datadir(run_dir, config.get("data"))
     index = S.training_index(dd)  # MIDI: the data's statistics, for the verdict and the plots
-    files = _sample_files(run_dir / "samples") if (run_dir / "samples").is_dir() else []
+    files = sample_files(run_dir / "samples") if (run_dir / "samples").is_dir() else []
     parts = [
         S.verdict_block(run_dir, files, dd, index),  # the first screen: the three answers
         _summary(run_dir, config, config_text, dd),
         _data(dd, index, assets),
         _curves(run_dir, assets),
         _ranking(run_dir),
-        _samples(run_dir, files, assets),
+        samples_section(run_dir, files, assets),
     ]
     made = S.made_by()
     page = (
@@ -197,11 +147,11 @@ def _summary(run_dir: Path, config: dict, config_text: str, dd) -> str:
     if train:
         last = train[-1]
         if "tokens_per_s" in last:
-            rows.append(("speed (last log)", e(f"{_f(last['tokens_per_s'], ',.0f')} targets/s")))
+            rows.append(("speed (last log)", e(f"{num(last['tokens_per_s'], ',.0f')} targets/s")))
     if valid:
         best = min(valid, key=lambda r: r["valid_loss"])
         rows.append(
-            ("best valid loss", e(f"{_f(best['valid_loss'], '.4f')} at step {best.get('step')}"))
+            ("best valid loss", e(f"{num(best['valid_loss'], '.4f')} at step {best.get('step')}"))
         )
     ck = run_dir / "checkpoints" / "last.pt"
     if ck.exists():
@@ -209,13 +159,13 @@ def _summary(run_dir: Path, config: dict, config_text: str, dd) -> str:
             ("last saved", e(time.strftime("%Y-%m-%d %H:%M", time.localtime(ck.stat().st_mtime))))
         )
     for f in sorted((run_dir / "eval").glob("likelihood-*.json")):
-        rows.append((e(f.stem), e(_likelihood_text(_read_json(f) or {}))))
-    html_ = "<h2>Run</h2>" + _table([(f"<b>{k}</b>", v) for k, v in rows])
+        rows.append((e(f.stem), e(_likelihood_text(read_json(f) or {}))))
+    html_ = "<h2>Run</h2>" + table([(f"<b>{k}</b>", v) for k, v in rows])
     if dd is not None:
         splits = dd.meta.get("splits") or {}
         srows = [(e(s), e(c.get("pieces")), e(c.get("items"))) for s, c in splits.items()]
         html_ += f"<h3>Data set: {e(dd.path)} ({e(dd.meta.get('kind', 'midi'))})</h3>"
-        html_ += _table(srows, ("split", "pieces", "tokens / samples"))
+        html_ += table(srows, ("split", "pieces", "tokens / samples"))
     return html_ + f"<details><summary>config.yaml</summary><pre>{e(config_text)}</pre></details>"
 
 
@@ -232,7 +182,7 @@ def _likelihood_text(lik: dict) -> str:
     }
 
     def join(d: dict) -> str:
-        return ", ".join(f"{k} {_fmt(v)}" for k, v in d.items())
+        return ", ".join(f"{k} {fmt(v)}" for k, v in d.items())
 
     text = join(figs)
     if fixed:
@@ -256,16 +206,16 @@ def _data(dd, index, assets: Path) -> str:
 
     pieces = [p for s in SPLITS for p in dd.split(s).pieces]
     labels = Counter(str(p["label"]) for p in pieces if p.get("label") is not None)
-    imgs = [_img(P.label_counts(labels, assets / "data-labels.png"), "labels")]
+    imgs = [img(P.label_counts(labels, assets / "data-labels.png"), "labels")]
     if dd.meta.get("kind") == "audio":
         loud = [p["loudness_db"] for p in pieces if p.get("loudness_db") is not None]
-        imgs.append(_img(P.loudness_histogram(loud, assets / "data-loudness.png"), "loudness"))
+        imgs.append(img(P.loudness_histogram(loud, assets / "data-loudness.png"), "loudness"))
     elif index is not None:
         r = index.roll
         pitches = (r.keys()[r.onset] + 21).astype(np.int64)
-        imgs.append(_img(P.pitch_histogram(pitches, assets / "data-pitches.png"), "pitches"))
+        imgs.append(img(P.pitch_histogram(pitches, assets / "data-pitches.png"), "pitches"))
     label_rows = [(e(k), e(v)) for k, v in labels.most_common(30)]
-    text = _table(label_rows, ("label", "pieces")) if label_rows else ""
+    text = table(label_rows, ("label", "pieces")) if label_rows else ""
     return "<h2>Data</h2><div class='grid'>" + "".join(imgs) + "</div>" + text
 
 
@@ -278,12 +228,12 @@ def _curves(run_dir: Path, assets: Path) -> str:
     for p in plot_run(run_dir):  # RUN_DIR/plots/loss.png, speed.png
         dst = assets / f"curve-{p.stem}.png"
         shutil.copyfile(p, dst)
-        imgs.append(_img(dst, p.stem))
+        imgs.append(img(dst, p.stem))
     return "<h2>Learning curves</h2><div class='grid'>" + "".join(imgs) + "</div>"
 
 
 def _ranking(run_dir: Path) -> str:
-    res = _read_json(run_dir / "eval" / "checkpoints.json")
+    res = read_json(run_dir / "eval" / "checkpoints.json")
     if not isinstance(res, dict) or not isinstance(res.get("checkpoints"), list):
         return ""
     rows = []
@@ -296,8 +246,8 @@ def _ranking(run_dir: Path) -> str:
                 e(r.get("step")),
                 e(f"{r.get('flagged')}/{r.get('pieces')}")
                 + (f" <span class='fail'>{e(flags)}</span>" if flags else ""),
-                e(_fmt(r.get("distance"))),
-                e(_fmt(r.get("valid_loss")))
+                e(fmt(r.get("distance"))),
+                e(fmt(r.get("valid_loss")))
                 + f" <span class='muted'>({e(r.get('valid_loss_source'))})</span>",
             )
         )
@@ -306,156 +256,6 @@ def _ranking(run_dir: Path) -> str:
     return (
         "<h2>Checkpoints ranked by what they generate</h2>"
         + note
-        + _table(rows, head)
+        + table(rows, head)
         + f"<p class='muted'>{e(res.get('rule', ''))}</p>"
     )
-
-
-# -- samples --------------------------------------------------------------------------------
-
-
-def _sample_files(samples: Path) -> list[Path]:
-    """MIDI files and audio files, but not the WAV previews rendered beside MIDI files, nor
-    the drafts beside revised clips (shown with them)."""
-    files = sorted(p for p in samples.rglob("*") if p.is_file())
-    midi = {p.with_suffix("") for p in files if p.suffix.lower() in MIDI_SUFFIXES}
-    drafts = {draft_path(p) for p in files}
-    return [
-        p
-        for p in files
-        if p.suffix.lower() in MIDI_SUFFIXES
-        or (p.suffix.lower() in AUDIO_SUFFIXES and p.with_suffix("") not in midi)
-        and p not in drafts
-    ]
-
-
-def _samples(run_dir: Path, files: list[Path], assets: Path) -> str:
-    samples = run_dir / "samples"
-    if not files:
-        return "<h2>Samples</h2><p>No samples yet: run <code>tunelab generate RUN_DIR</code>.</p>"
-    blocks = [_sample(i, f, samples, assets) for i, f in enumerate(files)]
-    counts: Counter = Counter()
-    for f in files:
-        side = _read_json(f.with_name(f.name + ".json"))
-        flags = side.get("flags") if isinstance(side, dict) else None
-        if isinstance(side, dict) and side.get("audited") is False:
-            flags = None  # the copy audit could not run: not a clean sample
-        counts.update({str(x) for x in flags} if isinstance(flags, list) else ["not audited"])
-    verdict = ", ".join(f"{e(k)}: {v}" for k, v in counts.most_common()) or "no flags"
-    return (
-        f"<h2>Samples ({len(files)})</h2><p>Flags over all samples: <b>{verdict}</b>. "
-        "Flags: <i>copied</i> (a long run or most windows found in the training set), "
-        "<i>silent</i>, <i>noise</i> (statistics far from the training data), <i>unpitched</i> "
-        "(audio with little pitch where the training audio is pitched), <i>identical</i> "
-        "(near-duplicate of another sample), <i>training_primer</i>, <i>invalid</i>.</p>"
-        + "".join(blocks)
-    )
-
-
-def _sample(i: int, f: Path, root: Path, assets: Path) -> str:
-    from tunelab.data.store import printable
-
-    side = _read_json(f.with_name(f.name + ".json"))
-    side = side if isinstance(side, dict) else {}
-    name = printable(str(f.relative_to(root)))
-    stem = f"sample-{i:03d}"
-    extra, note = [], ""
-    try:
-        if f.suffix.lower() in MIDI_SUFFIXES:
-            audio, picture, extra = _midi_assets(f, assets, stem)
-        else:
-            audio, picture = _audio_assets(f, assets, stem)
-    except Exception as err:  # one unreadable file must not cost the page
-        audio, picture = None, None
-        note = f"<p class='fail'>could not read this file: {e(err)}</p>"
-    player = ""
-    if audio is not None:
-        player = f'<audio controls preload="auto" src="assets/{audio.name}"></audio>'
-    view = f"{player}<br>{_img(picture, name)}"
-    draft = draft_path(f)
-    if f.suffix.lower() in AUDIO_SUFFIXES and draft.is_file():  # revised: beside its draft
-        beside = _draft(draft, side, assets, stem)
-        view = f"<div class='pair'><div><b>revised</b><br>{view}</div>{beside}</div>"
-    return (
-        f"<div class='sample'><h3>{e(name)}</h3>{note}{view}" + _audit_table(side, extra) + "</div>"
-    )
-
-
-def _draft(f: Path, side: dict, assets: Path, stem: str) -> str:
-    """The draft of a revised clip: its player, spectrogram and flags (from the clip's sidecar)."""
-    info = side.get("draft") if isinstance(side.get("draft"), dict) else {}
-    flags = info.get("flags") if isinstance(info.get("flags"), list) else None
-    said = "not audited" if flags is None else (", ".join(map(str, flags)) or "no flags")
-    try:
-        audio, picture = _audio_assets(f, assets, f"{stem}-draft")
-    except Exception as err:  # one unreadable file must not cost the page
-        return f"<div><b>draft</b><p class='fail'>could not read the draft: {e(err)}</p></div>"
-    player = f'<audio controls preload="auto" src="assets/{audio.name}"></audio>'
-    return f"<div><b>draft</b> ({e(said)})<br>{player}<br>{_img(picture, 'draft')}</div>"
-
-
-def _midi_assets(f: Path, assets: Path, stem: str):
-    """(WAV, piano roll, MIDI text rows): the preview WAV beside the file when generate wrote
-    one, else rendered here with the SoundFont."""
-    import symusic
-
-    from tunelab.data.audio.synth import render_midi, write_wav
-
-    wav = assets / f"{stem}.wav"
-    preview = f.with_suffix(".wav")
-    if preview.exists():
-        shutil.copyfile(preview, wav)
-    else:
-        sr = 16000
-        audio = render_midi(str(f), sample_rate=sr, peak=0.8)
-        write_wav(wav, audio if len(audio) else np.zeros(sr // 2, np.float32), sr)
-    picture = P.piano_roll(f, assets / f"{stem}.png")
-    score = symusic.Score(str(f))
-    texts = [("track", t.name) for t in score.tracks if t.name]
-    texts += [("marker", m.text) for m in score.markers]
-    texts += [("lyric", x.text) for t in score.tracks for x in t.lyrics][:20]
-    return wav, picture, texts
-
-
-def _audio_assets(f: Path, assets: Path, stem: str):
-    import soundfile as sf
-
-    audio, sr = sf.read(str(f), dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1)
-    wav = assets / f"{stem}.wav"
-    if f.suffix.lower() == ".wav":
-        shutil.copyfile(f, wav)
-    else:  # players read WAV everywhere
-        from tunelab.data.audio.synth import write_wav
-
-        write_wav(wav, mono, sr)
-    return wav, P.spectrogram(mono, sr, assets / f"{stem}.png")
-
-
-def _audit_table(side: dict, extra: list) -> str:
-    """Flags (failed in red), the sidecar's settings, audit figures and music metrics."""
-    flags = side.get("flags") if isinstance(side.get("flags"), list) else []
-    known = list(FLAGS) + [f for f in flags if f not in FLAGS]
-    cells = "".join(
-        f"<td class='fail'>{e(f)}: failed</td>" if f in flags else f"<td class='ok'>{e(f)}: ok</td>"
-        for f in known
-    )
-    out = f"<table><tr><th>flags</th>{cells}</tr></table>" if side else "<p>no sidecar</p>"
-    if side.get("audited") is False:
-        out = f"<p class='fail'>not audited: {e(side.get('not_audited_reason'))}</p>" + out
-    rows = [(e(k), e(v)) for k, v in extra]
-    for k in ("label", "seed", "checkpoint_step", "duration_seconds"):
-        if k in side:
-            rows.append((e(k), e(_fmt(side[k]))))
-    out += _table(rows) if rows else ""
-    figures = []
-    for group in ("audit", "metrics"):
-        d = side.get(group)
-        if isinstance(d, dict):
-            for k, v in d.items():
-                if not isinstance(v, dict):
-                    figures.append((e(f"{group}: {k}"), e(_fmt(v))))
-    if figures:  # long: folded, one click away
-        out += "<details><summary>audit figures and music metrics</summary>"
-        out += _table(figures) + "</details>"
-    return out

@@ -19,13 +19,13 @@ A figure that is missing says which command makes it. Every text taken from user
 
 from __future__ import annotations
 
-import html
-import json
 import shlex
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+
+from tunelab.report.markup import e, read_json
 
 RATIO_RANGE = (0.5, 2.0)  # MIDI ratios to the training data's that read as "like the data"
 LOUDNESS_CLOSE_DB = 6.0  # audio loudness this close to the training audio's reads as alike
@@ -37,17 +37,6 @@ STYLE = (
     ".verdict .yes b{color:#2e7d32}"
     ".verdict .no b{color:#c62828}.verdict .unknown b{color:#9a6700}"
 )
-
-
-def e(x) -> str:
-    return html.escape(str(x), quote=True)
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _num(v) -> bool:
@@ -63,7 +52,7 @@ def verdict_block(run_dir: Path, files: list[Path], dd, index) -> str:
     """The three answers as an HTML block. ``files``: the sample files the page shows (not
     the WAV previews of MIDI files); ``dd``: the run's data directory or None; ``index``: the
     MIDI training index (``kinds.midi_audit.training_index``) or None."""
-    sides = [_read_json(f.with_name(f.name + ".json")) for f in files]
+    sides = [read_json(f.with_name(f.name + ".json")) for f in files]
     sides = [s if isinstance(s, dict) else None for s in sides]
     midi = any(f.suffix.lower() in (".mid", ".midi") for f in files)
     if not files and dd is not None:
@@ -83,7 +72,7 @@ def verdict_block(run_dir: Path, files: list[Path], dd, index) -> str:
 def learned(run_dir: Path) -> tuple[str, str]:
     """(yes / no / unknown, HTML): the model against its baseline on the first scored split."""
     for split in SPLITS:
-        lik = _read_json(run_dir / "eval" / f"likelihood-{split}.json")
+        lik = read_json(run_dir / "eval" / f"likelihood-{split}.json")
         if isinstance(lik, dict):
             break
     else:
@@ -278,7 +267,7 @@ def _audio_figures(run_dir: Path, audits: list[dict], dd) -> tuple[str, str]:
         parts.append(s)
     n = len(audits)
     text = f"over {n} sample{'s' * (n != 1)}, " + "; ".join(parts)
-    audit = _read_json(run_dir / "eval" / "samples.json")
+    audit = read_json(run_dir / "eval" / "samples.json")
     sets = audit.get("set_metrics") if isinstance(audit, dict) else None
     if not isinstance(sets, dict):  # no audit of the samples yet
         cmd = _cmd("tunelab", "evaluate", run_dir, "--samples", run_dir / "samples")
