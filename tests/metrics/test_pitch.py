@@ -95,3 +95,9 @@ def test_the_datas_pitch_salience_is_the_median_of_spread_excerpts():
     assert P.data_pitch_salience([noise, noise, tone], SR) < 0.02
     assert P.data_pitch_salience([np.zeros(SR)], SR) is None
     assert P.data_pitch_salience([], SR) is None
+
+
+def test_pitch_judges_the_frames_the_audits_call_loud():
+    from tunelab.metrics.audio import SILENCE_DB
+
+    assert P.SILENCE_DB == SILENCE_DB

@@ -24,7 +24,9 @@ import numpy as np
 from scipy import fft as sfft
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
-from tunelab.metrics.audio import SILENCE_DB
+# Frames quieter than this (dBFS) have no pitch to judge: audio.SILENCE_DB's level (a test keeps
+# them equal; metrics.audio imports this module, so it cannot import audio's constant back).
+SILENCE_DB = -50.0
 
 PITCH_FRAME_S = 0.128  # pitch salience STFT frame (rounded up to a power of 2; 8 Hz bins)...
 PITCH_FMIN, PITCH_FMAX = 50.0, 5000.0  # ...over this band (Hz)
