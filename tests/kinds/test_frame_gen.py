@@ -104,3 +104,23 @@ def test_a_stream_depends_only_on_the_seed_and_its_index():
     # no frame noise: the echo of the -60 dBFS start noise only fades
     assert np.abs(quiet[0].audio).max() < 10 * G.NOISE_RMS
     assert np.abs(one[0].audio).max() > np.abs(quiet[0].audio).max()
+
+
+def test_time_frame_noise_takes_the_spectrum_of_the_training_frames():
+    """Time-form statistics with ``fft_std``: each stream's frame noise is an FFT-form run's
+    noise turned into time (the music's spectrum, here all in the lowest quarter of the bins),
+    not white noise; without ``fft_std`` (runs trained before it) it is white, as before."""
+    kind = _kind()
+    white = G.frame_noise(kind, [np.random.default_rng(i) for i in range(200)])
+    k = SIZE // 2 + 1
+    low = np.where(np.arange(k) < k // 4, 2.0, 0.0)  # the data's energy: the low bins only
+    kind.stats["fft_std"] = list(np.concatenate([low, low]))
+    shaped = G.frame_noise(kind, [np.random.default_rng(i) for i in range(200)])
+    assert white.shape == shaped.shape == (200, SIZE)
+    power = [(np.abs(np.fft.rfft(z, axis=-1)) ** 2).mean(0) for z in (white, shaped)]
+    assert power[0][k // 4 :].sum() > 0.5 * power[0].sum()  # white: most power up high
+    assert power[1][k // 4 :].sum() < 1e-9 * power[1].sum()  # shaped: none up high
+    # an FFT-form run's noise per feature, turned into time: the same numbers
+    z = np.random.default_rng(0).standard_normal(2 * k) * np.asarray(kind.stats["fft_std"])
+    t = ops.to_time(torch.from_numpy(z)[None], SIZE, "fft")[0].numpy()
+    np.testing.assert_allclose(shaped[0], t, atol=1e-9)

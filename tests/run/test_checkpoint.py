@@ -8,6 +8,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -29,7 +30,7 @@ FAMILY = {"rnn": "token_rnn", "frames": "frame_rnn", "wavenet": "wavenet"}
 # What that code's `tunelab generate RUN --seconds 1 --seed 3` wrote first (piece 0).
 OLD_SAMPLES = {
     "rnn": ("seed3-00.mid", "5a7cd5729b2f3674e345e41a53c44c99ddece5e3"),
-    "frames": ("seed3-00.wav", "27c184b94615b1a604739ffac9f5f0c9121228a3"),
+    "frames": ("seed3-00.wav", None),  # matched to old-code-seed3-00.wav, within 2 LSB
 }
 
 
@@ -52,8 +53,10 @@ def test_an_old_run_loads_with_its_model_section_reduced_to_its_family(name):
     assert "version" not in ck  # written before checkpoints recorded it: loads all the same
     run = load_run(OLD / name)
     assert set(run.config["model"]) == own_keys(family)
-    # Its own keys keep their values: the same model, only the keys it never read are gone.
-    assert run.config["model"] == {k: flat[k] for k in own_keys(family)}
+    # Its own keys keep their values: the same model, only the keys it never read are gone
+    # (keys its family gained since take their defaults).
+    default = to_dict(MODELS[family].config())
+    assert run.config["model"] == {k: flat.get(k, default[k]) for k in own_keys(family)}
     for k, v in run.model.state_dict().items():
         torch.testing.assert_close(v, (ck["ema"] or ck["model"])[k], rtol=0, atol=0)
     # The old config.yaml reads as the same family config.
@@ -61,10 +64,22 @@ def test_an_old_run_loads_with_its_model_section_reduced_to_its_family(name):
 
 
 @pytest.mark.parametrize("old_run", sorted(OLD_SAMPLES), indirect=True)
-def test_an_old_run_generates_the_bytes_the_old_code_wrote(old_run):
+def test_an_old_run_generates_what_the_old_code_wrote(old_run):
+    """MIDI: the same bytes. Audio frames are floats through matrix kernels that round
+    differently on other CPUs (an AVX-512 machine and this one differ by 1 LSB here and there),
+    so the WAV the old code wrote (commit bcb10ab) is matched to within 2 LSB of 16 bits."""
     file, sha1 = OLD_SAMPLES[old_run.name]
     (path,) = generate(old_run, n=1, seconds=1, seed=3, audit=False, progress=False)
-    assert path.name == file and hashlib.sha1(path.read_bytes()).hexdigest() == sha1
+    assert path.name == file
+    if sha1 is not None:
+        assert hashlib.sha1(path.read_bytes()).hexdigest() == sha1
+        return
+    import soundfile as sf
+
+    new, sr = sf.read(str(path), dtype="int16")
+    old, old_sr = sf.read(str(OLD / old_run.name / f"old-code-{file}"), dtype="int16")
+    assert sr == old_sr and new.shape == old.shape and np.abs(old).max() > 1000
+    assert np.abs(new.astype(int) - old.astype(int)).max() <= 2
 
 
 @pytest.mark.parametrize("old_run", ["wavenet"], indirect=True)

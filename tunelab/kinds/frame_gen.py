@@ -21,8 +21,12 @@ per normalised feature, near the data's own spread anyway.) FRAME_NOISE was chos
 measurement (README, "Frame RNNs (GRUV)"): 0.3 was the one measured level at which no short
 run gave ``identical`` clips and none was flagged ``noise`` (0.2 left one STFT-loss run's clips
 identical, 0.4 made the other's noise), so temperature 1, the default, is that level.
-``--temperature 0`` is the deterministic GRUV generator. The noise of stream i is drawn from
-its own generator seeded by (seed, i): the same seed gives the same audio, sample for sample.
+For time-form frames whose statistics carry ``fft_std`` (runs trained since), the noise is
+drawn per FFT feature (FRAME_NOISE times that feature's std) and turned into time, i.e. the
+noise an FFT-form run gets: white noise per time sample would be hiss with a flat spectrum
+(``frame_noise``). ``--temperature 0`` is the deterministic GRUV generator. The noise of stream
+i is drawn from its own generator seeded by (seed, i): the same seed gives the same audio,
+sample for sample.
 """
 
 from __future__ import annotations
@@ -166,8 +170,7 @@ def sample(
             y, state = model.step(ctx[:, j], state)
         for j in range(plan.frames):
             if plan.noise > 0:  # float64 draws, so the noise is the same on every device
-                z = np.stack([r.standard_normal(kind.vocab_size) for r in rngs])
-                y = y + torch.from_numpy(plan.noise * z).to(y)
+                y = y + torch.from_numpy(plan.noise * frame_noise(kind, rngs)).to(y)
             out[:, j] = y
             y, state = model.step(y, state)
             if bar is not None:
@@ -187,6 +190,22 @@ def sample(
     if timing is not None:
         timing.update(prefix_s=0.0, sample_s=time.perf_counter() - t0, tokens=plan.samples)
     return clips(kind, out, plan=plan, ids=ids, where=where)
+
+
+def frame_noise(kind, rngs) -> np.ndarray:
+    """One frame of unit noise per stream, float64 [n, D] in normalised units: a standard
+    normal draw per feature, or, for time-form frames whose statistics have ``fft_std``, a
+    draw per FFT feature scaled by that feature's std in the training frames and turned back
+    into time (divided by the time features' std): the noise an FFT-form run gets, so it has
+    the music's average spectrum instead of white noise's (measured: white noise at
+    temperature 1 made a time-form STFT run's clips ``noise``, benchmarks.md)."""
+    s = kind.stats
+    if kind.form != "time" or "fft_std" not in s:
+        return np.stack([r.standard_normal(kind.vocab_size) for r in rngs])
+    k = kind.size // 2 + 1
+    z = np.stack([r.standard_normal(2 * k) for r in rngs]) * np.asarray(s["fft_std"])
+    t = np.fft.irfft(z[:, :k] + 1j * z[:, k:], n=kind.size, axis=-1)
+    return t / np.asarray(s["std"])
 
 
 def clips(kind, f: torch.Tensor, plan: Plan, ids, where=None) -> list[Clip]:

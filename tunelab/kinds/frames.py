@@ -11,8 +11,13 @@ run alone.
 
 Training windows: seq_len + 1 consecutive frames inside one piece, with its label; x holds
 frames 0..T-1 and y frames 1..T. Losses (``frame_loss``): ``mse`` per normalised feature (the
-original), or ``stft``: the multi-resolution STFT loss plus ``wave_l1`` times the mean
-absolute waveform error, on the overlap-added waveforms of prediction and target, per window.
+original), or ``stft``: the multi-resolution STFT loss (its log magnitude floored
+``stft_floor_db`` under the training audio's RMS; unset: at 1e-7, the first version) plus
+``wave_l1`` times the mean absolute waveform error, on the overlap-added waveforms of
+prediction and target, plus ``wave_mse`` times the mean squared error of the time frames
+(over the data's power: 1 for silence), per window. The STFT terms cannot tell a frame a hop
+late from the right one, so without a waveform term "repeat the last frame" is all but
+unbeatable (docs/benchmarks.md, "frame-gru-stft: why it did not learn").
 
 ``evaluate --split``: a frame model is not a likelihood model, so the file holds its loss on
 every piece of the split, whole (frames 1.. predicted from the true frames before them), as
@@ -59,6 +64,8 @@ def with_settings(meta: dict, model_cfg) -> dict:
     same = all(have.get(k) == v for k, v in key.items())
     loss = {"loss": cfg.get("frame_loss", "mse"), "stft_sizes": list(cfg.get("stft_sizes", []))}
     loss["wave_l1"] = float(cfg.get("wave_l1", 1.0))
+    loss["stft_floor_db"] = cfg.get("stft_floor_db")  # None: the old 1e-7 floor
+    loss["wave_mse"] = float(cfg.get("wave_mse", 0.0))
     loss["conditioned"] = bool(cfg.get("frame_labels", False))
     return {**meta, "frames": {**key, **loss, "stats": have.get("stats") if same else None}}
 
@@ -84,6 +91,8 @@ class Kind(AudioKind):
         fr = meta["frames"]
         self.form, self.size, self.hop = fr["form"], int(fr["size"]), int(fr["hop"])
         self.loss_name, self.stft_sizes, self.wave_l1 = fr["loss"], fr["stft_sizes"], fr["wave_l1"]
+        self.floor_db = fr.get("stft_floor_db")  # runs before it have none: the 1e-7 floor
+        self.wave_mse = float(fr.get("wave_mse", 0.0))
         self.sample_rate = int(meta["sample_rate"])
         self.vocab_size = frame_dim(self.size, self.form)  # features per frame
         self.label_names: list[str] = label_names_of(meta)
@@ -113,16 +122,20 @@ class Kind(AudioKind):
 
     def fit(self, split) -> None:
         """Per-feature mean and std of the split's frames: from the cache beside the data,
-        else computed (float64, piece by piece) and cached."""
+        else computed (float64, piece by piece) and cached. Time-form frames also get the std
+        of their FFT features (``fft_std``), which shapes the frame noise of generation like the
+        music's spectrum (``tunelab.kinds.frame_gen``)."""
         if self.meta["frames"]["stats"] is not None:
             return
         name = f"frame-stats-{self.form}-{self.size}-{self.hop}.json"
         where = getattr(split.data, "filename", None)  # the split's .bin, in the data dir
         cache = Path(where).parent / name if where else None
         if cache is not None and cache.exists():
-            self.meta["frames"]["stats"] = json.loads(cache.read_text(encoding="utf-8"))
-            return
-        s1 = s2 = 0.0
+            stats = json.loads(cache.read_text(encoding="utf-8"))
+            if self.form != "time" or "fft_std" in stats:  # else: cached before fft_std
+                self.meta["frames"]["stats"] = stats
+                return
+        s1 = s2 = f2 = 0.0
         n, energy, samples = 0, 0.0, 0
         for piece in split:
             x = torch.from_numpy(from_int16(np.asarray(piece))).double()
@@ -131,12 +144,16 @@ class Kind(AudioKind):
                 part = x[a : a + 4095 * self.hop + self.size]
                 f = ops.cut(part, self.size, self.hop, form=self.form)
                 s1, s2, n = s1 + f.sum(0), s2 + f.square().sum(0), n + len(f)
+                if self.form == "time":  # the FFT features' mean is ~0: their RMS is the std
+                    f2 = f2 + ops.cut(part, self.size, self.hop, form="fft").square().sum(0)
         if n == 0:
             raise ValueError(f"no piece holds a whole frame of {self.size} samples")
         mean = s1 / n
         std = (s2 / n - mean.square()).clamp(min=0).sqrt().clamp(min=1e-6)
         stats = {"mean": mean.tolist(), "std": std.tolist(), "frames": n}
         stats["rms"] = (energy / max(samples, 1)) ** 0.5
+        if self.form == "time":
+            stats["fft_std"] = (f2 / n).sqrt().tolist()
         if cache is not None:
             write_json(cache, stats)
         self.meta["frames"]["stats"] = stats
@@ -198,12 +215,21 @@ class Kind(AudioKind):
         return out
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, x=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sum, count): squared error over features (mse), or the STFT + L1 loss per window."""
+        """(sum, count): squared error over features (mse), or the STFT loss (plus the waveform
+        terms) per window."""
         out, y = out.float(), y.float()
         if self.loss_name == "mse":
             return (out - y).square().sum(), torch.tensor(out.numel(), device=out.device)
         a, b = self.waveform(out), self.waveform(y)
-        per = ops.stft_loss(a, b, self.stft_sizes) + self.wave_l1 * (a - b).abs().mean(dim=1)
+        floor = 0.0 if self.floor_db is None else self.stats["rms"] * 10 ** (-self.floor_db / 20)
+        per = ops.stft_loss(a, b, self.stft_sizes, floor)
+        if self.wave_l1:
+            per = per + self.wave_l1 * (a - b).abs().mean(dim=1)
+        if self.wave_mse:  # on every frame whole: overlap-add would leave the samples where
+            # the Hann window is near 0 free (measured: errors of 100x there, which generation
+            # then feeds back); in units of the data's power: 1 for silence, 0 when exact
+            se = (self.time_frames(out) - self.time_frames(y)).square().mean(dim=(1, 2))
+            per = per + self.wave_mse * se / self.stats["rms"] ** 2
         return per.sum(), torch.tensor(len(per), device=out.device)
 
     def preview(self, model, device) -> tuple[np.ndarray, int] | None:

@@ -4,7 +4,9 @@ Each position sees one frame of F normalised features (time samples, or rfft rea
 parts; see ``tunelab.kinds.frames``) and predicts the next frame as F real numbers. One
 ``nn.GRU``/``nn.LSTM`` module per layer, so every layer's output can reach the output dense
 (``skip``), as in the token RNN. Optional label conditioning: an embedding of the label added
-to the input dense's output at every position.
+to the input dense's output at every position. Optional ``linear_skip``: a linear map from
+the input frame straight to the output, added to the RNN's prediction (linear prediction of
+the next frame from the last; zero at the start).
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ class FrameRNNConfig:
     frame_size: int = 1024  # samples per frame
     frame_hop: int = 0  # samples between frame starts (0: frame_size // 2, 50% overlap)
     frame_form: Literal["time", "fft"] = "time"  # raw samples or rfft real/imag
-    frame_loss: Literal["mse", "stft"] = "mse"  # stft: multi-resolution STFT + L1 wave
+    frame_loss: Literal["mse", "stft"] = "mse"  # stft: multi-resolution STFT + waveform terms
     stft_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])
     wave_l1: float = 1.0  # weight of the L1 waveform term of the stft loss
+    wave_mse: float = 0.0  # weight of the time frames' squared error (in the data's power)
+    stft_floor_db: float | None = None  # log-magnitude floor, dB under the data's RMS
+    linear_skip: bool = False  # a linear map from the input frame straight to the output
     frame_labels: bool = False  # condition on the data's labels (an embedding added to input)
 
 
@@ -54,6 +59,8 @@ class FrameRNN(nn.Module):
         dropout: dropout after the input dense and between layers (training only).
         skip: the output dense reads every layer's output ([B, T, L*H]), else the last.
         n_labels: number of labels to condition on (0: unconditioned).
+        linear_skip: add a linear map of the input frame (F x F, zero at the start) to the
+            output.
     """
 
     receptive_field = None  # recurrent: every earlier frame can matter
@@ -68,6 +75,7 @@ class FrameRNN(nn.Module):
         dropout: float = FrameRNNConfig.dropout,
         skip: bool = FrameRNNConfig.skip,
         n_labels: int = 0,
+        linear_skip: bool = FrameRNNConfig.linear_skip,
     ):
         super().__init__()
         if cell not in ("gru", "lstm"):
@@ -80,6 +88,13 @@ class FrameRNN(nn.Module):
         self.rnns = rnn_layers(cell, dense, hidden, layers)
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden * layers if skip else hidden, n_features)
+        # the next frame as a linear function of the last one (linear prediction; in time form
+        # half of the next frame is the last one's second half), the RNN adding the rest.
+        # Zero at the start, so the model starts where the plain one does.
+        self.lin = None
+        if linear_skip:
+            self.lin = nn.Linear(n_features, n_features, bias=False)
+            nn.init.zeros_(self.lin.weight)
 
     @classmethod
     def from_config(
@@ -98,6 +113,7 @@ class FrameRNN(nn.Module):
             dropout=c.dropout,
             skip=c.skip,
             n_labels=n_labels,
+            linear_skip=c.linear_skip,
         )
 
     def _input(self, x: torch.Tensor, label: torch.Tensor | None) -> torch.Tensor:
@@ -115,7 +131,7 @@ class FrameRNN(nn.Module):
         """x: FloatTensor[B, T, F] -> FloatTensor[B, T, F]; position t predicts frame t+1.
         ``state``: per layer h [B, H] (GRU) or (h, c) (LSTM) to start from (default zeros)."""
         y, _ = self._run(self._input(x, label), state)
-        return y
+        return y if self.lin is None else y + self.lin(x)
 
     def _run(self, h: torch.Tensor, state: list | None) -> tuple[torch.Tensor, list]:
         feats, new = run_rnn_layers(self.rnns, self.drop, h, state, self.skip)
@@ -138,4 +154,5 @@ class FrameRNN(nn.Module):
         Equal to forward() run frame by frame (call in eval mode: no dropout)."""
         h = self._input(x[:, None, :], state["label"])
         y, rnn = self._run(h, state["rnn"])
-        return y[:, 0], {"rnn": rnn, "label": state["label"]}
+        y = y[:, 0] if self.lin is None else y[:, 0] + self.lin(x)
+        return y, {"rnn": rnn, "label": state["label"]}
