@@ -123,16 +123,52 @@ def clips(run: Path, out: Path, args, log, revise: Path | None = None) -> dict:
     return row
 
 
+def picture(samples: Path, out: Path) -> Path:
+    """The first draft beside its revision, as spectrograms, into ``out`` (a PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import soundfile as sf
+    from scipy.signal import spectrogram
+
+    draft = sorted(samples.glob("*.draft.wav"))[0]
+    revised = draft.with_name(draft.name.replace(".draft.wav", ".wav"))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3), sharey=True)
+    for ax, f, title in ((axes[0], draft, "draft"), (axes[1], revised, "revised")):
+        x, sr = sf.read(str(f), dtype="float32")
+        fr, t, sxx = spectrogram(x, sr, nperseg=1024, noverlap=768)
+        ax.pcolormesh(t, fr, 10 * np.log10(sxx + 1e-12), shading="auto", cmap="magma", vmin=-120)
+        ax.set(title=f"{title} ({f.name})", xlabel="seconds")
+    axes[0].set_ylabel("Hz")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, required=True, help="a prepared audio data directory")
+    ap.add_argument("--data", type=Path, help="a prepared audio data directory")
     ap.add_argument("--family", default="wavenet-bench", help="the audio preset that drafts")
     ap.add_argument("--minutes", type=float, default=30.0, help="total training minutes")
     ap.add_argument("--share", type=float, default=0.25, help="of them, the reviser's share")
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "revision_bench")
+    ap.add_argument(
+        "--picture",
+        nargs=2,
+        type=Path,
+        metavar=("SAMPLES", "PNG"),
+        help="only draw the first draft of SAMPLES (generate --revise's folder) beside its "
+        "revision into PNG",
+    )
     args = ap.parse_args()
+    if args.picture:
+        print(picture(*args.picture))
+        return
+    if args.data is None:
+        ap.error("--data is required (unless --picture)")
     out, data = args.out.resolve(), args.data.resolve()
     out.mkdir(parents=True, exist_ok=True)
     rows = {}
