@@ -119,10 +119,10 @@ class Live:
 def _train(cfg: RunConfig, d: Dist, started: float) -> TrainResult:
     live = _setup(cfg, d, started)
     t, pr = cfg.train, live.tr.progress  # (restored by _setup when resuming)
-    # A run with no time left for the final validation and saves stops here, unless it has
-    # taken no step yet (it needs a checkpoint)
+    # A run with no time left for one more step and the final validation and saves stops here,
+    # unless it has taken no step yet (it needs a checkpoint)
     budget = 60 * t.max_minutes if t.max_minutes else None
-    if pr.step >= t.max_steps or (pr.step and out_of_time(pr, 0.0, budget)):
+    if pr.step >= t.max_steps or (pr.step and out_of_time(pr, pr.step_seconds or 0.0, budget)):
         status = "already_done"
         msg = (
             f"{live.run_dir}: already trained to step {pr.step}, {pr.elapsed / 60:.2f} minutes "
@@ -277,7 +277,7 @@ def _loop(live: Live) -> tuple[str, str]:
             if done.problem:
                 status, msg = "nan", _stop(live, done.problem)
                 break
-            step_s = pr.elapsed - before
+            step_s = pr.step_seconds = pr.elapsed - before
             _report(live, bar, window, done, lr, start, budget)
             stop = out_of_time(pr, step_s, budget)
             if pr.step % t.eval_every == 0 or pr.step == t.max_steps or stop:

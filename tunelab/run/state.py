@@ -109,13 +109,17 @@ class Progress:
     # Seconds the last validation and its saves took (or an estimate before the first): the
     # time the loop keeps for the final one under a time budget
     final_seconds: float | None = None
+    # Wall seconds of the last training step: a resumed run that has no time left for one more
+    # step and the final saves stops after set-up instead of overrunning by a step
+    step_seconds: float | None = None
 
     @classmethod
     def restore(cls, ck: dict) -> Progress:
-        # final_seconds is only a measurement: checkpoints written before it existed lack it
-        # (it is measured again); any other field missing is an error
+        # final_seconds and step_seconds are only measurements: checkpoints written before they
+        # existed lack them (they are measured again); any other field missing is an error
+        optional = ("final_seconds", "step_seconds")
         return cls(
-            **{f.name: ck[f.name] for f in fields(cls) if f.name in ck or f.name != "final_seconds"}
+            **{f.name: ck[f.name] for f in fields(cls) if f.name in ck or f.name not in optional}
         )
 
 
