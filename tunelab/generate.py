@@ -142,7 +142,7 @@ def generate(
         partial=path_of,
     )
     audits = kind.audit(pieces, plan, index)
-    music, _ = kind.music_metrics(pieces, index)
+    music, _ = kind.music_metrics(pieces, index, sets=False)
     if reviser is not None:
         rev_audits, rev_music, rev_info = _revise(kind, reviser, pieces, path_of, plan, index)
 
@@ -218,4 +218,4 @@ def _revise(kind, reviser, pieces: list, path_of, plan, index) -> tuple[list, li
                 "x_real_time": len(draft) / kind.sample_rate / max(seconds, 1e-9),
             }
         )
-    return kind.audit(clips, plan, index), kind.music_metrics(clips, index)[0], info
+    return kind.audit(clips, plan, index), kind.music_metrics(clips, index, sets=False)[0], info

@@ -95,3 +95,14 @@ class _Any:
 
 
 ANY = _Any()
+
+
+def test_music_metrics_skip_the_set_figures_when_asked():
+    """generate discards the set figures (seconds of the training audio's features): it asks
+    for the per-clip figures only, and gets the same ones."""
+    kind = _kind()
+    clips = [kind.clip_type(sine(300 + 50 * i, 1.0, SR, amp=0.3)[:, 0], None) for i in range(2)]
+    held = [sine(440, 2.0, SR, amp=0.3)[:, 0]]
+    per, sets = kind.music_metrics(clips, None, held_out=held)
+    assert sets["seconds"]["test"] == 2.0 and sets["frechet_to_test"] is not None
+    assert kind.music_metrics(clips, None, held_out=held, sets=False) == (per, {})

@@ -234,10 +234,13 @@ class AudioKind(KindDefaults):
         """The data's held-out audio for ``music_metrics`` (``held_out_audio``)."""
         return held_out_audio(self, data_dir)
 
-    def music_metrics(self, clips, index, held_out=None) -> tuple[list[dict], dict]:
-        """Per clip ``audio_features``; for the set, ``audio_quality.set_figures`` against the
-        copy index's training audio and ``held_out`` (float waveforms, e.g. ``held_out()``'s),
-        where they are given."""
+    def music_metrics(
+        self, clips, index, held_out=None, *, sets: bool = True
+    ) -> tuple[list[dict], dict]:
+        """Per clip ``audio_features``; for the set (unless ``sets=False``: a second or two of
+        the training audio's features), ``audio_quality.set_figures`` against the copy index's
+        training audio and ``held_out`` (float waveforms, e.g. ``held_out()``'s), where they
+        are given."""
         from tunelab.kinds.audio_quality import set_figures
         from tunelab.metrics.audio_features import audio_features
 
@@ -245,6 +248,8 @@ class AudioKind(KindDefaults):
             return [], {}
         streams = [self.audio(c) for c in clips]
         per = [audio_features(x, self.sample_rate) for x in streams]
+        if not sets:
+            return per, {}
         train = None if index is None else index.pieces
         return per, set_figures(streams, self.sample_rate, train=train, test=held_out)
 

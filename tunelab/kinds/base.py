@@ -161,8 +161,12 @@ class Kind(Protocol):
         """One audit per piece (of what follows the primer), each with its ``flags``."""
         ...
 
-    def music_metrics(self, pieces: Sequence, /, index: Any) -> tuple[list[dict], dict]:
-        """Music statistics per piece and for the set (distances to ``index`` when given)."""
+    def music_metrics(
+        self, pieces: Sequence, /, index: Any, *, sets: bool = True
+    ) -> tuple[list[dict], dict]:
+        """Music statistics per piece and for the set (distances to ``index`` when given);
+        ``sets=False``: the per-piece figures only (the set's ``{}``), for callers that
+        discard the set (``generate``), since the set figures can cost seconds."""
         ...
 
     def read(self, path: Path) -> Any:
@@ -212,7 +216,7 @@ class KindDefaults:
     def memory_model(self, model: torch.nn.Module) -> torch.nn.Module | None:
         return None
 
-    def music_metrics(self, pieces: Sequence, index: Any) -> tuple[list[dict], dict]:
+    def music_metrics(self, pieces: Sequence, index: Any, *, sets: bool = True):
         return [{} for _ in pieces], {}
 
     def write_preview(self, piece: Any, path: Path, side: dict) -> None:

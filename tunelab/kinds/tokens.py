@@ -343,7 +343,7 @@ class Kind(KindDefaults):
         problems = [check_tokens(p, self.meta) for p in pieces]
         return audit_rolls(rolls, problems, index=index, spq=self.spq)
 
-    def music_metrics(self, pieces, index) -> tuple[list[dict], dict]:
+    def music_metrics(self, pieces, index, *, sets: bool = True) -> tuple[list[dict], dict]:
         """Per piece ``music_metrics.music_metrics`` (histogram distances to the training split when
         ``index``); for the set, the mean of each histogram distance."""
         from tunelab.kinds.midi_audit import roll_from_tokens
@@ -354,7 +354,7 @@ class Kind(KindDefaults):
         ref = index.histograms if index is not None else None
         per = [music_metrics(roll_from_tokens(p, self.meta), self.spq, ref) for p in pieces]
         summary = {}
-        for k in ("pitch_class_hist_distance", "interval_hist_distance"):
+        for k in ("pitch_class_hist_distance", "interval_hist_distance") if sets else ():
             vals = [m[k] for m in per if m.get(k) is not None]
             if vals:
                 summary[f"mean_{k}"] = float(np.mean(vals))
