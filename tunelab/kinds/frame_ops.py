@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from tunelab.models.layers import stft_distance
+
 JOINS = ("ola", "concat")
 
 
@@ -70,33 +72,9 @@ def join(frames: torch.Tensor, hop: int, how: str = "ola") -> torch.Tensor:
 def stft_loss(
     a: torch.Tensor, b: torch.Tensor, sizes: list[int], floor: float = 0.0
 ) -> torch.Tensor:
-    """Multi-resolution STFT loss of prediction a against target b, FloatTensor[B, L] -> [B].
-
-    Per resolution n (Hann window n, hop n/4), with magnitudes A, B: spectral convergence
-    ||B - A||_F / ||B||_F plus mean |log(B + e) - log(A + e)| (Yamamoto et al., Parallel
-    WaveGAN, 2020); the mean over the resolutions that fit in L. ``floor``: e is the magnitude
-    that white noise of RMS ``floor`` gets in a bin (floor * ||window||), so bins quieter than
-    that noise count as silent; 0 is the paper's form (e = 1e-7), whose log term is ruled by
-    the inaudible bins (benchmarks.md, "frame-gru-stft: why it did not learn")."""
-    terms = []
-    for n in sizes:
-        if n > a.shape[-1]:
-            continue
-        A, Bm = _magnitude(a, n), _magnitude(b, n)
-        sc = torch.linalg.norm((Bm - A).flatten(1), dim=1) / torch.linalg.norm(
-            Bm.flatten(1), dim=1
-        ).clamp(min=1e-7)
-        e = floor * (3 * n / 8) ** 0.5  # ||hann(n)||: the bin magnitude of unit white noise
-        if e > 0:
-            A, Bm = A + e, Bm + e
-        terms.append(sc + (Bm.log() - A.log()).abs().flatten(1).mean(dim=1))
-    if not terms:
-        raise ValueError(f"no STFT size in {sizes} fits a window of {a.shape[-1]} samples")
-    return torch.stack(terms).mean(dim=0)
-
-
-def _magnitude(x: torch.Tensor, n: int) -> torch.Tensor:
-    """|STFT| of x [B, L] (Hann window n, hop n/4, no padding), floored at 1e-7."""
-    w = torch.hann_window(n, dtype=x.dtype, device=x.device)
-    s = torch.stft(x, n, n // 4, window=w, center=False, return_complex=True)
-    return s.abs().clamp(min=1e-7)
+    """Multi-resolution STFT loss of prediction a against target b, FloatTensor[B, L] -> [B]:
+    ``models.layers.stft_distance`` over the resolutions that fit in L (uncentred frames,
+    magnitudes floored at 1e-7). ``floor``: the RMS of the white noise under which bins count
+    as silent; 0 is the paper's form, whose log term is ruled by the inaudible bins
+    (benchmarks.md, "frame-gru-stft: why it did not learn")."""
+    return stft_distance(a, b, sizes, floor)

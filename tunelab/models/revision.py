@@ -38,6 +38,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tunelab.models import layers
+
 
 @dataclass
 class RevisionConfig:
@@ -67,24 +69,12 @@ class RevisionConfig:
 # -- spectra --------------------------------------------------------------------------------
 
 
-def _magnitude(x: torch.Tensor, n: int) -> torch.Tensor:
-    """|STFT| of x [B, N] (Hann window n, hop n/4, centred), floored at 1e-5."""
-    w = torch.hann_window(n, dtype=torch.float32, device=x.device)
-    s = torch.stft(x.float(), n, n // 4, window=w, return_complex=True)
-    return s.abs().clamp(min=1e-5)
-
-
 def stft_distance(a: torch.Tensor, b: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Multi-resolution STFT distance of a to b, FloatTensor[B, N] each -> [B]: per size n,
     spectral convergence ||B - A|| / ||B|| plus mean |log B - log A| (Parallel WaveGAN), the
-    mean over the sizes."""
-    terms = []
-    for n in sizes:
-        A, Bm = _magnitude(a, n), _magnitude(b, n)
-        sc = torch.linalg.norm((Bm - A).flatten(1), dim=1)
-        sc = sc / torch.linalg.norm(Bm.flatten(1), dim=1).clamp(min=1e-5)
-        terms.append(sc + (Bm.log() - A.log()).abs().flatten(1).mean(dim=1))
-    return torch.stack(terms).mean(dim=0)
+    mean over the sizes (``layers.stft_distance``: centred frames, magnitudes floored at
+    1e-5, in float32 whatever the autocast dtype)."""
+    return layers.stft_distance(a.float(), b.float(), sizes, center=True, min_mag=1e-5)
 
 
 # -- generator ------------------------------------------------------------------------------
