@@ -35,9 +35,13 @@ caller); ``mean_frame`` from ``mean_frame_dominance`` for frame models.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 from scipy import fft as sfft
 from scipy.signal import resample_poly
+
+from tunelab.metrics import pitch
 
 FRAME_S = 0.05  # RMS envelope frame (seconds)
 SILENCE_DB = -50.0  # a frame (or a copy window) quieter than this (dBFS) is silent
@@ -138,20 +142,15 @@ class TrainingAudio:
         self.cstart = np.concatenate([[0], np.cumsum(lens)])
         self.coarse = np.concatenate(coarse) if coarse else np.zeros(0, np.float32)
         self._cache: dict[int, tuple] = {}
-        self._pitch: tuple[float | None] | None = None  # computed once
 
     @property
     def seconds(self) -> float:
         return sum(len(p) for p in self.pieces) / self.sr
 
-    @property
+    @cached_property
     def pitch_salience(self) -> float | None:
         """The training audio's pitch salience (``pitch.data_pitch_salience``; computed once)."""
-        if self._pitch is None:
-            from tunelab.metrics.pitch import data_pitch_salience
-
-            self._pitch = (data_pitch_salience(self.pieces, self.sr),)
-        return self._pitch[0]
+        return pitch.data_pitch_salience(self.pieces, self.sr)
 
     def _blocks(self, L: int) -> tuple:
         """(inverse norms float32[T], nfft, advance A, block FFTs complex64[B, nfft/2+1])."""
@@ -343,8 +342,6 @@ def audit_audio(
     ``max_similarity``, ``most_similar`` (index of the most similar other stream) and
     ``min_distance``; and ``flags``: sorted subset of silent / noise / copied / identical /
     unpitched / training_primer (thresholds at the top of the module)."""
-    from tunelab.metrics.pitch import pitch_salience, unpitched
-
     xs = [_f64(s) for s in streams]
     sim = sameness(xs, sr) if len(xs) > 1 else None
     dist = distances(xs) if len(xs) > 1 else None
@@ -357,7 +354,7 @@ def audit_audio(
         }
         a |= silence(x, sr)
         a["spectral_flatness"] = spectral_flatness(x, sr)
-        a["pitch_salience"] = pitch_salience(x, sr)
+        a["pitch_salience"] = pitch.pitch_salience(x, sr)
         a["data_pitch_salience"] = None if index is None else index.pitch_salience
         a["pitch_audited"] = index is not None
         if index is not None:
@@ -377,7 +374,7 @@ def audit_audio(
             flags.add("copied")
         if a.get("max_similarity", 0.0) >= IDENTICAL_SIMILARITY:
             flags.add("identical")
-        if unpitched(a["pitch_salience"], a["data_pitch_salience"]):
+        if pitch.unpitched(a["pitch_salience"], a["data_pitch_salience"]):
             flags.add("unpitched")
         if primer_from_training:
             flags.add("training_primer")
@@ -391,6 +388,4 @@ def thresholds() -> dict:
     names = ("SILENCE_DB", "SILENT_TAIL_S", "NOISE_FLATNESS", "COPY_NCC")
     names += ("COPY_MIN_SECONDS", "COPY_WINDOW_S", "COPY_HOP_S", "IDENTICAL_SIMILARITY")
     names += ("TAIL_S", "MEAN_FRAME_COSINE")
-    from tunelab.metrics import pitch
-
     return {k: globals()[k] for k in names} | pitch.thresholds()
