@@ -52,16 +52,25 @@ def drum_loop(bpm: float, seconds: float = 8.0, sr: int = SR, seed: int = 0) -> 
     return 0.5 * x
 
 
-def triad_tune(
-    rng, seconds: float, base: float, sr: int = SR, harmonics: int = 1, amp: float = 0.2
+PENTATONIC = (0, 2, 4, 7, 9)  # semitones above the base
+
+
+def scale_tune(
+    rng,
+    seconds: float,
+    base: float,
+    sr: int = SR,
+    harmonics: int = 1,
+    amp: float = 0.2,
+    scale: tuple[int, ...] = (0, 4, 7),
 ) -> np.ndarray:
-    """Decaying notes of a quarter second, each a random note of the major triad on ``base``
-    Hz, with ``harmonics`` partials (the k-th at 1/k)."""
+    """Decaying notes of a quarter second, each a random note of ``scale`` (semitones; the
+    default: the major triad) on ``base`` Hz, with ``harmonics`` partials (the k-th at 1/k)."""
     t = np.arange(sr // 4) / sr
     n = math.ceil(seconds * 4)
     notes = [
         sum(
-            np.sin(2 * np.pi * k * base * 2 ** (rng.choice([0, 4, 7]) / 12) * t) / k
+            np.sin(2 * np.pi * k * base * 2 ** (rng.choice(scale) / 12) * t) / k
             for k in range(1, harmonics + 1)
         )
         for _ in range(n)
@@ -71,7 +80,7 @@ def triad_tune(
 
 def labelled_tunes(root: Path, pieces: dict[str, int], seconds: float, **tune) -> Path:
     """ROOT/src/<split>/<low|high>/<i>.wav (``pieces``: split -> files per label) of
-    ``triad_tune`` on 220 and 440 Hz, prepared into ROOT/data with the folders as labels."""
+    ``scale_tune`` on 220 and 440 Hz, prepared into ROOT/data with the folders as labels."""
     from tunelab.data.audio.prepare import prepare_audio
     from tunelab.data.audio.synth import write_wav
 
@@ -79,7 +88,7 @@ def labelled_tunes(root: Path, pieces: dict[str, int], seconds: float, **tune) -
     for split, n in pieces.items():
         for label, base in (("low", 220.0), ("high", 440.0)):
             for i in range(n):
-                x = triad_tune(rng, seconds, base, **tune)
+                x = scale_tune(rng, seconds, base, **tune)
                 write_wav(root / "src" / split / label / f"{i}.wav", x, SR)
     assert prepare_audio([root / "src"], root / "data", label="folder", workers=1) == 0
     return root / "data"

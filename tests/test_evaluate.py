@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 from typer.testing import CliRunner
 
-from tests.helpers_audio import labelled_tunes, triad_tune
+from tests.helpers_audio import labelled_tunes, scale_tune
 from tests.helpers_generate import make_datadir, make_run, random_piece, steps_meta
 from tunelab.cli import app
 from tunelab.data.midi import codec_from_meta
@@ -244,7 +244,7 @@ def test_audio_samples_are_placed_against_the_test_and_training_audio(
     train(load(RunConfig, preset, args + ["train.tensorboard=false", "train.plots=false"]))
     folder = tmp_path / "clips"
     rng = np.random.default_rng(1)
-    write_wav(folder / "tune.wav", triad_tune(rng, 3, 330.0, harmonics=3, amp=0.15), 16000)
+    write_wav(folder / "tune.wav", scale_tune(rng, 3, 330.0, harmonics=3, amp=0.15), 16000)
     write_wav(folder / "noise.wav", 0.1 * rng.standard_normal(3 * 16000), 16000)
     # a long recording at another rate and format: only its first READ_SECONDS are read
     t = np.arange(70 * 44100) / 44100

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from tests.helpers_audio import assert_resumes_exactly, records
+from tests.helpers_audio import PENTATONIC, assert_resumes_exactly, records, scale_tune
 from tunelab.cli import app
 from tunelab.config import RunConfig, load
 from tunelab.data.audio.synth import write_wav
@@ -26,13 +26,7 @@ torch.set_num_threads(1)  # tiny models: one thread is fastest (no spinning on s
 # -- data and runs ----------------------------------------------------------------------
 def _tune(rng, seconds: float, base: float) -> np.ndarray:
     """Notes of 0.25 s from a pentatonic scale on ``base`` Hz, three harmonics, decaying."""
-    t = np.arange(int(0.25 * SR)) / SR
-    env = np.exp(-4 * t)
-    notes = []
-    for _ in range(int(seconds * 4)):
-        f = base * 2 ** (rng.choice([0, 2, 4, 7, 9]) / 12)
-        notes.append(env * sum(np.sin(2 * np.pi * k * f * t) / k for k in (1, 2, 3)))
-    return 0.2 * np.concatenate(notes)
+    return scale_tune(rng, seconds, base, SR, harmonics=3, scale=PENTATONIC)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers_audio import assert_resumes_exactly, records
+from tests.helpers_audio import PENTATONIC, assert_resumes_exactly, records, scale_tune
 from tunelab.config import RunConfig, load
 from tunelab.data.audio.synth import write_wav
 from tunelab.data.store import load_datadir
@@ -30,12 +30,7 @@ TINY = (
 
 def _tune(rng, seconds: float, base: float) -> np.ndarray:
     """Notes of 0.25 s from a pentatonic scale on ``base`` Hz, three harmonics, decaying."""
-    t = np.arange(int(0.25 * SR)) / SR
-    notes = []
-    for _ in range(int(seconds * 4)):
-        f = base * 2 ** (rng.choice([0, 2, 4, 7, 9]) / 12)
-        notes.append(np.exp(-4 * t) * sum(np.sin(2 * np.pi * k * f * t) / k for k in (1, 2, 3)))
-    return 0.2 * np.concatenate(notes)
+    return scale_tune(rng, seconds, base, SR, harmonics=3, scale=PENTATONIC)
 
 
 @pytest.fixture(scope="module")
