@@ -16,6 +16,8 @@ and one whose clips the base model finds far less likely has moved away from wha
 (which is the point where the drafts are far from the music).
 
     .venv/bin/python benchmarks/revision.py --data DATA --minutes 30 --out /tmp/revbench
+    .venv/bin/python benchmarks/revision.py --data DATA --minutes 30 --alone AQ/wavenet-bench \\
+        --out /tmp/revbench          # reuse audio_quality.py's 30-minute run as the first arm
     .venv/bin/python benchmarks/revision.py --data DATA --minutes 1 --n 2 --seconds 2 \\
         --family wavenet-tiny --out /tmp/revsmoke                    # a smoke test
 
@@ -117,6 +119,7 @@ def clips(run: Path, out: Path, args, log, revise: Path | None = None) -> dict:
         _, a = audit_samples(run, folder)
         row["drafts"] = {
             "frechet_to_test": (a.get("set_metrics") or {}).get("frechet_to_test"),
+            "flatness_quartiles": (a.get("set_metrics") or {}).get("flatness_quartiles"),
             "flags": {k: v for k, v in (a.get("flag_counts") or {}).items() if v},
             "bits_per_sample_under_base": bits_per_sample(run, sorted(folder.glob("*.wav"))),
         }
@@ -146,6 +149,15 @@ def picture(samples: Path, out: Path) -> Path:
     return out
 
 
+def _flatness(row: dict) -> str:
+    """The clips' median spectral flatness beside the test audio's, in one cell."""
+    q = row.get("flatness_quartiles") or {}
+    mid = [(q.get(k) or [None, None])[1] for k in ("samples", "test")]
+    return " ".join(
+        "-" if v is None else (f"{v:.3g}" if i == 0 else f"({v:.3g})") for i, v in enumerate(mid)
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, help="a prepared audio data directory")
@@ -155,6 +167,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "revision_bench")
+    ap.add_argument(
+        "--alone",
+        type=Path,
+        metavar="RUN",
+        help="reuse RUN (the family trained --minutes on the same data, e.g. audio_quality.py's) "
+        "as the draft-only arm instead of training it",
+    )
     ap.add_argument(
         "--picture",
         nargs=2,
@@ -174,8 +193,10 @@ def main() -> None:
     rows = {}
     with open(out / "revision.log", "a") as log:
         alone, base, rev = out / "draft-only", out / "base", out / "reviser"
-        train(args.family, data, alone / "run", args.minutes, log)
-        rows["draft only"] = clips(alone / "run", alone, args, log)
+        alone_run = args.alone.resolve() if args.alone else alone / "run"
+        if not args.alone:
+            train(args.family, data, alone_run, args.minutes, log)
+        rows["draft only"] = clips(alone_run, alone, args, log)
         train(args.family, data, base / "run", (1 - args.share) * args.minutes, log)
         train(
             "revision", data, rev, args.share * args.minutes, log, f"revision.base={base / 'run'}"
@@ -183,8 +204,11 @@ def main() -> None:
         rows["draft + revision"] = clips(base / "run", base, args, log, revise=rev)
     (out / "revision.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     print(f"{args.minutes:g} training minutes in all ({args.family}; reviser {args.share:.0%})")
-    print("| clips | Fréchet to test | flags | bits/sample under their base model |")
-    print("|---|---:|---|---:|")
+    print(
+        "| clips | Fréchet to test | flags | spectral flatness, median (test audio's) "
+        "| bits/sample under their base model |"
+    )
+    print("|---|---:|---|---:|---:|")
     show = {
         "draft only": rows["draft only"],
         "drafts of the shorter run": rows["draft + revision"]["drafts"],
@@ -194,7 +218,7 @@ def main() -> None:
         f, b = r.get("frechet_to_test"), r.get("bits_per_sample_under_base")
         flags = ", ".join(f"{k} {v}" for k, v in r["flags"].items()) or "none"
         print(
-            f"| {name} | {'-' if f is None else f'{f:.0f}'} | {flags} | "
+            f"| {name} | {'-' if f is None else f'{f:.0f}'} | {flags} | {_flatness(r)} | "
             f"{'-' if b is None else f'{b:.3f}'} |"
         )
     t = rows["draft only"].get("frechet_test_to_train")
