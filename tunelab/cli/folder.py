@@ -27,11 +27,8 @@ from rich.markup import escape
 from tunelab.cli.budget import Clock, account, command_start, plan_training, previous_spent, reserve
 from tunelab.cli.common import fail as _fail
 
-# Audio: wavenet-bench is the measured best family (benchmarks/audio_quality.py, 30 minutes
-# each on recorded orchestral music: its clips lie closest to the test audio and its test
-# likelihood is the best; also ahead of samplernn at 7 minutes on the chorale audio,
-# docs/benchmarks.md); below this many minutes of training the demo's wavenet-tiny learns
-# more per second.
+# Audio: wavenet-bench (measured best; _preset prints why); below this many minutes of
+# training the demo's wavenet-tiny learns more per second.
 AUDIO_SMALL_MINUTES = 4.0
 TINY_EVAL_EVERY = 200  # wavenet-tiny's preset validates every 30 updates, a setting for tests
 # MIDI: on a small training split, validate about every this many passes over it (at least
