@@ -42,7 +42,7 @@ def test_pack_returns_a_contiguous_float32_copy():
 @pytest.mark.parametrize("k", [6, 7])
 def test_pack_bf16_holds_the_rounded_weights_in_pairs(k):
     w = torch.randn(3, k)
-    p = fused.pack(w, bf16=True)
+    p = fused.pack(w, "bfloat16")
     h = k // 2
     assert p.dtype == np.uint32 and p.flags["C_CONTIGUOUS"] and p.shape == (3, h + k % 2)
     # high half: column j, low half: column h + j; an odd k's last column alone, high half
@@ -54,7 +54,31 @@ def test_pack_bf16_holds_the_rounded_weights_in_pairs(k):
 
 
 def test_check_weights_names_the_choices():
-    assert fused.check_weights("bfloat16") is True
-    assert fused.check_weights("float32") is False
-    with pytest.raises(ValueError, match="'float32' or 'bfloat16', got 'fp16'"):
+    for w in ("float32", "bfloat16", "int8"):
+        assert fused.check_weights(w) == w
+    with pytest.raises(ValueError, match="'float32', 'bfloat16', 'int8', got 'fp16'"):
         fused.check_weights("fp16")
+
+
+def test_pack_int8_holds_each_row_within_half_a_step_of_its_scale():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(2, 5, 9, generator=g) * torch.logspace(-3, 2, 5)[:, None]  # rows of any size
+    w[0, 1] = 0.0  # an all-zero row: q = 0, whatever the scale
+    q, s = fused.pack(w, "int8")
+    assert q.dtype == np.int8 and s.dtype == np.float32 and q.shape == (2, 5, 9)
+    assert s.shape == (2, 5) and np.abs(q).max() == 127
+    back = q.astype(np.float32) * s[..., None]
+    np.testing.assert_array_equal(back, fused.round_int8(w).numpy())
+    assert np.all(np.abs(back - w.numpy()) <= s[..., None] / 2 * (1 + 1e-6))
+    assert np.all(back[0, 1] == 0)
+    assert np.array_equal(np.abs(q).max(axis=-1)[s != 1], np.full((s != 1).sum(), 127))
+
+
+def test_rounded_copy_takes_the_weights_it_rounds_to():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(7, 5)
+    int8 = fused.rounded_copy(model, lambda m: [m.weight], "int8")
+    assert torch.equal(int8.weight, fused.round_int8(model.weight.detach()))
+    assert not torch.equal(int8.weight, model.weight)
+    same = fused.rounded_copy(model, lambda m: [m.weight], "float32")
+    assert torch.equal(same.weight, model.weight)

@@ -28,7 +28,7 @@ from tunelab.cli import app
 from tunelab.config import RunConfig, load
 from tunelab.kinds.scoring import piece_nll
 from tunelab.models.samplernn import SampleRNN
-from tunelab.models.samplernn_gen import FusedSampleRNN, generate_reference, round_weights_bf16
+from tunelab.models.samplernn_gen import FusedSampleRNN, generate_reference, round_weights
 
 
 @pytest.fixture(autouse=True)
@@ -111,6 +111,7 @@ CASES = [  # (n_labels, frame layers, temperature, primer length, weights, threa
     (3, 2, 0.0, 0, "float32", 2),
     (3, 2, 0.8, 9, "float32", 1),
     (0, 2, 1.0, 6, "bfloat16", 2),
+    (3, 2, 1.0, 6, "int8", 2),  # int8 with a label: the first GRU's label columns are a bias
 ]
 
 
@@ -119,7 +120,7 @@ def test_fused_equals_reference(n_labels, layers, temperature, primer_len, weigh
     m = tiny(n_labels, layers=layers)
     B, N = 3, 50
     first, uniforms, label, primer = random_streams(B, N, n_labels, primer_len)
-    ref_model = round_weights_bf16(m) if weights == "bfloat16" else m
+    ref_model = round_weights(m, weights)
     ref = generate_reference(ref_model, first, uniforms, temperature, label, primer)
     fused = FusedSampleRNN(m, B, label, weights=weights, threads=threads)
     if primer is not None:

@@ -9,12 +9,14 @@ first class whose running sum of exp((z - max z) / T) (in float64) exceeds u * t
 
 Kernel contract (``FusedDriver._kernel``, an ``@njit(nogil=True)`` function)::
 
-    kernel(s0, s1, inputs, feed, uniforms, temperature, out, pos, weights, *state)
+    kernel(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, weights, *state)
 
-advances streams s0..s1-1 by N samples. inputs: int64[B, N] samples to feed (feed=True,
+advances streams s0..s1-1 by N samples (part: which slice of split matrices this thread
+runs, ``fused_parts``; 0 when streams are not split). inputs: int64[B, N] samples to feed (feed=True,
 priming: no sampling, out untouched) or int64[B, 1] the first input (feed=False: sample N
 into out int64[B, N], feeding each back); uniforms float64[B, N]; pos: samples fed before;
-weights: the tuple of arrays the generator packed; state: its arrays, updated in place. It
+weights: the tuple of arrays the generator packed; state: its arrays, updated in place
+(``_state()`` is called once per call, so it may hand out fresh scratch arrays). It
 releases the GIL, so blocks of streams run on plain threads at once (not numba's
 ``prange``, whose OpenMP workers spin and starve PyTorch's on a small machine). Kernels are
 compiled on first use and cached on disk (``cache=True``).
@@ -35,6 +37,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 from torch import nn
+
+from tunelab.models.fused_int8 import matmul_i8, quantise_int8, round_int8
 
 # -- the sampling rule, in PyTorch (the references) and in numba (the kernels) ---------------
 
@@ -205,24 +209,45 @@ def matmul_bf16(X, WP, Z):
 
 
 def mm(X, W, Z):
-    """Z = X @ W.T inside a kernel: matmul for float32 weights, matmul_bf16 for packed pairs."""
+    """Z = X @ W.T inside a kernel: W float32, packed bfloat16 pairs (uint32), or an int8
+    pair (Q, scales) (``fused_int8``)."""
 
 
 @overload(mm)
 def _mm_impl(X, W, Z):
+    if isinstance(W, types.BaseTuple):
+        return lambda X, W, Z: matmul_i8(X, W[0], W[1], Z)
     if W.dtype == types.uint32:
         return lambda X, W, Z: matmul_bf16(X, W, Z)
     return lambda X, W, Z: matmul(X, W, Z)
 
 
+def at(W, i):
+    """W[i] inside a kernel, for a weights array or an int8 pair (Q, scales) alike."""
+
+
+@overload(at)
+def _at_impl(W, i):
+    if isinstance(W, types.BaseTuple):
+        return lambda W, i: (W[0][i], W[1][i])
+    return lambda W, i: W[i]
+
+
 # -- packing weights for a kernel ----------------------------------------------------------------
 
 
-def pack(t: torch.Tensor, bf16: bool = False) -> np.ndarray:
-    """A kernel's copy of a tensor: float32 array; with bf16, weights [..., n, k] rounded to
-    bfloat16 and packed in pairs as matmul_bf16 reads them: uint32[..., n, k//2 (+1 if k is odd)]."""
+WEIGHTS = ("float32", "bfloat16", "int8")  # how a fused generator can store its matrices
+
+
+def pack(t: torch.Tensor, weights: str = "float32"):
+    """A kernel's copy of a tensor: a float32 array; for weights [..., n, k] as "bfloat16",
+    rounded and packed in pairs as matmul_bf16 reads them: uint32[..., n, k//2 (+1 if k is
+    odd)]; as "int8", the pair (Q int8[..., n, k], scales float32[..., n]) matmul_i8 reads."""
     t = t.detach().to("cpu", torch.float32).contiguous()
-    if not bf16:
+    if weights == "int8":
+        q, s = quantise_int8(t)
+        return q.to(torch.int8).numpy(), s.contiguous().numpy()
+    if weights != "bfloat16":
         return t.numpy()
     b = t.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16).astype(np.uint32)
     h = b.shape[-1] // 2
@@ -232,11 +257,12 @@ def pack(t: torch.Tensor, bf16: bool = False) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(pairs, axis=-1))
 
 
-def check_weights(weights: str) -> bool:
-    """True for "bfloat16", False for "float32"; anything else is an error."""
-    if weights not in ("float32", "bfloat16"):
-        raise ValueError(f"weights must be 'float32' or 'bfloat16', got {weights!r}")
-    return weights == "bfloat16"
+def check_weights(weights: str) -> str:
+    """weights if it is one of WEIGHTS; anything else is an error."""
+    if weights not in WEIGHTS:
+        choices = ", ".join(repr(w) for w in WEIGHTS)
+        raise ValueError(f"weights must be one of {choices}, got {weights!r}")
+    return weights
 
 
 def round_bf16(t: torch.Tensor) -> torch.Tensor:
@@ -244,13 +270,20 @@ def round_bf16(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.bfloat16).to(t.dtype)
 
 
-def rounded_copy(model: nn.Module, matrices: Callable[[nn.Module], Iterable[torch.Tensor]]):
-    """A copy of model whose ``matrices(copy)`` (the weights a generator packs as bfloat16)
-    are rounded to bfloat16: the model a bfloat16 fused generator equals."""
+ROUND = {"float32": lambda t: t, "bfloat16": round_bf16, "int8": round_int8}
+
+
+def rounded_copy(
+    model: nn.Module,
+    matrices: Callable[[nn.Module], Iterable[torch.Tensor]],
+    weights: str = "bfloat16",
+):
+    """A copy of model whose ``matrices(copy)`` (the weights a generator packs) hold the
+    values a fused generator with these weights multiplies by: the model it equals."""
     model = copy.deepcopy(model)
     with torch.no_grad():
         for w in matrices(model):
-            w.copy_(round_bf16(w))
+            w.copy_(ROUND[check_weights(weights)](w))
     return model
 
 
@@ -286,20 +319,24 @@ class FusedDriver:
         """The part of a primer int64[n, P] that can reach a later output (default: all)."""
         return x
 
+    def _jobs(self) -> list[tuple[int, int, int]]:
+        """(s0, s1, part) per thread: by default one block of streams each, part 0. A kernel
+        that splits its matrices gives every part all the streams (``fused_parts``)."""
+        n, k = self.n, self.threads
+        return [(i * n // k, (i + 1) * n // k, 0) for i in range(k)]
+
     def _call(self, inputs: np.ndarray, feed: bool, uniforms: np.ndarray, temperature: float):
         out = np.empty(uniforms.shape, np.int64)
         args = (inputs, feed, uniforms, float(temperature), out, self.pos, self._packed)
-        state = self._state()
-        n, k, steps = self.n, self.threads, self._kernel
-        bounds = [(i * n // k, (i + 1) * n // k) for i in range(k)]
-        if k == 1:
-            steps(0, n, *args, *state)
-        else:  # streams are independent: each block runs all N steps without synchronising
-            with ThreadPoolExecutor(k - 1) as pool:
-                jobs = [pool.submit(steps, s0, s1, *args, *state) for s0, s1 in bounds[1:]]
-                steps(*bounds[0], *args, *state)
-                for job in jobs:
-                    job.result()
+        state, jobs, steps = self._state(), self._jobs(), self._kernel
+        if len(jobs) == 1:
+            steps(*jobs[0], *args, *state)
+        else:  # each job runs all N steps; only split matrices meet at barriers
+            with ThreadPoolExecutor(len(jobs) - 1) as pool:
+                futures = [pool.submit(steps, *job, *args, *state) for job in jobs[1:]]
+                steps(*jobs[0], *args, *state)
+                for f in futures:
+                    f.result()
         self.pos += inputs.shape[1] if feed else uniforms.shape[1]
         return out
 

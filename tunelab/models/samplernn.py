@@ -234,8 +234,16 @@ class SampleRNN(nn.Module):
         logits, state = self.forward_chunk(x[:, None], state)
         return logits[:, 0], state
 
+    generator_weights = ("float32", "bfloat16", "int8")  # how generator() can store weights
+
     def generator(self, n: int, label: torch.Tensor | None = None, weights: str = "float32"):
         """The fused numba generator for n streams (``tunelab.models.samplernn_gen``)."""
         from tunelab.models.samplernn_gen import FusedSampleRNN
 
         return FusedSampleRNN(self, n, label, weights=weights)
+
+    def rounded(self, weights: str) -> nn.Module:
+        """A copy holding the weights generator(weights=weights) multiplies by."""
+        from tunelab.models.samplernn_gen import round_weights
+
+        return round_weights(self, weights)

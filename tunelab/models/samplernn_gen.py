@@ -27,17 +27,19 @@ import torch
 from torch import nn
 
 from tunelab.models.fused import (
+    ROUND,
     FusedDriver,
+    at,
     check_weights,
     mm,
     pack,
-    round_bf16,
     rounded_copy,
     sample_logits,
     sample_row,
     sigmoid32,
     tanh32,
 )
+from tunelab.models.fused_int8 import quantise_int8
 
 
 @torch.inference_mode()
@@ -65,19 +67,24 @@ def generate_reference(
 
 
 def _rounded_matrices(model: nn.Module) -> list[torch.Tensor]:
-    """The matrices FusedSampleRNN(weights="bfloat16") packs as bfloat16."""
+    """The matrices FusedSampleRNN packs as bfloat16 or int8 (rounded as whole rows)."""
     mats = [model.upsample.weight, *(fc.weight for fc in model.fcs), model.out.weight]
     return mats + [getattr(model.gru, f"weight_{k}_l{i}") for i in range(model.frame_layers)
                    for k in ("ih", "hh")]  # fmt: skip
 
 
+def round_weights(model: nn.Module, weights: str) -> nn.Module:
+    """A copy of model holding the values FusedSampleRNN(weights=weights) multiplies by."""
+    return rounded_copy(model, _rounded_matrices, weights)
+
+
 def round_weights_bf16(model: nn.Module) -> nn.Module:
     """A copy of model with the weights FusedSampleRNN(weights="bfloat16") rounds, rounded."""
-    return rounded_copy(model, _rounded_matrices)
+    return round_weights(model, "bfloat16")
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def _steps(s0, s1, inputs, feed, uniforms, temperature, out, pos, w, hist, hidden, cond):
+def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, hist, hidden, cond):
     """Advance streams s0..s1-1 by N samples (the kernel contract of ``tunelab.models.fused``).
 
     hist int64[B, F]: the last F inputs (Q = padding); hidden float32[L, B, H_f];
@@ -98,7 +105,7 @@ def _steps(s0, s1, inputs, feed, uniforms, temperature, out, pos, w, hist, hidde
     C = np.empty((m, Fs * H), np.float32)
     A = np.empty((m, H), np.float32)
     B = np.empty((m, H), np.float32)
-    logits = np.empty((m, out_w.shape[0]), np.float32)
+    logits = np.empty((m, out_b.shape[0]), np.float32)
     for t in range(N):
         p = pos + t
         for j in range(m):
@@ -116,8 +123,8 @@ def _steps(s0, s1, inputs, feed, uniforms, temperature, out, pos, w, hist, hidde
                 if li == 0:
                     mm(X0, wih0, GI)
                 else:
-                    mm(Hin, wih[li - 1], GI)
-                mm(Hold, whh[li], GH)
+                    mm(Hin, at(wih, li - 1), GI)
+                mm(Hold, at(whh, li), GH)
                 for j in range(m):
                     bi = bih0[s0 + j] if li == 0 else bih[li - 1]
                     bh = bhh[li]
@@ -148,8 +155,8 @@ def _steps(s0, s1, inputs, feed, uniforms, temperature, out, pos, w, hist, hidde
                     A[j, r] += row[r]
             for r in range(H):
                 A[j, r] = max(A[j, r], zero)
-        for li in range(fc_w.shape[0]):
-            mm(A, fc_w[li], B)
+        for li in range(fc_b.shape[0]):
+            mm(A, at(fc_w, li), B)
             for j in range(m):
                 for r in range(H):
                     A[j, r] = max(B[j, r] + fc_b[li, r], zero)
@@ -169,11 +176,21 @@ def _gru(gru: torch.nn.GRU, name: str, layers) -> list[torch.Tensor]:
     return [getattr(gru, f"{name}_l{i}") for i in layers]
 
 
+def _first_columns(w: torch.Tensor, k: int, weights: str):
+    """w[:, :k] packed as weights; int8 keeps the scales of whole rows (as round_weights)."""
+    w = w.detach().cpu().float()
+    if weights != "int8":
+        return pack(w[:, :k], weights)
+    q, s = quantise_int8(w)
+    return q[:, :k].to(torch.int8).contiguous().numpy(), s.numpy()
+
+
 class FusedSampleRNN(FusedDriver):
     """Resumable fused generator for n streams of a SampleRNN (a float32 copy of its weights).
 
-    weights="bfloat16" stores the GRU, upsampling and MLP matrices rounded to bfloat16 (math
-    stays float32); it then equals generate_reference on ``round_weights_bf16(model)``.
+    weights="bfloat16" or "int8" stores the GRU, upsampling and MLP matrices rounded to
+    bfloat16 or quantised per row (math stays float32); it then equals generate_reference on
+    ``round_weights(model, weights)``.
     ``prime(x)`` feeds samples without sampling; ``run(first, uniforms, T)`` samples N more
     per stream and can be called again with first=None to continue. ``prime(p[:, :-1])``
     then ``run(p[:, -1], u, T)`` equals ``generate_reference(model, p[:, -1], u, T, label,
@@ -190,12 +207,12 @@ class FusedSampleRNN(FusedDriver):
         weights: str = "float32",
         threads: int | None = None,
     ):
-        bf16 = check_weights(weights)
+        weights = check_weights(weights)
         if model.h0.device.type != "cpu":  # the kernel runs on the CPU: a CPU copy to read from
             model = copy.deepcopy(model).cpu()
         Fs, Q, H, L = model.frame_size, model.classes, model.sample_hidden, model.frame_layers
         gru = model.gru
-        rnd = round_bf16 if bf16 else (lambda t: t)  # noqa: E731
+        rnd = ROUND[weights]
         with torch.no_grad():
             state = model.init_state(n, "cpu", None if label is None else label.cpu())
             w_ih0 = rnd(gru.weight_ih_l0.detach().cpu().float())
@@ -208,17 +225,17 @@ class FusedSampleRNN(FusedDriver):
             sbias = torch.zeros(n, H) if state.sample_label is None else state.sample_label
             packed = (
                 pack(table),
-                pack(w_ih0[:, :Fs], bf16),
-                pack(_stack(_gru(gru, "weight_ih", rest), (0, G3, 1)), bf16),
-                pack(_stack(_gru(gru, "weight_hh", range(L)), ()), bf16),
+                _first_columns(gru.weight_ih_l0, Fs, weights),
+                pack(_stack(_gru(gru, "weight_ih", rest), (0, G3, 1)), weights),
+                pack(_stack(_gru(gru, "weight_hh", range(L)), ()), weights),
                 pack(bih0),
                 pack(_stack(_gru(gru, "bias_ih", rest), (0, G3))),
                 pack(_stack(_gru(gru, "bias_hh", range(L)), ())),
-                pack(model.upsample.weight, bf16),
+                pack(model.upsample.weight, weights),
                 pack(model.upsample.bias),
-                pack(_stack([fc.weight for fc in model.fcs], (0, H, H)), bf16),
+                pack(_stack([fc.weight for fc in model.fcs], (0, H, H)), weights),
                 pack(_stack([fc.bias for fc in model.fcs], (0, H))),
-                pack(model.out.weight, bf16),
+                pack(model.out.weight, weights),
                 pack(model.out.bias),
                 pack(sbias),
             )

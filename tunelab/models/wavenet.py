@@ -250,8 +250,16 @@ class WaveNet(nn.Module):
         state.pos = pos + 1
         return self.post2(F.relu(self.post1(F.relu(skip)))), state
 
+    generator_weights = ("float32", "bfloat16", "int8")  # how generator() can store weights
+
     def generator(self, n: int, label: torch.Tensor | None = None, weights: str = "float32"):
         """The fused numba generator for n streams (``tunelab.models.wavenet_gen``)."""
         from tunelab.models.wavenet_gen import FusedWaveNet
 
         return FusedWaveNet(self, n, label, weights=weights)
+
+    def rounded(self, weights: str) -> nn.Module:
+        """A copy holding the weights generator(weights=weights) multiplies by."""
+        from tunelab.models.wavenet_gen import round_weights
+
+        return round_weights(self, weights)

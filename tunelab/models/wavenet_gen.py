@@ -26,6 +26,7 @@ from torch import nn
 
 from tunelab.models.fused import (
     FusedDriver,
+    at,
     check_weights,
     mm,
     pack,
@@ -35,6 +36,8 @@ from tunelab.models.fused import (
     sigmoid32,
     tanh32,
 )
+from tunelab.models.fused_int8 import quantise_int8
+from tunelab.models.fused_parts import barrier, cycles, new_sync, split
 
 # -- the PyTorch references ------------------------------------------------------------------
 
@@ -95,35 +98,55 @@ def generate_incremental(
 
 # -- the fused numba kernel -------------------------------------------------------------------
 
+# Per-part timing slots (``FusedWaveNet.profile``): cycles spent in each part of the network.
+PROFILE = ("taps", "dilated conv", "gate", "residual+skip 1x1", "residual and skip sums",
+           "barrier", "output head", "sampling")  # fmt: skip
+
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
-def _steps(s0, s1, inputs, feed, uniforms, temperature, out, pos, w, queues):
+def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queues, sync, xch,
+           prof):  # fmt: skip
     """Advance streams s0..s1-1 by N samples, every layer of every stream, in one call (the
-    kernel contract of ``tunelab.models.fused``). w: the weights FusedWaveNet packed;
-    queues: float32[B, receptive_field - 1, R], every layer's ring buffer, updated in place.
+    kernel contract of ``tunelab.models.fused``), as part ``part`` of P (``fused_parts``).
+
+    w: the weights FusedWaveNet packed, each matrix cut into P slices: this part's gate
+    channels of the dilated conv (its tanh rows, then its sigmoid rows), the same columns of
+    the residual/skip 1x1, its rows of post1 and columns of post2. queues: float32[B,
+    receptive_field - 1, R], every layer's ring buffer (written by part 0 once every part has
+    read it). sync: the barrier counters; xch float32[2, P, B, W]: partial sums, exchanged
+    at each layer's barrier, alternately in two buffers. prof int64[P, 8] (or [P, 0], off):
+    cycles per PROFILE slot, added to.
     """
     emb, conv_w, cond, out_w, res_b, skip_b, post1_w, post1_b, post2_w, post2_b = w[:10]
     dil, offs, K, scale = w[10:]
     N = inputs.shape[1] if feed else uniforms.shape[1]
-    L, G2 = conv_w.shape[:2]  # not the last axis: packed bfloat16 weights have half the columns
-    R, S = emb.shape[1], skip_b.shape[0]
-    G, KR = G2 // 2, K * R
+    P, L, Gp = xch.shape[1], dil.shape[0], cond.shape[3] // 2
+    R, S, C, Sp = emb.shape[1], skip_b.shape[0], post2_b.shape[0], post1_b.shape[1]
+    conv_w, out_w = at(conv_w, part), at(out_w, part)  # this part's slices
+    post1_w, post2_w = at(post1_w, part), at(post2_w, part)
+    KR = K * R
     cur = (K - 1) * R  # the current input's columns in X; the taps come first, oldest first
     zero = np.float32(0)
     m = s1 - s0
     X = np.empty((m, KR), np.float32)
-    Z = np.empty((m, G2), np.float32)
-    H = np.empty((m, G), np.float32)
-    RS = np.empty((m, R + S), np.float32)  # residual | skip
-    skip = np.empty((m, S), np.float32)
-    P = np.empty((m, S), np.float32)
-    logits = np.empty((m, post2_w.shape[0]), np.float32)
+    Z = np.empty((m, 2 * Gp), np.float32)
+    H = np.empty((m, Gp), np.float32)
+    RS = np.empty((m, R + S), np.float32)  # this part's share of residual | skip
+    skip = np.zeros((m, S), np.float32)  # this part's share of the skip sum, then the whole
+    Pp = np.empty((m, Sp), np.float32)
+    logits = np.empty((m, C), np.float32)
+    last = np.empty(m, np.int64)  # the sample each stream feeds next (every part samples it)
+    timed = prof.shape[1] > 0
+    tick = cycles() if timed else 0
+    epoch = 0
     for t in range(N):
         p = pos + t
         for j in range(m):
-            tok = inputs[s0 + j, t] if feed or t == 0 else out[s0 + j, t - 1]
-            X[j, cur:] = emb[tok]
-            skip[j] = skip_b
+            X[j, cur:] = emb[inputs[s0 + j, t] if feed or t == 0 else last[j]]
+            if part == 0:  # the bias first, as the unsplit kernel always added it
+                skip[j] = skip_b
+            else:
+                skip[j] = zero
         for li in range(L):
             d = dil[li]
             n_slots = (K - 1) * d
@@ -131,55 +154,122 @@ def _steps(s0, s1, inputs, feed, uniforms, temperature, out, pos, w, queues):
                 q = queues[s0 + j]
                 for k in range(K - 1):  # the input of time p-(K-1-k)*d: slot (p + k*d) % n_slots
                     X[j, k * R : (k + 1) * R] = q[offs[li] + (p + k * d) % n_slots]
-                q[offs[li] + p % n_slots] = X[j, cur:]  # replaces the oldest tap, read above
-            if feed and li == L - 1:
-                break  # priming: the last layer's output only feeds the skip sum
-            mm(X, conv_w[li], Z)
+            if timed:
+                tick = _lap(prof, part, 0, tick)
+            if not (feed and li == L - 1):  # priming: the last layer only feeds the skip sum
+                mm(X, at(conv_w, li), Z)
+                if timed:
+                    tick = _lap(prof, part, 1, tick)
+                for j in range(m):
+                    c = cond[part, s0 + j, li]
+                    for g in range(Gp):
+                        H[j, g] = tanh32(Z[j, g] + c[g]) * sigmoid32(Z[j, Gp + g] + c[Gp + g])
+                if timed:
+                    tick = _lap(prof, part, 2, tick)
+                mm(H, at(out_w, li), RS)
+                if timed:
+                    tick = _lap(prof, part, 3, tick)
+                mine = xch[epoch & 1, part]
+                for j in range(m):
+                    for r in range(R):
+                        mine[s0 + j, r] = RS[j, r]
+                    for r in range(S):
+                        skip[j, r] += RS[j, R + r]
+                if timed:
+                    tick = _lap(prof, part, 4, tick)
+            epoch = barrier(sync, part, epoch)  # every part has read the taps and added its share
+            if timed:
+                tick = _lap(prof, part, 5, tick)
             for j in range(m):
-                c = cond[s0 + j, li]
-                for g in range(G):
-                    H[j, g] = tanh32(Z[j, g] + c[g]) * sigmoid32(Z[j, G + g] + c[G + g])
-            mm(H, out_w[li], RS)
-            for j in range(m):
-                for r in range(R):
-                    X[j, cur + r] = (X[j, cur + r] + (RS[j, r] + res_b[li, r])) * scale
-                for r in range(S):
-                    skip[j, r] += RS[j, R + r]
+                if part == 0:  # replaces the oldest tap, read above by every part
+                    queues[s0 + j, offs[li] + p % n_slots] = X[j, cur:]
+                if not (feed and li == L - 1):
+                    for r in range(R):
+                        res = xch[(epoch - 1) & 1, 0, s0 + j, r]
+                        for q2 in range(1, P):
+                            res += xch[(epoch - 1) & 1, q2, s0 + j, r]
+                        X[j, cur + r] = (X[j, cur + r] + (res + res_b[li, r])) * scale
+            if timed:
+                tick = _lap(prof, part, 4, tick)
         if feed:
             continue
+        mine = xch[epoch & 1, part]
+        for j in range(m):
+            mine[s0 + j, :S] = skip[j]
+        epoch = barrier(sync, part, epoch)
+        if timed:
+            tick = _lap(prof, part, 5, tick)
         for j in range(m):
             for r in range(S):
-                skip[j, r] = max(skip[j, r], zero)
-        mm(skip, post1_w, P)
+                v = xch[(epoch - 1) & 1, 0, s0 + j, r]
+                for q2 in range(1, P):
+                    v += xch[(epoch - 1) & 1, q2, s0 + j, r]
+                skip[j, r] = max(v, zero)
+        mm(skip, post1_w, Pp)
         for j in range(m):
-            for r in range(S):
-                P[j, r] = max(P[j, r] + post1_b[r], zero)
-        mm(P, post2_w, logits)
+            for r in range(Sp):
+                Pp[j, r] = max(Pp[j, r] + post1_b[part, r], zero)
+        mm(Pp, post2_w, logits)
+        mine = xch[epoch & 1, part]
         for j in range(m):
-            logits[j] += post2_b
-            out[s0 + j, t] = sample_row(logits[j], temperature, uniforms[s0 + j, t])
+            mine[s0 + j, :C] = logits[j]
+        if timed:
+            tick = _lap(prof, part, 6, tick)
+        epoch = barrier(sync, part, epoch)
+        if timed:
+            tick = _lap(prof, part, 5, tick)
+        for j in range(m):
+            for r in range(C):
+                v = xch[(epoch - 1) & 1, 0, s0 + j, r]
+                for q2 in range(1, P):
+                    v += xch[(epoch - 1) & 1, q2, s0 + j, r]
+                logits[j, r] = v + post2_b[r]
+            last[j] = sample_row(logits[j], temperature, uniforms[s0 + j, t])
+            if part == 0:
+                out[s0 + j, t] = last[j]
+        if timed:
+            tick = _lap(prof, part, 7, tick)
+
+
+@numba.njit(cache=True, inline="always")
+def _lap(prof, part, slot, tick):
+    """Add the cycles since tick to prof[part, slot]; returns the new tick."""
+    now = cycles()
+    prof[part, slot] += now - tick
+    return now
+
+
+def round_weights(model: nn.Module, weights: str) -> nn.Module:
+    """A copy of model whose conv, 1x1 and post weights hold the values
+    FusedWaveNet(weights=weights) multiplies by: the model that generator equals."""
+    return rounded_copy(
+        model, lambda m: [lin.weight for lin in [*m.convs, *m.outs, m.post1, m.post2]], weights
+    )
 
 
 def round_weights_bf16(model: nn.Module) -> nn.Module:
     """A copy of model with the weights FusedWaveNet(weights="bfloat16") rounds, rounded."""
-    return rounded_copy(
-        model, lambda m: [lin.weight for lin in [*m.convs, *m.outs, m.post1, m.post2]]
-    )
+    return round_weights(model, "bfloat16")
 
 
 class FusedWaveNet(FusedDriver):
     """Resumable fused generator for n streams of a WaveNet (a float32 copy of its weights).
 
-    weights="bfloat16" stores the matmul weights rounded to bfloat16 (math stays float32):
-    half the bytes, so the bench layout's weights fit in cache (a single stream is bound by
-    memory bandwidth); it then equals generate_incremental on a model whose conv, 1x1 and
-    post weights were rounded to bfloat16 (``round_weights_bf16``). threads: blocks of
-    streams run at once (default: the usable cores, at most n).
+    weights: how the matmul weights are stored (math stays float32). "bfloat16" rounds them
+    (half float32's bytes), "int8" quantises each output channel (a quarter); the generator
+    then equals generate_incremental on ``round_weights(model, weights)``. A single stream
+    is bound by memory bandwidth while the weights outgrow the cache.
+
+    threads: how many threads run at once (default: the usable cores). parts: into how many
+    slices every matrix is cut, one per thread, so that one stream runs on several cores
+    (``fused_parts``; the threads meet at a barrier per layer); default: all threads when
+    there are fewer streams than threads, else 1 (blocks of streams, no barrier).
 
     ``prime(x)`` feeds samples without sampling; ``run(first, uniforms, T)`` samples N more
     per stream, and can be called again with first=None to continue where it stopped.
     ``prime(p[:, :-1])`` then ``run(p[:, -1], u, T)`` equals
     ``generate_incremental(model, p[:, -1], u, T, label, primer=p[:, :-1])``.
+    ``profile``: set to True to count cycles per PROFILE slot into ``cycles_by_part``.
     """
 
     _kernel = staticmethod(_steps)
@@ -191,45 +281,90 @@ class FusedWaveNet(FusedDriver):
         label: torch.Tensor | None = None,
         weights: str = "float32",
         threads: int | None = None,
+        parts: int | None = None,
     ):
-        bf16 = check_weights(weights)
+        weights = check_weights(weights)
         K, R, G = model.kernel_size, model.residual_channels, model.gate_channels
-        L, S = len(model.convs), model.skip_channels
+        L, S, C = len(model.convs), model.skip_channels, model.classes
         bias = lambda lin, n: torch.zeros(n) if lin.bias is None else lin.bias.cpu()  # noqa: E731
+        super().__init__((), n, classes=C, threads=threads)
+        P = self.parts = parts or (self.threads if n < self.threads else 1)
+        self.threads = max(self.threads, P)
         with torch.no_grad():
             state = model.init_state(n, label=label)  # cond: conv bias + label projection
             # Weights stay [out, in] (nn.Linear's layout): each output is a contiguous dot product.
             out_w = torch.zeros(L, R + S, G)  # the last layer has no residual rows: zeros
             res_b, skip_b = torch.zeros(L, R), torch.zeros(S)
             for i, o in enumerate(model.outs):
-                out_w[i, R + S - o.out_features :] = o.weight.cpu()
+                out_w[i, R + S - o.out_features :] = o.weight.detach().cpu()
                 b = bias(o, o.out_features)
                 skip_b += b[-S:]
                 if i < L - 1:
                     res_b[i] = b[:R]
+            conv = torch.stack([c.weight.detach().cpu() for c in model.convs])  # [L, 2G, K*R]
             dil = np.asarray(model.dilations, dtype=np.int64)
             packed = (
                 pack(model.embed.weight),
-                pack(torch.stack([c.weight for c in model.convs]), bf16),  # [L, 2G, K*R]
-                pack(state.cond),  # [n, L, 2G]
-                pack(out_w, bf16),
+                _gates(conv, P, weights),  # [P, L, 2Gp, K*R]: a part's tanh rows, its sigmoid rows
+                pack(split(state.cond.cpu().unflatten(-1, (2, G)), 3, P).flatten(-2)),
+                _cut(out_w, P, weights, columns=True),  # [P, L, R+S, Gp]
                 pack(res_b),
                 pack(skip_b),
-                pack(model.post1.weight, bf16),
-                pack(bias(model.post1, S)),
-                pack(model.post2.weight, bf16),
-                pack(bias(model.post2, model.classes)),
+                _cut(model.post1.weight, P, weights, columns=False),  # [P, Sp, S]
+                pack(split(bias(model.post1, S), 0, P)),
+                _cut(model.post2.weight, P, weights, columns=True),  # [P, C, Sp]
+                pack(bias(model.post2, C)),
                 dil,
                 np.concatenate([[0], np.cumsum(dil * (K - 1))[:-1]]).astype(np.int64),
                 K,
                 np.float32(model.res_scale),
             )
-        super().__init__(packed, n, classes=model.classes, threads=threads)
+        self._packed = packed
+        self.weights = weights
         self.queues = np.zeros((n, model.receptive_field - 1, R), np.float32)
+        self._width = max(R, S, C)
+        self.profile = False
+        self.cycles_by_part = np.zeros((P, len(PROFILE)), np.int64)
+
+    def _jobs(self) -> list[tuple[int, int, int]]:
+        if self.parts == 1:
+            return super()._jobs()
+        return [(0, self.n, part) for part in range(self.parts)]
 
     def _state(self) -> tuple:
-        return (self.queues,)
+        xch = np.empty((2, self.parts, self.n, self._width), np.float32)
+        prof = self.cycles_by_part if self.profile else np.zeros((self.parts, 0), np.int64)
+        return (self.queues, new_sync(self.parts), xch, prof)
 
     def _primed(self, x: np.ndarray) -> np.ndarray:
         """Only the last receptive_field - 1 can reach a later output, so only those are fed."""
         return x[:, -self.queues.shape[1] :]
+
+
+def _cut(w: torch.Tensor, parts: int, weights: str, columns: bool):
+    """w[..., n, k] cut into parts along its columns (k) or rows (n), packed as weights.
+
+    int8 scales come from whole rows, before the cut: a cut model equals the uncut one."""
+    w = w.detach().cpu().float()
+    if weights != "int8":
+        return pack(split(w, w.dim() - (1 if columns else 2), parts), weights)
+    q, s = quantise_int8(w)
+    if columns:  # every part's slice of a row shares the row's scale
+        s = s.expand(parts, *s.shape)
+    else:
+        s = split(s, s.dim() - 1, parts)
+    q = split(q, q.dim() - (1 if columns else 2), parts)
+    return q.to(torch.int8).contiguous().numpy(), s.contiguous().numpy()
+
+
+def _gates(conv: torch.Tensor, parts: int, weights: str):
+    """The dilated conv's rows [L, 2G, K*R] as [P, L, 2Gp, K*R]: part p holds tanh rows
+    p*Gp..(p+1)*Gp - 1 then the matching sigmoid rows (padded with zero rows)."""
+    L, G2, KR = conv.shape
+    halves = conv.float().unflatten(1, (2, G2 // 2))  # [L, 2, G, KR]
+    if weights != "int8":
+        return pack(split(halves, 2, parts).flatten(2, 3), weights)
+    q, s = quantise_int8(halves)
+    q = split(q, 2, parts).flatten(2, 3)
+    s = split(s, 2, parts).flatten(2, 3)
+    return q.to(torch.int8).contiguous().numpy(), s.contiguous().numpy()

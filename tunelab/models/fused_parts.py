@@ -1,0 +1,117 @@
+"""One stream on several cores: what a fused kernel needs to split each layer's matrix work
+across threads (``wavenet_gen.FusedWaveNet(..., parts=2)``).
+
+Each of P threads ("parts") holds a slice of every matrix: rows of the layers whose outputs
+it can finish alone, columns of those whose partial sums it shares. A part writes its
+partial sums to an exchange buffer, then meets the others at a barrier: a counter per part
+on its own cache line, stored with release and spun on with acquire ordering (numba has no
+atomics, so these are LLVM's, through ``@intrinsic``). Every part then adds the partial sums
+in the same order, so all parts hold bit-identical activations with no second exchange.
+
+A spinning part yields the core after a while, so a part whose partner was descheduled (a
+busy machine) costs time slices, not a deadlock.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+LINE = 16  # int64s per counter: 128 bytes apart, so two parts' counters never share a line
+SPINS = 4096  # spins on the counter before each sched_yield
+
+
+def _item_pointer(context, builder, sig, args):
+    aryty = sig.args[0]
+    ary = context.make_array(aryty)(context, builder, args[0])
+    return cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]])
+
+
+@intrinsic
+def load_acquire(typingctx, arr, i):
+    """arr[i] (int64, 1-d), read with acquire ordering and never hoisted out of a loop."""
+
+    def codegen(context, builder, sig, args):
+        return builder.load_atomic(_item_pointer(context, builder, sig, args), "acquire", 8)
+
+    return types.int64(arr, i), codegen
+
+
+@intrinsic
+def store_release(typingctx, arr, i, v):
+    """arr[i] = v (int64, 1-d) with release ordering: every earlier write is visible first."""
+
+    def codegen(context, builder, sig, args):
+        ptr = _item_pointer(context, builder, sig, args)
+        builder.store_atomic(args[2], ptr, "release", 8)
+        return context.get_dummy_value()
+
+    return types.none(arr, i, v), codegen
+
+
+@intrinsic
+def sched_yield(typingctx):
+    """POSIX sched_yield(): give the core to another thread."""
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield"
+        )
+        builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
+def cycles(typingctx):
+    """The CPU's cycle counter (LLVM readcyclecounter; the TSC on x86): cheap per-part timing."""
+
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(64), []), "llvm.readcyclecounter"
+        )
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
+
+
+@njit(cache=True, inline="always")
+def barrier(sync, part, epoch):
+    """Wait until every part has reached barrier number epoch + 1; returns epoch + 1.
+
+    sync: int64[P * LINE], zeros before the first barrier of a call. Partial sums written
+    before the barrier are visible to every part after it.
+    """
+    e = epoch + 1
+    parts = sync.shape[0] // LINE
+    if parts == 1:  # alone (blocks of streams share nothing): nothing to wait for
+        return e
+    store_release(sync, part * LINE, e)
+    for q in range(parts):
+        spins = 0
+        while load_acquire(sync, q * LINE) < e:
+            spins += 1
+            if spins >= SPINS:
+                sched_yield()
+                spins = 0
+    return e
+
+
+def new_sync(parts: int) -> np.ndarray:
+    """The barrier counters for one call of a kernel run by ``parts`` threads."""
+    return np.zeros(parts * LINE, np.int64)
+
+
+def split(t: torch.Tensor, dim: int, parts: int) -> torch.Tensor:
+    """t cut along dim into ``parts`` equal slices, zero-padded at the end, stacked first:
+    [..., n, ...] -> [parts, ..., ceil(n / parts), ...]. The padding rows or columns are
+    zeros, so they add exact zeros to every sum they enter."""
+    n = t.shape[dim]
+    each = -(-n // parts)
+    pad = [0, 0] * (t.dim() - 1 - dim % t.dim()) + [0, each * parts - n]
+    return torch.stack(torch.nn.functional.pad(t, pad).split(each, dim=dim))

@@ -1,0 +1,111 @@
+"""Which weights a fused audio generator stores (``generate --precision``): float32,
+bfloat16 or int8, chosen per run so that quality does not pay for speed.
+
+``auto`` (the default) first checks the run: its own validation split (up to
+CHECK_SAMPLES samples, scored from silence as ``evaluate`` scores) under float32 weights
+and under each rounded copy the generator would multiply by (``round_weights``). A
+precision passes when its bits per sample are within TOLERANCE of float32's. The check runs
+once per checkpoint and is kept beside it (``precision.json`` in the run folder, or in a
+bundle's header, made on export); ``auto`` then takes the fastest passing precision for the
+number of streams (FASTEST). With no validation data to check against (a bundle exported
+without it), ``auto`` keeps float32. The sidecar records the choice and the check.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tunelab.atomic import write_json
+
+TOLERANCE = 0.01  # bits per sample a rounded copy may lose against float32
+CHECK_SAMPLES = 1 << 17  # validation samples scored per precision (8 s at 16 kHz)
+CHOICES = ("auto", "float32", "bfloat16", "int8")
+MANY_STREAMS = 16  # from here on the generator is bound by arithmetic, not by weight bytes
+# Fastest first, by benchmarks/wavenet_speed.py on the 2-core Zen 4 (docs/benchmarks.md):
+# few streams are bound by weight bytes and by decoding them (bfloat16 decodes with a mask
+# or a shift, int8 with a convert that shares the FMA pipes); many streams by arithmetic.
+FASTEST = {"few": ("bfloat16", "int8", "float32"), "many": ("int8", "float32", "bfloat16")}
+CACHE = "precision.json"
+
+
+def check_precision(precision: str) -> str:
+    if precision not in CHOICES:
+        raise ValueError(f"--precision must be one of {', '.join(CHOICES)}, got {precision!r}")
+    return precision
+
+
+def quality_check(run, data_dir, progress: bool = False) -> dict:
+    """Validation bits per sample of the run's model under each weights its generator takes."""
+    from tunelab.data.store import Split, load_datadir
+
+    model = run.model
+    split = load_datadir(data_dir).split("valid")
+    pieces, left = [], CHECK_SAMPLES
+    for p in split.pieces:
+        if left <= 0:
+            break
+        pieces.append({**p, "length": min(int(p["length"]), left)})
+        left -= pieces[-1]["length"]
+    head = Split(split.name, split.data, pieces)
+    bits = {}
+    for weights in model.generator_weights:
+        rounded = model.rounded(weights)
+        bits[weights] = run.kind.likelihood(rounded, head, progress=progress)["bits_per_sample"]
+    base = bits["float32"]
+    return {
+        "split": "valid",
+        "samples": CHECK_SAMPLES - max(left, 0),
+        "bits_per_sample": bits,
+        "tolerance": TOLERANCE,
+        "passed": [w for w, b in bits.items() if b is not None and b - base <= TOLERANCE],
+    }
+
+
+def _key(run) -> str:
+    st = Path(run.path).stat()
+    return f"{Path(run.path).name}:{run.step}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def cached_check(run, run_dir, data_dir, progress: bool = False) -> dict | None:
+    """The run's quality check: from the bundle header or the run folder's cache, else made
+    now (and cached in a run folder). None when there is no validation data to check on."""
+    from tunelab.run.bundle import is_bundle, read_bundle
+
+    if is_bundle(run_dir):
+        check = read_bundle(run_dir)[0].get("precision_check")
+        if check is not None or data_dir is None:
+            return check
+        return quality_check(run, data_dir, progress)
+    cache = Path(run_dir) / CACHE
+    key = _key(run)
+    try:
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stored = {}
+    if isinstance(stored, dict) and isinstance(stored.get(key), dict):
+        return stored[key]
+    if data_dir is None:
+        return None
+    check = quality_check(run, data_dir, progress)
+    try:
+        write_json(cache, {key: check})  # one checkpoint's check at a time
+    except OSError:
+        pass  # a read-only run folder: checked again next time
+    return check
+
+
+def resolve(run, run_dir, precision: str, n: int, data_dir, progress: bool = False) -> dict:
+    """The sidecar's record: {"precision": asked, "weights": used[, "precision_check"]}."""
+    check_precision(precision)
+    available = run.model.generator_weights
+    if precision != "auto":
+        if precision not in available:
+            raise ValueError(f"this model's generator takes --precision {', '.join(available)}")
+        return {"precision": precision, "weights": precision}
+    check = cached_check(run, run_dir, data_dir, progress)
+    if check is None:
+        return {"precision": "auto", "weights": "float32", "precision_check": None}
+    order = FASTEST["many" if n >= MANY_STREAMS else "few"]
+    passed = [w for w in order if w in check["passed"] and w in available]
+    return {"precision": "auto", "weights": (passed or ["float32"])[0], "precision_check": check}
