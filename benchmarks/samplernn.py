@@ -8,12 +8,13 @@ WaveNet quality figure), then scored
 whole on the test split (``tunelab evaluate``): bits per sample beside the training
 split's class histogram. Runs go to OUT/<preset>; running again resumes or reuses them.
 ``--precision`` adds samplernn's validation bits per sample with the matrices rounded to
-bfloat16, as ``tunelab generate`` uses below 16 streams.
+bfloat16 and quantised to int8 per row, the copies ``generate --precision auto`` checks.
 
 (b) Generation speed, random weights of the two presets' layouts (speed does not depend
 on training), label-conditioned, temperature 1, aggregate samples/s over the streams:
 WaveNet's eager PyTorch step() loop (``generate_incremental``, 1 torch thread), our fused
-WaveNet and the fused SampleRNN (float32 and bfloat16 weights), and SampleRNN's own PyTorch
+WaveNet and the fused SampleRNN (float32, bfloat16 and int8 weights; WaveNet's one stream
+split across the cores), and SampleRNN's own PyTorch
 step() loop, for each of ``--streams``. The target: fused SampleRNN at least 5x WaveNet's
 eager loop for one stream.
 
@@ -36,7 +37,8 @@ import torch
 from tunelab.atomic import json_safe, write_json
 from tunelab.config import RunConfig, load, read_yaml
 from tunelab.models import build_model
-from tunelab.models.samplernn_gen import generate_reference, round_weights_bf16
+from tunelab.models.fused import WEIGHTS
+from tunelab.models.samplernn_gen import generate_reference
 from tunelab.models.wavenet_gen import generate_incremental
 
 PRESETS = ("samplernn", "wavenet-bench")
@@ -108,13 +110,11 @@ def quality(args) -> dict:
         r = load_run(out / "samplernn")
         kind = kind_for(r.config["model"], r.meta)
         split = load_datadir(data).split("valid")
-        f32 = kind.likelihood(r.model, split)["bits_per_sample"]
-        b16 = kind.likelihood(round_weights_bf16(r.model), split)["bits_per_sample"]
+        bits = {w: kind.likelihood(r.model.rounded(w), split)["bits_per_sample"] for w in WEIGHTS}
         print("\n| samplernn weights | bits/sample (valid) | difference |\n|---|---:|---:|")
-        print(
-            f"| float32 | {f32:.4f} | +0.0000 |\n| bfloat16 matrices | {b16:.4f} | {b16 - f32:+.4f} |"
-        )
-        res["precision_valid_bits_per_sample"] = {"float32": f32, "bfloat16 matrices": b16}
+        for w, b in bits.items():
+            print(f"| {w} | {b:.4f} | {b - bits['float32']:+.4f} |")
+        res["precision_valid_bits_per_sample"] = bits
     return res
 
 
@@ -153,7 +153,7 @@ def speed(args) -> list[dict]:
     torch.set_num_threads(before)
     eager = rows[0][2]
     for p in ("wavenet-bench", "samplernn"):
-        for w in ("float32", "bfloat16"):
+        for w in WEIGHTS:
             for streams in args.streams:
                 n = args.samples if streams == 1 else max(200, args.samples * 2 // streams)
                 r = fused_rate(models[p], streams, n, w, args.threads)
@@ -179,7 +179,7 @@ def main() -> None:
     ap.add_argument("--chorales", type=int, default=10, help="built-in chorales to prepare")
     ap.add_argument("--clip-seconds", type=float, default=30.0, help="built-in clips' length")
     ap.add_argument("--out", default="/tmp/srnn_bench", help="where data and runs go")
-    ap.add_argument("--precision", action="store_true", help="(a): also bfloat16 weights")
+    ap.add_argument("--precision", action="store_true", help="(a): also bfloat16 and int8")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument(
         "--samples", type=int, default=16000, help="fused generation, 1 stream (0: skip (b))"

@@ -5,13 +5,23 @@ all sampling at temperature 1 with the same rule:
 
 - naive: ``generate_naive``, forward() over the last receptive field for every sample;
 - PyTorch: ``generate_incremental``, the model.step() loop with per-layer ring buffers;
-- fused: ``FusedWaveNet``, the numba kernel, float32 and bfloat16 weights, for 1, 8 and 64
-  streams (aggregate samples/s; streams split over ``--threads`` threads);
+- fused: ``FusedWaveNet``, the numba kernel, with float32, bfloat16 and int8 weights, for 1,
+  8 and 64 streams (aggregate samples/s, the median of ``--repeats`` runs). One stream is
+  split across the ``--threads`` cores (each matrix cut in parts, a barrier per layer), as
+  ``tunelab generate`` does on a quiet machine; the "one core" rows run it unsplit. More
+  streams run in blocks, one per thread;
 - peer: wavenet-vocoder 0.1.1 (PyPI) ``incremental_forward``, batch 1, run with
   ``--peer-python`` (a separate venv: ``pip install torch==2.13.0 numpy`` then
-  ``pip install --no-deps wavenet-vocoder==0.1.1``). Built as the same network: its
-  gate_channels is the conv's total output (split in halves), so 2 x ours; weight norm
-  removed (its ``make_generation_fast_()``), no dropout.
+  ``pip install --no-deps wavenet-vocoder==0.1.1``). Built as the same network, the layout
+  printed on top: its gate_channels is the conv's total output (split in halves), so it is
+  given 2 x ours; weight norm removed (its ``make_generation_fast_()``), no dropout.
+
+Each fused row also gives its bound: the larger of (a) the bytes of weights each thread
+reads per step over the read bandwidth measured here for a working set of that size, all
+threads reading at once, and (b) each thread's multiply-adds per step over the rate the
+kernel's own matmul reaches with its weights in L1 for that many streams; and the share of
+that bound reached. A table of microseconds per sample by part of the network (the kernel's
+cycle counters, ``FusedWaveNet.profile``) shows where one stream's time goes.
 
 Training: forward + backward + AdamW step on batch 4 windows of receptive_field + 16,000
 samples, throughput in scored samples/s (the 16,000 positions that see a full receptive
@@ -19,9 +29,9 @@ field), ours and the peer's in float32 (the peer's one-hot input built outside t
 step); ``--train-bf16`` adds ours under bfloat16 autocast (without native bf16 in the CPU
 it is several times slower).
 
-Threads: ``--threads`` for torch (naive, training) and for the fused kernel's streams. The
-two step() loops (ours and the peer's) run with one torch thread: their ops are too small
-to split, and on a busy machine each intra-op barrier can wait a whole scheduler slice.
+Threads: ``--threads`` for torch (naive, training) and for the fused kernel. The two step()
+loops (ours and the peer's) run with one torch thread: their ops are too small to split, and
+on a busy machine each intra-op barrier can wait a whole scheduler slice.
 
     .venv/bin/python benchmarks/wavenet_speed.py --threads 2 [--peer-python /tmp/peer-venv/bin/python]
 """
@@ -32,15 +42,26 @@ import argparse
 import json
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numba
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from tunelab.atomic import json_safe, write_json
+from tunelab.models.fused import WEIGHTS, mm
+from tunelab.models.fused_parts import cycles
 from tunelab.models.wavenet import WaveNet
-from tunelab.models.wavenet_gen import FusedWaveNet, generate_incremental, generate_naive
+from tunelab.models.wavenet_gen import (
+    PROFILE,
+    FusedWaveNet,
+    generate_incremental,
+    generate_naive,
+)
+
+SAMPLE_RATE = 16000  # the presets' rate: real time for one stream
 
 BENCH = {  # tunelab/configs/wavenet-bench.yaml's model section (read from there when present)
     "residual_channels": 64,
@@ -125,12 +146,119 @@ def rate(fn, samples: int, threads: int | None = None) -> float:
     return samples / dt
 
 
-def fused_rate(model: WaveNet, streams: int, samples: int, weights: str, threads: int) -> float:
-    """Aggregate samples/s of FusedWaveNet.run (after a short warm-up run)."""
-    gen = FusedWaveNet(model, streams, weights=weights, threads=threads)
-    u = np.random.default_rng(0).random((streams, samples + 10))
-    gen.run(np.full(streams, 128), u[:, :10], 1.0)
-    return rate(lambda: gen.run(None, u[:, 10:], 1.0), streams * samples)
+def fused_gen(model: WaveNet, streams: int, weights: str, threads: int, parts=None):
+    """A warmed-up FusedWaveNet (kernels compiled or loaded, ring buffers past silence)."""
+    gen = FusedWaveNet(model, streams, weights=weights, threads=threads, parts=parts)
+    gen.run(np.full(streams, 128), np.random.default_rng(1).random((streams, 10)), 1.0)
+    return gen
+
+
+def fused_rate(gen: FusedWaveNet, samples: int, repeats: int) -> float:
+    """Median aggregate samples/s of gen.run over ``repeats`` runs of ``samples`` per stream."""
+    u = np.random.default_rng(0).random((gen.n, samples))
+    return float(np.median([rate(lambda: gen.run(None, u, 1.0), gen.n * samples)
+                            for _ in range(repeats)]))  # fmt: skip
+
+
+MATRICES = (1, 3, 6, 8)  # the packed weights' matrices: conv, residual/skip 1x1, post1, post2
+
+
+def matrix_bytes(gen: FusedWaveNet) -> int:
+    """Bytes of the matrices every step reads (int8 scales included), all parts together."""
+    packed = [gen._packed[i] for i in MATRICES]
+    return sum(a.nbytes for w in packed for a in (w if isinstance(w, tuple) else (w,)))
+
+
+@numba.njit(nogil=True, fastmath={"reassoc"})
+def _read(a, reps):
+    s = np.float32(0)
+    for _ in range(reps):
+        for i in range(a.shape[0]):
+            s += a[i]
+    return s
+
+
+@numba.njit(nogil=True)
+def _macs(X, W, Z, reps):
+    for _ in range(reps):
+        mm(X, W, Z)
+
+
+def at_once(fn, threads: int) -> float:
+    """Seconds for ``threads`` threads each running fn() at the same time."""
+    with ThreadPoolExecutor(threads) as pool:
+        t0 = time.perf_counter()
+        list(pool.map(lambda _: fn(), range(threads)))
+        return time.perf_counter() - t0
+
+
+def read_bandwidth(nbytes: int, threads: int) -> float:
+    """Bytes/s one thread reads from a working set of nbytes while all threads read theirs."""
+    arrays = [np.random.rand(max(1024, nbytes // 4)).astype(np.float32) for _ in range(threads)]
+    reps = max(1, int(4e9 / threads / arrays[0].nbytes))  # about a second
+    for a in arrays:
+        _read(a, 1)
+    dts = []
+    for _ in range(3):  # the best of three: a bound, not a typical figure
+        it = iter(arrays)
+        dts.append(at_once(lambda: _read(next(it), reps), threads))  # noqa: B023
+    return arrays[0].nbytes * reps / min(dts)
+
+
+def mac_rate(gen: FusedWaveNet, m: int, threads: int) -> float:
+    """Multiply-adds/s one thread's matmul reaches on m streams over the first layer's two
+    matrices (this part's slices, in cache), all threads at once: the arithmetic bound."""
+    emb, conv, cond, out, K = (gen._packed[i] for i in (0, 1, 2, 3, 12))
+    Gp = cond.shape[3] // 2
+    first = lambda w: tuple(a[0, 0] for a in w) if isinstance(w, tuple) else w[0, 0]  # noqa: E731
+    total, dt = 0, 0.0
+    for W, n, k in ((first(conv), 2 * Gp, K * emb.shape[1]), (first(out), gen._width, Gp)):
+        X, Z = np.random.rand(m, k).astype(np.float32), np.empty((m, n), np.float32)
+        reps = max(1, int(1e9 / (n * k * m)))
+        _macs(X, W, Z, 1)
+        dt += min(at_once(lambda: _macs(X, W, Z, reps), threads) for _ in range(3))  # noqa: B023
+        total += n * k * m * reps
+    return total / dt
+
+
+def bound(gen: FusedWaveNet, macs_per_sample: int, threads: int) -> tuple[float, str]:
+    """The samples/s gen cannot exceed here (module doc), and what limits it: reading each
+    thread's weights (memory) or doing its multiply-adds (arithmetic), per step."""
+    P = gen.parts
+    blocks = 1 if P > 1 else min(threads, gen.n)
+    per_thread = -(-gen.n // blocks)  # streams each thread runs
+    nbytes = matrix_bytes(gen) // P
+    memory = nbytes / read_bandwidth(nbytes, max(P, blocks))
+    arith = macs_per_sample * per_thread / P / mac_rate(gen, per_thread, max(P, blocks))
+    return gen.n / max(memory, arith), "memory" if memory > arith else "arithmetic"
+
+
+@numba.njit
+def _cycles():
+    return cycles()
+
+
+def cycle_rate() -> float:
+    """Cycle counter ticks per second (the TSC's fixed rate on x86)."""
+    c0, t0 = _cycles(), time.perf_counter()
+    time.sleep(0.2)
+    return (_cycles() - c0) / (time.perf_counter() - t0)
+
+
+def profile(gen: FusedWaveNet, samples: int) -> dict:
+    """µs per sample by part of the network (mean over the parts), and the rest of the wall."""
+    gen.cycles_by_part[:] = 0
+    gen.profile = True
+    u = np.random.default_rng(2).random((gen.n, samples))
+    t0 = time.perf_counter()
+    gen.run(None, u, 1.0)
+    wall = time.perf_counter() - t0
+    gen.profile = False
+    cyc = gen.cycles_by_part.mean(axis=0)
+    hz = cycle_rate()
+    us = {k: 1e6 * c / hz / samples for k, c in zip(PROFILE, cyc, strict=True)}
+    us["other (loop, scratch, waking the threads)"] = 1e6 * wall / samples - sum(us.values())
+    return us
 
 
 def train_rate(model: WaveNet, batch: int, scored: int, steps: int, bf16: bool) -> float:
@@ -179,6 +307,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--samples", type=int, default=16000, help="fused, 1 stream")
+    ap.add_argument("--repeats", type=int, default=3, help="fused runs per row (the median)")
     ap.add_argument("--naive-samples", type=int, default=40)
     ap.add_argument("--step-samples", type=int, default=1000)
     ap.add_argument("--peer-python", help="python of a venv with wavenet-vocoder==0.1.1")
@@ -193,21 +322,24 @@ def main() -> None:
     torch.manual_seed(0)
     cfg = bench_cfg()
     model = WaveNet.from_config(cfg, 256).eval()
-    L, rf = len(model.dilations), model.receptive_field
+    rf = model.receptive_field
     print(
         f"wavenet-bench: {cfg['stacks']}x{cfg['layers_per_stack']} layers, residual "
         f"{cfg['residual_channels']}, gate {cfg['gate_channels']}, skip {cfg['skip_channels']}, "
         f"kernel {cfg['kernel_size']}, receptive field {rf}, "
         f"{sum(p.numel() for p in model.parameters()):,} parameters; torch {torch.__version__}, "
-        f"{args.threads} thread(s)\n"
+        f"{args.threads} thread(s)"
     )
+    G = cfg["gate_channels"]
+    print(f"layouts: ours gate_channels={G} (tanh {G} + sigmoid {G} conv outputs); the peer's "
+          f"gate_channels={2 * G} (the conv's total output, split in halves): the same network\n")  # fmt: skip
     peer = run_peer(args.peer_python, cfg, args) if args.peer_python else {}
 
     t0 = time.perf_counter()  # compiles the kernels, or loads them from numba's disk cache
-    for w in ("float32", "bfloat16"):
-        FusedWaveNet(WaveNet(8, 4, 4, 4, stacks=1, layers_per_stack=2), 1, weights=w).run(
-            np.array([0]), np.zeros((1, 1)), 1.0
-        )
+    for w in WEIGHTS:
+        for parts in (1, 2):
+            tiny = WaveNet(8, 4, 4, 4, stacks=1, layers_per_stack=2)
+            FusedWaveNet(tiny, 1, weights=w, parts=parts).run(np.array([0]), np.zeros((1, 1)), 1.0)
     first_call = time.perf_counter() - t0
 
     u1 = torch.rand(1, max(args.naive_samples, args.step_samples), dtype=torch.float64)
@@ -216,35 +348,56 @@ def main() -> None:
     naive = lambda: generate_naive(model, first, u1[:, : args.naive_samples], 1.0, primer=primer)  # noqa: E731
     steps = lambda: generate_incremental(model, first, u1[:, : args.step_samples], 1.0)  # noqa: E731
     gen_rows = [
-        ("naive: forward() over the receptive field", 1, rate(naive, args.naive_samples)),
-        ("PyTorch step() loop (generate_incremental), 1 torch thread", 1, rate(steps, args.step_samples, 1)),
+        ("naive: forward() over the receptive field", 1, rate(naive, args.naive_samples), None, ""),
+        ("PyTorch step() loop (generate_incremental), 1 torch thread", 1, rate(steps, args.step_samples, 1), None, ""),
     ]  # fmt: skip
-    for w in ("float32", "bfloat16"):
-        for streams in (1, 8, 64):
+    macs = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight")) - (
+        model.embed.weight.numel()
+    )  # multiply-adds per sample: every matrix once (the embedding is a lookup)
+    split_gens = {}
+    for streams in (1, 8, 64):
+        for w in WEIGHTS:
             n = args.samples if streams == 1 else max(200, args.samples * 2 // streams)
-            gen_rows.append(
-                (
-                    f"fused numba, {w} weights",
-                    streams,
-                    fused_rate(model, streams, n, w, args.threads),
-                )
-            )
+            for one_core in (False, True) if streams == 1 else (False,):
+                gen = fused_gen(model, streams, w, 1 if one_core else args.threads,
+                                parts=1 if one_core else None)  # fmt: skip
+                if streams == 1 and not one_core:
+                    split_gens[w] = gen
+                r = fused_rate(gen, n, args.repeats)
+                name = f"fused numba, {w} weights" + (", one core" if one_core else "")
+                if gen.parts > 1:
+                    name += f", split in {gen.parts} parts"
+                gen_rows.append((name, streams, r, *bound(gen, macs, args.threads)))
     if peer:
         gen_rows.append(
-            ("peer: wavenet-vocoder 0.1.1 incremental_forward, 1 thread", 1, peer["gen"])
+            ("peer: wavenet-vocoder 0.1.1 incremental_forward, 1 thread", 1, peer["gen"], None, "")
         )
 
-    print("| generation | streams | samples/s (all streams) | µs/sample (per stream) | vs peer |")
-    print("|---|---:|---:|---:|---:|")
-    for name, streams, r in gen_rows:
+    print("| generation | streams | samples/s (all streams) | x real time (per stream) "
+          "| vs peer | bound (samples/s) | limited by | share of the bound |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---|---:|")
+    for name, streams, r, b, limit in gen_rows:
         vs = f"{r / peer['gen']:,.{1 if r > peer['gen'] else 2}f}x" if peer else "-"
-        print(f"| {name} | {streams} | {r:,.0f} | {1e6 * streams / r:,.1f} | {vs} |")
+        rt = r / streams / SAMPLE_RATE
+        share = f"{r / b:.0%}" if b else "-"
+        print(f"| {name} | {streams} | {r:,.0f} | {rt:.{2 if rt < 10 else 1}f}x | {vs} "
+              f"| {f'{b:,.0f}' if b else '-'} | {limit or '-'} | {share} |")  # fmt: skip
+    print(f"\n(real time: {SAMPLE_RATE:,} samples/s per stream; the bound: module doc)")
     print(
-        f"\nfused kernels' first call (numba compile, or load from its disk cache): {first_call:.1f} s"
+        f"fused kernels' first call (numba compile, or load from its disk cache): {first_call:.1f} s"
     )
-    print(
-        f"(weights of the {L} layers + post: {sum(p.numel() for n, p in model.named_parameters() if 'embed' not in n) * 4 / 2**20:.1f} MiB in float32)"
-    )
+    kib = {w: matrix_bytes(g) / 2**10 for w, g in split_gens.items()}
+    print("weights read per sample, all parts: " + ", ".join(
+        f"{w} {v:,.0f} KiB" for w, v in kib.items()) + f"; {macs:,} multiply-adds")  # fmt: skip
+
+    parts_us = {w: profile(g, args.samples) for w, g in split_gens.items()}
+    print(f"\n| µs per sample, 1 stream split in {args.threads} parts | "
+          + " | ".join(parts_us) + " |")  # fmt: skip
+    print("|---|" + "---:|" * len(parts_us))
+    for k in next(iter(parts_us.values())):
+        print(f"| {k} | " + " | ".join(f"{v[k]:.1f}" for v in parts_us.values()) + " |")
+    print("| **total** | " + " | ".join(f"{sum(v.values()):.1f}" for v in parts_us.values())
+          + " |")  # fmt: skip
 
     rows = []
     if args.train_steps:
@@ -263,7 +416,8 @@ def main() -> None:
             vs = f"{r / peer['train']:,.2f}x" if peer else "-"
             print(f"| {name} | {r:,.0f} | {args.batch * args.scored / r:,.1f} | {vs} |")
     if args.json:
-        gen = [{"generation": n, "streams": s, "samples_per_s": r} for n, s, r in gen_rows]
+        gen = [{"generation": n, "streams": s, "samples_per_s": r, "bound": b, "limited_by": lim}
+               for n, s, r, b, lim in gen_rows]  # fmt: skip
         for g in gen:
             g["us_per_sample_per_stream"] = 1e6 * g["streams"] / g["samples_per_s"]
             g["vs_peer"] = g["samples_per_s"] / peer["gen"] if peer else None
@@ -273,6 +427,7 @@ def main() -> None:
             t["vs_peer"] = t["scored_samples_per_s"] / peer["train"] if peer else None
         head = {"config": cfg, "receptive_field": rf, "threads": args.threads}
         head |= {"batch": args.batch, "scored": args.scored, "first_call_s": first_call}
+        head |= {"us_per_sample_by_part": parts_us, "macs_per_sample": macs}
         write_json(args.json, json_safe({**head, "generation": gen, "training": train}))
 
 

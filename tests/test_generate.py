@@ -182,3 +182,8 @@ def test_foreign_checkpoint_is_a_clear_error(tmp_path):
     r = CliRunner().invoke(app, ["generate", str(tmp_path / "run"), "--no-wav"])
     assert r.exit_code == 2, r.output
     assert str(ckpt) in r.output and "not a tunelab checkpoint" in r.output
+
+
+def test_precision_applies_to_sample_level_audio_runs_only(run, tmp_path):
+    with pytest.raises(ValueError, match="--precision applies to WaveNet and SampleRNN"):
+        generate(run, steps=8, out=tmp_path, precision="int8", wav=False, progress=False)

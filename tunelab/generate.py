@@ -53,6 +53,7 @@ def generate(
     transpose_mix: int | None = None,
     piece_memory: bool | None = None,
     revise: str | Path | None = None,
+    precision: str = "auto",
 ) -> list[Path]:
     """Generate ``n`` pieces; write them with sidecars. Returns the main files' paths
     (MIDI for token runs, WAV for audio runs). ``seconds`` None: the kind's default length. ``timing`` (optional) receives the sampling
@@ -64,11 +65,15 @@ def generate(
     has ``model.piece_memory``. Off unless asked for: sampled, the memory learns from the
     piece's own output, and loops feed themselves (README: on Piano-midi.de one of four
     60-second pieces fell silent and two thinned out). ``revise``: a revision run or bundle
-    that rewrites each audio draft (module docstring)."""
+    that rewrites each audio draft (module docstring). ``precision``: how a WaveNet or
+    SampleRNN generator stores its weights (``tunelab.run.precision``; auto checks the run
+    once and records its choice)."""
     from tunelab.run import audit_index
     from tunelab.run.bundle import output_home
     from tunelab.run.checkpoint import find_data, load_run
+    from tunelab.run.precision import check_precision, resolve
 
+    check_precision(precision)
     sampling = sampling or Sampling()
     sampling.check()
     if n < 1:
@@ -106,6 +111,11 @@ def generate(
         plan.settings["transpose_mix"] = run.transpose_mix
     if run.piece_memory:
         plan.settings["piece_memory"] = True
+    if hasattr(run.model, "generator_weights"):  # a fused sample-level generator
+        data = find_data(run_dir, run.config.get("data"))
+        plan.settings |= resolve(run, run_dir, precision, n, data, progress=progress)
+    elif precision != "auto":
+        raise ValueError("--precision applies to WaveNet and SampleRNN runs")
     out_dir = Path(out) if out else output_home(run_dir) / "samples"
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"--out {out_dir} is a file, not a folder")

@@ -198,3 +198,89 @@ def test_an_exported_bundle_generates_what_the_run_does(audio_run, tmp_path):
     ref, _ = kind.reference(data)
     assert "copy-audit index in the bundle wn.tlb" in where
     assert all(np.array_equal(a, b) for a, b in zip(index.pieces, ref.pieces, strict=True))
+
+
+def _settings(folder) -> dict:
+    return json.loads(next(folder.glob("*.wav.json")).read_text())["settings"]
+
+
+def test_precision_auto_checks_the_run_once_and_records_its_choice(
+    audio_run, tmp_path, monkeypatch
+):
+    """auto scores the validation split under every weights the generator takes, keeps the
+    check beside the checkpoint, and takes the fastest precision within 0.01 bits/sample."""
+    from tunelab.run import precision
+
+    _, run, _ = audio_run
+    (run / precision.CACHE).unlink(missing_ok=True)
+    args = ["generate", str(run), "--seconds", "0.1", "--no-audit", "--out"]
+    r = CliRunner().invoke(app, [*args, str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    s = _settings(tmp_path / "a")
+    check = s["precision_check"]
+    bits = check["bits_per_sample"]
+    assert s["precision"] == "auto" and set(bits) == {"float32", "bfloat16", "int8"}
+    assert check["passed"] == [w for w, b in bits.items() if b - bits["float32"] <= 0.01]
+    assert 0 < check["samples"] <= precision.CHECK_SAMPLES
+    assert s["weights"] == next(w for w in precision.FASTEST["few"] if w in check["passed"])
+    assert f"{s['weights']} weights (auto)" in r.output
+    assert (run / precision.CACHE).exists()
+
+    def boom(*a, **k):
+        raise AssertionError("checked twice")
+
+    monkeypatch.setattr(precision, "quality_check", boom)
+    r = CliRunner().invoke(app, [*args, str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert _settings(tmp_path / "b")["precision_check"] == check
+
+
+def test_precision_auto_never_takes_weights_that_fail_the_check(audio_run, tmp_path):
+    from tunelab.run import precision
+    from tunelab.run.checkpoint import load_run
+
+    _, run, _ = audio_run
+    loaded = load_run(run)
+    fake = {"bits_per_sample": {"float32": 5.0, "bfloat16": 5.02, "int8": 5.009}}
+    for passed, expected in ((["float32", "int8"], "int8"), (["float32"], "float32")):
+        check = {**fake, "passed": passed, "samples": 1, "tolerance": 0.01, "split": "valid"}
+        (run / precision.CACHE).write_text(json.dumps({precision._key(loaded): check}))
+        got = precision.resolve(loaded, run, "auto", 1, None)
+        assert got == {"precision": "auto", "weights": expected, "precision_check": check}
+    (run / precision.CACHE).unlink()
+    # no cache and no validation data to check on: float32, said so
+    assert precision.resolve(loaded, run, "auto", 1, None)["weights"] == "float32"
+
+
+@pytest.mark.parametrize("weights", ["int8", "bfloat16", "float32"])
+def test_precision_named_is_used_and_a_seeded_run_repeats(audio_run, tmp_path, weights):
+    _, run, _ = audio_run
+    outs = []
+    for name in ("a", "b"):
+        args = ["generate", str(run), "--seconds", "0.2", "--seed", "3", "--no-audit",
+                "--precision", weights, "--out", str(tmp_path / name)]  # fmt: skip
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0, r.output
+        outs.append(next((tmp_path / name).glob("*.wav")).read_bytes())
+        s = _settings(tmp_path / name)
+        assert (s["precision"], s["weights"]) == (weights, weights)
+        assert "precision_check" not in s
+    assert outs[0] == outs[1]
+    r = CliRunner().invoke(app, ["generate", str(run), "--precision", "fp8"])
+    assert r.exit_code != 0 and "fp8" in r.output
+
+
+def test_an_exported_bundle_carries_the_precision_check(audio_run, tmp_path):
+    from tunelab.run import precision
+    from tunelab.run.bundle import read_bundle
+
+    _, run, _ = audio_run
+    bundle = tmp_path / "wn.tlb"
+    r = CliRunner().invoke(app, ["export", str(run), "--out", str(bundle)])
+    assert r.exit_code == 0, r.output
+    check = read_bundle(bundle)[0]["precision_check"]
+    assert set(check["bits_per_sample"]) == {"float32", "bfloat16", "int8"}
+    from tunelab.run.checkpoint import load_run
+
+    got = precision.resolve(load_run(bundle), bundle, "auto", 1, None)  # no data needed
+    assert got["precision_check"] == check and got["weights"] in check["passed"]

@@ -232,13 +232,17 @@ class Kind(AudioKind):
         ids = self._stream_labels(plan, n)
         lead, rf = lead_in(model), getattr(model, "receptive_field", None)
         label = None if ids[0] is None else torch.tensor(ids)
-        # Few streams are bound by memory bandwidth: bfloat16 weights (half the bytes) double
-        # their speed at no measured cost in likelihood (benchmarks/wavenet_precision.py;
-        # SampleRNN: benchmarks/samplernn.py --precision);
-        # many streams are bound by arithmetic, where float32 is as fast or faster.
-        weights = "bfloat16" if n < BF16_BELOW_STREAMS else "float32"
+        # generate() resolves --precision (tunelab.run.precision) into plan.settings; other
+        # callers (the training preview, benchmarks) get the old unchecked default: few
+        # streams are bound by memory bandwidth, where bfloat16 weights (half the bytes)
+        # double the speed; many streams by arithmetic, where float32 is as fast or faster.
+        weights = plan.settings.get("weights") or (
+            "bfloat16" if n < BF16_BELOW_STREAMS else "float32"
+        )
         plan.settings["weights"] = weights
         gen = model.generator(n, label, weights=weights)
+        if getattr(gen, "parts", 1) > 1:  # one stream's matrices cut across cores
+            plan.settings["parts"] = gen.parts
         # Silence first (what scoring assumes before a piece), then the primer: its last
         # receptive field, or all of it for an RNN.
         ctx = np.full(lead, self.silence, np.int64)

@@ -66,13 +66,15 @@ def sample_row(z, temperature, u):
     if temperature == 0.0:
         return best
     m = np.float64(z[best])
+    e = np.empty(V, np.float64)  # each exp once: the scan below adds the same values again
     total = 0.0
     for i in range(V):
-        total += math.exp((np.float64(z[i]) - m) / temperature)
+        e[i] = math.exp((np.float64(z[i]) - m) / temperature)
+        total += e[i]
     target = u * total
     c = 0.0
     for i in range(V):
-        c += math.exp((np.float64(z[i]) - m) / temperature)
+        c += e[i]
         if c > target:
             return i
     return V - 1

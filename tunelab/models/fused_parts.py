@@ -14,6 +14,8 @@ busy machine) costs time slices, not a deadlock.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from llvmlite import ir
@@ -100,6 +102,23 @@ def barrier(sync, part, epoch):
                 sched_yield()
                 spins = 0
     return e
+
+
+def busy(cores: int) -> bool:
+    """Whether other work holds half the cores or more, so that a split would wait on them:
+    parts that spin at a barrier every layer need every core they use (with one core taken
+    by another process, one stream fell 3x below its unsplit speed). Read from the kernel's
+    count of runnable tasks (/proc/loadavg, the smallest of a few looks 2 ms apart, less
+    this thread); where there is none, assume a quiet machine."""
+    others = []
+    for _ in range(5):
+        try:
+            with open("/proc/loadavg", encoding="ascii") as f:
+                others.append(int(f.read().split()[3].split("/")[0]) - 1)
+        except (OSError, ValueError, IndexError):
+            return False
+        time.sleep(0.002)
+    return min(others) >= cores / 2
 
 
 def new_sync(parts: int) -> np.ndarray:

@@ -19,6 +19,8 @@ function here takes a ``tunelab.models.wavenet.WaveNet``.
 
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 import torch
@@ -37,7 +39,7 @@ from tunelab.models.fused import (
     tanh32,
 )
 from tunelab.models.fused_int8 import quantise_int8
-from tunelab.models.fused_parts import barrier, cycles, new_sync, split
+from tunelab.models.fused_parts import barrier, busy, cycles, new_sync, split
 
 # -- the PyTorch references ------------------------------------------------------------------
 
@@ -113,8 +115,9 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
     channels of the dilated conv (its tanh rows, then its sigmoid rows), the same columns of
     the residual/skip 1x1, its rows of post1 and columns of post2. queues: float32[B,
     receptive_field - 1, R], every layer's ring buffer (written by part 0 once every part has
-    read it). sync: the barrier counters; xch float32[2, P, B, W]: partial sums, exchanged
-    at each layer's barrier, alternately in two buffers. prof int64[P, 8] (or [P, 0], off):
+    read it). sync: the barrier counters; xch float32[2, P, B, W]: partial sums (residual,
+    then after the last layer the skip sum; the logits), exchanged at each barrier,
+    alternately in two buffers. prof int64[P, 8] (or [P, 0], off):
     cycles per PROFILE slot, added to.
     """
     emb, conv_w, cond, out_w, res_b, skip_b, post1_w, post1_b, post2_w, post2_b = w[:10]
@@ -175,6 +178,8 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
                         mine[s0 + j, r] = RS[j, r]
                     for r in range(S):
                         skip[j, r] += RS[j, R + r]
+                    if li == L - 1:  # the skip sum's share travels with the last exchange
+                        mine[s0 + j, R : R + S] = skip[j]
                 if timed:
                     tick = _lap(prof, part, 4, tick)
             epoch = barrier(sync, part, epoch)  # every part has read the taps and added its share
@@ -193,17 +198,11 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
                 tick = _lap(prof, part, 4, tick)
         if feed:
             continue
-        mine = xch[epoch & 1, part]
-        for j in range(m):
-            mine[s0 + j, :S] = skip[j]
-        epoch = barrier(sync, part, epoch)
-        if timed:
-            tick = _lap(prof, part, 5, tick)
         for j in range(m):
             for r in range(S):
-                v = xch[(epoch - 1) & 1, 0, s0 + j, r]
+                v = xch[(epoch - 1) & 1, 0, s0 + j, R + r]
                 for q2 in range(1, P):
-                    v += xch[(epoch - 1) & 1, q2, s0 + j, r]
+                    v += xch[(epoch - 1) & 1, q2, s0 + j, R + r]
                 skip[j, r] = max(v, zero)
         mm(skip, post1_w, Pp)
         for j in range(m):
@@ -263,7 +262,8 @@ class FusedWaveNet(FusedDriver):
     threads: how many threads run at once (default: the usable cores). parts: into how many
     slices every matrix is cut, one per thread, so that one stream runs on several cores
     (``fused_parts``; the threads meet at a barrier per layer); default: all threads when
-    there are fewer streams than threads, else 1 (blocks of streams, no barrier).
+    there are fewer streams than threads and the machine is not busy (``fused_parts.busy``),
+    else 1 (blocks of streams, no barrier).
 
     ``prime(x)`` feeds samples without sampling; ``run(first, uniforms, T)`` samples N more
     per stream, and can be called again with first=None to continue where it stopped.
@@ -288,7 +288,9 @@ class FusedWaveNet(FusedDriver):
         L, S, C = len(model.convs), model.skip_channels, model.classes
         bias = lambda lin, n: torch.zeros(n) if lin.bias is None else lin.bias.cpu()  # noqa: E731
         super().__init__((), n, classes=C, threads=threads)
-        P = self.parts = parts or (self.threads if n < self.threads else 1)
+        cores = threads or len(os.sched_getaffinity(0))  # the driver's threads: at most n
+        cut = n < cores and not busy(cores)
+        P = self.parts = parts or (cores if cut else 1)
         self.threads = max(self.threads, P)
         with torch.no_grad():
             state = model.init_state(n, label=label)  # cond: conv bias + label projection
@@ -322,7 +324,7 @@ class FusedWaveNet(FusedDriver):
         self._packed = packed
         self.weights = weights
         self.queues = np.zeros((n, model.receptive_field - 1, R), np.float32)
-        self._width = max(R, S, C)
+        self._width = max(R + S, C)
         self.profile = False
         self.cycles_by_part = np.zeros((P, len(PROFILE)), np.int64)
 

@@ -79,10 +79,12 @@ def export_bundle(
     model: nn.Module,
     out: str | Path,
     audit_index: tuple[bytes | None, dict] | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Write ``model`` (built from ``config`` and ``meta``, weights loaded) to one bundle file
     at ``out``, atomically. ``audit_index``: (the index member's bytes or None, its header
-    entry), from ``run.audit_index.pack``. Returns the header written."""
+    entry), from ``run.audit_index.pack``; ``extra``: more header entries (an audio run's
+    ``precision_check``, ``run.precision``). Returns the header written."""
     from safetensors.torch import save_model
 
     out = Path(out)
@@ -99,6 +101,7 @@ def export_bundle(
         "data_fingerprint": data_fingerprint(meta, config.get("data")),
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
         "version": stamp(),
+        **(extra or {}),
     }
     index_blob = None
     if audit_index is not None:

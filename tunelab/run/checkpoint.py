@@ -315,8 +315,16 @@ def export_run(
         index = audit_index.pack(run.kind, find_data(run_dir, run.config.get("data")))
     else:
         index = (None, {"present": False, "reason": "left out on export (--no-audit-index)"})
+    extra = {}
+    if hasattr(run.model, "generator_weights"):  # the receiver's --precision auto needs no data
+        from tunelab.run.precision import cached_check
+
+        data = find_data(run_dir, run.config.get("data"))
+        extra["precision_check"] = cached_check(run, run_dir, data)
     try:
-        return export_bundle(run.config, run.meta, run.step, run.model, out, audit_index=index)
+        return export_bundle(
+            run.config, run.meta, run.step, run.model, out, audit_index=index, extra=extra
+        )
     except OSError as e:
         raise CheckpointError(f"cannot write {out}: {e.strerror or e}") from e
 

@@ -35,12 +35,18 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def quality_check(run, data_dir, progress: bool = False) -> dict:
-    """Validation bits per sample of the run's model under each weights its generator takes."""
-    from tunelab.data.store import Split, load_datadir
+def quality_check(run, data_dir, progress: bool = False) -> dict | None:
+    """Validation bits per sample of the run's model under each weights its generator takes;
+    None when data_dir holds no prepared data (moved or deleted since training)."""
+    from tunelab.data.store import DataDirError, Split, load_datadir
 
     model = run.model
-    split = load_datadir(data_dir).split("valid")
+    try:
+        split = load_datadir(data_dir).split("valid")
+    except (DataDirError, OSError):
+        return None
+    if not len(split):
+        return None
     pieces, left = [], CHECK_SAMPLES
     for p in split.pieces:
         if left <= 0:
@@ -88,6 +94,8 @@ def cached_check(run, run_dir, data_dir, progress: bool = False) -> dict | None:
     if data_dir is None:
         return None
     check = quality_check(run, data_dir, progress)
+    if check is None:
+        return None
     try:
         write_json(cache, {key: check})  # one checkpoint's check at a time
     except OSError:
