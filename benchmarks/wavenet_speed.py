@@ -33,14 +33,20 @@ Threads: ``--threads`` for torch (naive, training) and for the fused kernel. The
 loops (ours and the peer's) run with one torch thread: their ops are too small to split, and
 on a busy machine each intra-op barrier can wait a whole scheduler slice.
 
-    .venv/bin/python benchmarks/wavenet_speed.py --threads 2 [--peer-python /tmp/peer-venv/bin/python]
+``--run RUN`` adds `tunelab generate` itself on a trained wavenet-bench run, for 1 and 8
+streams and each precision: the samples/s the command prints (its sampling loop, as the
+README's figure counts it: start-up, the precision check and the audits excluded).
+
+    .venv/bin/python benchmarks/wavenet_speed.py --threads 2 [--peer-python /tmp/peer-venv/bin/python] [--run RUN]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -146,6 +152,19 @@ def rate(fn, samples: int, threads: int | None = None) -> float:
     return samples / dt
 
 
+def generate_rate(run: str, weights: str, streams: int, seconds: float) -> float:
+    """samples/s that `tunelab generate` prints (its sampling loop: loading, the precision
+    check and the audits excluded, as its own figure excludes them)."""
+    out = Path(run) / "speed-samples"
+    cmd = [sys.executable, "-m", "tunelab", "generate", run, "--seconds", str(seconds), "--n",
+           str(streams), "--precision", weights, "--no-audit", "--out", str(out)]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    found = re.search(r"sampled [\d,]+ samples in [\d.]+ s \(([\d,]+) samples/s", p.stdout)
+    if p.returncode or not found:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-2000:]}")
+    return float(found.group(1).replace(",", ""))
+
+
 def fused_gen(model: WaveNet, streams: int, weights: str, threads: int, parts=None):
     """A warmed-up FusedWaveNet (kernels compiled or loaded, ring buffers past silence)."""
     gen = FusedWaveNet(model, streams, weights=weights, threads=threads, parts=parts)
@@ -216,7 +235,7 @@ def mac_rate(gen: FusedWaveNet, m: int, threads: int) -> float:
         X, Z = np.random.rand(m, k).astype(np.float32), np.empty((m, n), np.float32)
         reps = max(1, int(1e9 / (n * k * m)))
         _macs(X, W, Z, 1)
-        dt += min(at_once(lambda: _macs(X, W, Z, reps), threads) for _ in range(3))  # noqa: B023
+        dt += min(at_once(lambda: _macs(X, W, Z, reps), threads) for _ in range(5))  # noqa: B023
         total += n * k * m * reps
     return total / dt
 
@@ -307,7 +326,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--samples", type=int, default=16000, help="fused, 1 stream")
-    ap.add_argument("--repeats", type=int, default=3, help="fused runs per row (the median)")
+    ap.add_argument("--repeats", type=int, default=5, help="rounds of fused runs (the median)")
     ap.add_argument("--naive-samples", type=int, default=40)
     ap.add_argument("--step-samples", type=int, default=1000)
     ap.add_argument("--peer-python", help="python of a venv with wavenet-vocoder==0.1.1")
@@ -316,6 +335,8 @@ def main() -> None:
     ap.add_argument("--train-bf16", action="store_true", help="also ours under bf16 autocast")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--scored", type=int, default=16000)
+    ap.add_argument("--run", help="also time `tunelab generate` on this wavenet-bench run")
+    ap.add_argument("--seconds", type=float, default=10.0, help="--run: seconds per stream")
     ap.add_argument("--json", type=Path, metavar="PATH", help="write the printed figures as JSON")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -354,20 +375,30 @@ def main() -> None:
     macs = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight")) - (
         model.embed.weight.numel()
     )  # multiply-adds per sample: every matrix once (the embedding is a lookup)
-    split_gens = {}
+    # Every configuration is built first, then timed in turns (``--repeats`` rounds, the
+    # median): on a shared machine the speed drifts by a fifth within minutes, and turns
+    # spread the slow spells over every row alike.
+    configs = []  # (name, streams, generator, samples per stream)
     for streams in (1, 8, 64):
         for w in WEIGHTS:
             n = args.samples if streams == 1 else max(200, args.samples * 2 // streams)
             for one_core in (False, True) if streams == 1 else (False,):
                 gen = fused_gen(model, streams, w, 1 if one_core else args.threads,
                                 parts=1 if one_core else None)  # fmt: skip
-                if streams == 1 and not one_core:
-                    split_gens[w] = gen
-                r = fused_rate(gen, n, args.repeats)
                 name = f"fused numba, {w} weights" + (", one core" if one_core else "")
                 if gen.parts > 1:
                     name += f", split in {gen.parts} parts"
-                gen_rows.append((name, streams, r, *bound(gen, macs, args.threads)))
+                configs.append((name, streams, gen, n))
+    rates = [[fused_rate(gen, n, 1) for _, _, gen, n in configs] for _ in range(args.repeats)]
+    for i, (name, streams, gen, _) in enumerate(configs):
+        r = float(np.median([round_[i] for round_ in rates]))
+        gen_rows.append((name, streams, r, *bound(gen, macs, args.threads)))
+    split_gens = {g.weights: g for _, s, g, _ in configs if s == 1 and g.parts > 1}
+    if args.run:  # the whole command, as a user runs it (start-up excluded: its own figure)
+        for streams in (1, 8):
+            for w in WEIGHTS:
+                r = generate_rate(args.run, w, streams, args.seconds)
+                gen_rows.append((f"`tunelab generate --precision {w}`", streams, r, None, ""))
     if peer:
         gen_rows.append(
             ("peer: wavenet-vocoder 0.1.1 incremental_forward, 1 thread", 1, peer["gen"], None, "")

@@ -7,13 +7,14 @@ and under each rounded copy the generator would multiply by (``round_weights``).
 precision passes when its bits per sample are within TOLERANCE of float32's. The check runs
 once per checkpoint and is kept beside it (``precision.json`` in the run folder, or in a
 bundle's header, made on export); ``auto`` then takes the fastest passing precision for the
-number of streams (FASTEST). With no validation data to check against (a bundle exported
+number of streams against the cores (FASTEST). With no validation data to check against (a bundle exported
 without it), ``auto`` keeps float32. The sidecar records the choice and the check.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tunelab.atomic import write_json
@@ -21,11 +22,12 @@ from tunelab.atomic import write_json
 TOLERANCE = 0.01  # bits per sample a rounded copy may lose against float32
 CHECK_SAMPLES = 1 << 17  # validation samples scored per precision (8 s at 16 kHz)
 CHOICES = ("auto", "float32", "bfloat16", "int8")
-MANY_STREAMS = 16  # from here on the generator is bound by arithmetic, not by weight bytes
-# Fastest first, by benchmarks/wavenet_speed.py on the 2-core Zen 4 (docs/benchmarks.md):
-# few streams are bound by weight bytes and by decoding them (bfloat16 decodes with a mask
-# or a shift, int8 with a convert that shares the FMA pipes); many streams by arithmetic.
-FASTEST = {"few": ("bfloat16", "int8", "float32"), "many": ("int8", "float32", "bfloat16")}
+# Fastest first, by benchmarks/wavenet_speed.py on the 2-core Zen 4 (docs/benchmarks.md).
+# Fewer streams than cores: one stream split across them, each core's share of the matrices
+# read from cache, and decoding them is the cost: bfloat16 decodes with a mask or a shift,
+# int8 with a convert that competes with the multiply-adds. A block of streams per core
+# shares every weight load between its streams: fewer bytes win.
+FASTEST = {"split": ("bfloat16", "int8", "float32"), "blocks": ("int8", "float32", "bfloat16")}
 CACHE = "precision.json"
 
 
@@ -114,6 +116,6 @@ def resolve(run, run_dir, precision: str, n: int, data_dir, progress: bool = Fal
     check = cached_check(run, run_dir, data_dir, progress)
     if check is None:
         return {"precision": "auto", "weights": "float32", "precision_check": None}
-    order = FASTEST["many" if n >= MANY_STREAMS else "few"]
+    order = FASTEST["split" if n < len(os.sched_getaffinity(0)) else "blocks"]
     passed = [w for w in order if w in check["passed"] and w in available]
     return {"precision": "auto", "weights": (passed or ["float32"])[0], "precision_check": check}
