@@ -1,6 +1,9 @@
-"""Does bfloat16 storage of WaveNet's weights cost likelihood? Bits per sample of a trained run
-on a split, with float32 weights and with the weights the fused generator's bfloat16 mode uses
-(``round_weights_bf16``: conv, 1x1 and post matrices rounded to bfloat16, math in float32).
+"""Does storing WaveNet's (or SampleRNN's) weights in bfloat16 or int8 cost likelihood? Bits
+per sample of a trained run on a whole split, with float32 weights and with the weights each
+of the fused generator's modes multiplies by (``model.rounded(weights)``: the conv, 1x1 and
+post matrices rounded to bfloat16, or quantised to int8 per output channel; math in
+float32). ``generate --precision auto`` makes the same comparison on up to 131,072
+validation samples; this scores the whole split.
 
     python benchmarks/wavenet_precision.py RUN_DIR [--split valid]
 
@@ -17,7 +20,7 @@ import torch
 from tunelab.atomic import json_safe, write_json
 from tunelab.data.store import load_datadir
 from tunelab.kinds import kind_for
-from tunelab.models.wavenet_gen import round_weights_bf16
+from tunelab.models.fused import WEIGHTS
 from tunelab.run.checkpoint import load_run
 
 
@@ -33,11 +36,8 @@ def main() -> None:
     kind = kind_for(run.config["model"], run.meta)
     split = load_datadir(run.config["data"]).split(args.split)
     rows = []
-    for name, model in (
-        ("float32", run.model),
-        ("bfloat16 weights", round_weights_bf16(run.model)),
-    ):
-        r = kind.likelihood(model, split)
+    for name in WEIGHTS:
+        r = kind.likelihood(run.model.rounded(name), split)
         rows.append((name, r["bits_per_sample"], r["samples"]))
     print(f"| weights | bits/sample ({args.split}, {rows[0][2]:,} samples) | difference |")
     print("|---|---:|---:|")

@@ -312,6 +312,11 @@ class FusedDriver:
         self.n, self.pos, self.classes = n, 0, classes
         self.threads = max(1, min(n, threads or len(os.sched_getaffinity(0))))
         self.last: np.ndarray | None = None  # the last sampled values, fed by run(None, ...)
+        self._pool: ThreadPoolExecutor | None = None  # the threads beside the caller's
+
+    def __del__(self):
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=False)
 
     def _state(self) -> tuple:
         """The kernel's state arrays, updated in place."""
@@ -334,11 +339,12 @@ class FusedDriver:
         if len(jobs) == 1:
             steps(*jobs[0], *args, *state)
         else:  # each job runs all N steps; only split matrices meet at barriers
-            with ThreadPoolExecutor(len(jobs) - 1) as pool:
-                futures = [pool.submit(steps, *job, *args, *state) for job in jobs[1:]]
-                steps(*jobs[0], *args, *state)
-                for f in futures:
-                    f.result()
+            if self._pool is None:  # kept: generate() calls run() once per chunk
+                self._pool = ThreadPoolExecutor(len(jobs) - 1)
+            futures = [self._pool.submit(steps, *job, *args, *state) for job in jobs[1:]]
+            steps(*jobs[0], *args, *state)
+            for f in futures:
+                f.result()
         self.pos += inputs.shape[1] if feed else uniforms.shape[1]
         return out
 

@@ -114,8 +114,8 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
     w: the weights FusedWaveNet packed, each matrix cut into P slices: this part's gate
     channels of the dilated conv (its tanh rows, then its sigmoid rows), the same columns of
     the residual/skip 1x1, its rows of post1 and columns of post2. queues: float32[B,
-    receptive_field - 1, R], every layer's ring buffer (written by part 0 once every part has
-    read it). sync: the barrier counters; xch float32[2, P, B, W]: partial sums (residual,
+    receptive_field - 1, R], every layer's ring buffer (layer li's written by part li % P
+    once every part has read it). sync: the barrier counters; xch float32[2, P, B, W]: partial sums (residual,
     then after the last layer the skip sum; the logits), exchanged at each barrier,
     alternately in two buffers. prof int64[P, 8] (or [P, 0], off):
     cycles per PROFILE slot, added to.
@@ -186,8 +186,8 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
             if timed:
                 tick = _lap(prof, part, 5, tick)
             for j in range(m):
-                if part == 0:  # replaces the oldest tap, read above by every part
-                    queues[s0 + j, offs[li] + p % n_slots] = X[j, cur:]
+                if part == li % P:  # replaces the oldest tap, read above by every part
+                    queues[s0 + j, offs[li] + p % n_slots] = X[j, cur:]  # (parts take turns)
                 if not (feed and li == L - 1):
                     for r in range(R):
                         res = xch[(epoch - 1) & 1, 0, s0 + j, r]
