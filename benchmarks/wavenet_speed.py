@@ -18,9 +18,9 @@ all sampling at temperature 1 with the same rule:
 
 Each fused row also gives its bound: the larger of (a) the bytes of weights each thread
 reads per step over the read bandwidth measured here for a working set of that size, all
-threads reading at once, and (b) each thread's multiply-adds per step over the rate the
-kernel's own matmul reaches with its weights in L1 for that many streams; and the share of
-that bound reached. A table of microseconds per sample by part of the network (the kernel's
+threads reading at once, and (b) each thread's multiply-adds per step at the float32 GEMM
+rate of this machine (torch.mm, 2048 x 2048, the same threads); and the share of that bound
+reached. A table of microseconds per sample by part of the network (the kernel's
 cycle counters, ``FusedWaveNet.profile``) shows where one stream's time goes.
 
 Training: forward + backward + AdamW step on batch 4 windows of receptive_field + 16,000
@@ -57,7 +57,7 @@ import torch
 from torch.nn import functional as F
 
 from tunelab.atomic import json_safe, write_json
-from tunelab.models.fused import WEIGHTS, mm
+from tunelab.models.fused import WEIGHTS
 from tunelab.models.fused_parts import cycles
 from tunelab.models.wavenet import WaveNet
 from tunelab.models.wavenet_gen import (
@@ -197,12 +197,6 @@ def _read(a, reps):
     return s
 
 
-@numba.njit(nogil=True)
-def _macs(X, W, Z, reps):
-    for _ in range(reps):
-        mm(X, W, Z)
-
-
 def at_once(fn, threads: int) -> float:
     """Seconds for ``threads`` threads each running fn() at the same time."""
     with ThreadPoolExecutor(threads) as pool:
@@ -224,31 +218,32 @@ def read_bandwidth(nbytes: int, threads: int) -> float:
     return arrays[0].nbytes * reps / min(dts)
 
 
-def mac_rate(gen: FusedWaveNet, m: int, threads: int) -> float:
-    """Multiply-adds/s one thread's matmul reaches on m streams over the first layer's two
-    matrices (this part's slices, in cache), all threads at once: the arithmetic bound."""
-    emb, conv, cond, out, K = (gen._packed[i] for i in (0, 1, 2, 3, 12))
-    Gp = cond.shape[3] // 2
-    first = lambda w: tuple(a[0, 0] for a in w) if isinstance(w, tuple) else w[0, 0]  # noqa: E731
-    total, dt = 0, 0.0
-    for W, n, k in ((first(conv), 2 * Gp, K * emb.shape[1]), (first(out), gen._width, Gp)):
-        X, Z = np.random.rand(m, k).astype(np.float32), np.empty((m, n), np.float32)
-        reps = max(1, int(1e9 / (n * k * m)))
-        _macs(X, W, Z, 1)
-        dt += min(at_once(lambda: _macs(X, W, Z, reps), threads) for _ in range(5))  # noqa: B023
-        total += n * k * m * reps
-    return total / dt
+def gemm_rate(threads: int) -> float:
+    """Multiply-adds/s per thread of float32 GEMM (torch.mm, 2048 x 2048, on ``threads``
+    threads, the best of five): the most float32 arithmetic this machine does, which the
+    kernel's float32 math cannot beat whatever the weights' storage."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    torch.set_num_threads(before)
+    return 2048**3 / best / threads
 
 
 def bound(gen: FusedWaveNet, macs_per_sample: int, threads: int) -> tuple[float, str]:
     """The samples/s gen cannot exceed here (module doc), and what limits it: reading each
-    thread's weights (memory) or doing its multiply-adds (arithmetic), per step."""
+    thread's weights (memory) or doing its multiply-adds at the GEMM rate (arithmetic)."""
     P = gen.parts
     blocks = 1 if P > 1 else min(threads, gen.n)
     per_thread = -(-gen.n // blocks)  # streams each thread runs
     nbytes = matrix_bytes(gen) // P
     memory = nbytes / read_bandwidth(nbytes, max(P, blocks))
-    arith = macs_per_sample * per_thread / P / mac_rate(gen, per_thread, max(P, blocks))
+    arith = macs_per_sample * per_thread / P / gemm_rate(max(P, blocks))
     return gen.n / max(memory, arith), "memory" if memory > arith else "arithmetic"
 
 
