@@ -326,6 +326,9 @@ class FusedDriver:
         """The part of a primer int64[n, P] that can reach a later output (default: all)."""
         return x
 
+    def _check(self, state: tuple) -> None:
+        """Raise if the call that used these state arrays did not finish (default: it did)."""
+
     def _jobs(self) -> list[tuple[int, int, int]]:
         """(s0, s1, part) per thread: by default one block of streams each, part 0. A kernel
         that splits its matrices gives every part all the streams (``fused_parts``)."""
@@ -345,6 +348,7 @@ class FusedDriver:
             steps(*jobs[0], *args, *state)
             for f in futures:
                 f.result()
+        self._check(state)
         self.pos += inputs.shape[1] if feed else uniforms.shape[1]
         return out
 

@@ -9,7 +9,8 @@ atomics, so these are LLVM's, through ``@intrinsic``). Every part then adds the 
 in the same order, so all parts hold bit-identical activations with no second exchange.
 
 A spinning part yields the core after a while, so a part whose partner was descheduled (a
-busy machine) costs time slices, not a deadlock.
+busy machine) costs time slices, not a deadlock; one that waits PATIENCE_S (its partner
+failed) abandons the call, and so do the others, so an error never leaves a thread spinning.
 """
 
 from __future__ import annotations
@@ -84,21 +85,30 @@ def cycles(typingctx):
 
 @njit(cache=True, inline="always")
 def barrier(sync, part, epoch):
-    """Wait until every part has reached barrier number epoch + 1; returns epoch + 1.
+    """Wait until every part has reached barrier number epoch + 1; returns epoch + 1, or -1
+    when the call was abandoned: a part waited longer than the patience new_sync set (its
+    partner failed or vanished) and every part returns instead of spinning forever.
 
-    sync: int64[P * LINE], zeros before the first barrier of a call. Partial sums written
-    before the barrier are visible to every part after it.
+    sync: ``new_sync(P)``, fresh for each call. Partial sums written before the barrier are
+    visible to every part after it.
     """
     e = epoch + 1
-    parts = sync.shape[0] // LINE
+    parts = sync.shape[0] // LINE - 1
     if parts == 1:  # alone (blocks of streams share nothing): nothing to wait for
         return e
     store_release(sync, part * LINE, e)
     for q in range(parts):
-        spins = 0
+        spins, since = 0, 0
         while load_acquire(sync, q * LINE) < e:
             spins += 1
             if spins >= SPINS:
+                if load_acquire(sync, parts * LINE) != 0:
+                    return -1
+                if since == 0:
+                    since = cycles()
+                elif cycles() - since > sync[parts * LINE + 1]:
+                    store_release(sync, parts * LINE, 1)
+                    return -1
                 sched_yield()
                 spins = 0
     return e
@@ -121,9 +131,36 @@ def busy(cores: int) -> bool:
     return min(others) >= cores / 2
 
 
-def new_sync(parts: int) -> np.ndarray:
-    """The barrier counters for one call of a kernel run by ``parts`` threads."""
-    return np.zeros(parts * LINE, np.int64)
+PATIENCE_S = 60.0  # how long a part waits at a barrier before the call is abandoned
+_TICKS_PER_S: list[float] = []
+
+
+@njit(cache=True)
+def _ticks():
+    return cycles()
+
+
+def ticks_per_second() -> float:
+    """The cycle counter's rate, measured once per process (50 ms of sleep)."""
+    if not _TICKS_PER_S:
+        c0, t0 = _ticks(), time.perf_counter()
+        time.sleep(0.05)
+        _TICKS_PER_S.append((_ticks() - c0) / (time.perf_counter() - t0))
+    return _TICKS_PER_S[0]
+
+
+def new_sync(parts: int, patience_s: float = PATIENCE_S) -> np.ndarray:
+    """The barrier state for one call of a kernel run by ``parts`` threads: a counter per
+    part on its own lines, then the abandoned flag and the patience in counter ticks."""
+    sync = np.zeros((parts + 1) * LINE, np.int64)
+    if parts > 1:
+        sync[parts * LINE + 1] = int(patience_s * ticks_per_second())
+    return sync
+
+
+def abandoned(sync: np.ndarray) -> bool:
+    """Whether a part gave up waiting during the call that used sync."""
+    return bool(sync[-LINE])
 
 
 def split(t: torch.Tensor, dim: int, parts: int) -> torch.Tensor:

@@ -39,7 +39,15 @@ from tunelab.models.fused import (
     tanh32,
 )
 from tunelab.models.fused_int8 import quantise_int8
-from tunelab.models.fused_parts import barrier, busy, cycles, new_sync, split
+from tunelab.models.fused_parts import (
+    PATIENCE_S,
+    abandoned,
+    barrier,
+    busy,
+    cycles,
+    new_sync,
+    split,
+)
 
 # -- the PyTorch references ------------------------------------------------------------------
 
@@ -115,9 +123,9 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
     channels of the dilated conv (its tanh rows, then its sigmoid rows), the same columns of
     the residual/skip 1x1, its rows of post1 and columns of post2. queues: float32[B,
     receptive_field - 1, R], every layer's ring buffer (layer li's written by part li % P
-    once every part has read it). sync: the barrier counters; xch float32[2, P, B, W]: partial sums (residual,
-    then after the last layer the skip sum; the logits), exchanged at each barrier,
-    alternately in two buffers. prof int64[P, 8] (or [P, 0], off):
+    once every part has read it). sync: the barrier state (``fused_parts.new_sync``); xch
+    float32[2, P, B, W]: partial sums (residual, then after the last layer the skip sum; the
+    logits), exchanged at each barrier, alternately in two buffers. prof int64[P, 8] (or [P, 0], off):
     cycles per PROFILE slot, added to.
     """
     emb, conv_w, cond, out_w, res_b, skip_b, post1_w, post1_b, post2_w, post2_b = w[:10]
@@ -183,6 +191,8 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
                 if timed:
                     tick = _lap(prof, part, 4, tick)
             epoch = barrier(sync, part, epoch)  # every part has read the taps and added its share
+            if epoch < 0:
+                return  # abandoned: a partner failed (fused_parts.barrier)
             if timed:
                 tick = _lap(prof, part, 5, tick)
             for j in range(m):
@@ -215,6 +225,8 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
         if timed:
             tick = _lap(prof, part, 6, tick)
         epoch = barrier(sync, part, epoch)
+        if epoch < 0:
+            return
         if timed:
             tick = _lap(prof, part, 5, tick)
         for j in range(m):
@@ -337,6 +349,13 @@ class FusedWaveNet(FusedDriver):
         xch = np.empty((2, self.parts, self.n, self._width), np.float32)
         prof = self.cycles_by_part if self.profile else np.zeros((self.parts, 0), np.int64)
         return (self.queues, new_sync(self.parts), xch, prof)
+
+    def _check(self, state: tuple) -> None:
+        if abandoned(state[1]):
+            raise RuntimeError(
+                "generation stopped: a generator thread waited "
+                f"{PATIENCE_S:.0f} s for another that never came (the output is incomplete)"
+            )
 
     def _primed(self, x: np.ndarray) -> np.ndarray:
         """Only the last receptive_field - 1 can reach a later output, so only those are fed."""
