@@ -114,7 +114,7 @@ def generate(
     if hasattr(run.model, "generator_weights"):  # a fused sample-level generator
         data = find_data(run_dir, run.config.get("data"))
         plan.settings |= resolve(run, run_dir, precision, n, data, progress=progress)
-    elif precision != "auto":
+    elif precision not in ("auto", "float32"):  # every other generator is float32
         raise ValueError("--precision applies to WaveNet and SampleRNN runs")
     out_dir = Path(out) if out else output_home(run_dir) / "samples"
     if out_dir.exists() and not out_dir.is_dir():

@@ -6,29 +6,30 @@ CHECK_SAMPLES samples, scored from silence as ``evaluate`` scores) under float32
 and under each rounded copy the generator would multiply by (``round_weights``). A
 precision passes when its bits per sample are within TOLERANCE of float32's. The check runs
 once per checkpoint and is kept beside it (``precision.json`` in the run folder, or in a
-bundle's header, made on export); ``auto`` then takes the fastest passing precision for the
-number of streams against the cores (FASTEST). With no validation data to check against (a bundle exported
+bundle's header, made on export); ``auto`` then takes the fastest passing precision
+(FASTEST, one order whatever the number of streams, so that stream i of a seed is the same
+whatever ``--n`` is). With no validation data to check against (a bundle exported
 without it), ``auto`` keeps float32. The sidecar records the choice and the check.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from tunelab.atomic import write_json
 
 TOLERANCE = 0.01  # bits per sample a rounded copy may lose against float32
-CHECK_SAMPLES = 1 << 17  # validation samples scored per precision (8 s at 16 kHz)
+CHECK_SAMPLES = 1 << 16  # validation samples scored per precision (4 s at 16 kHz)
 CHOICES = ("auto", "float32", "bfloat16", "int8")
-# Fastest first, by benchmarks/wavenet_speed.py on the 2-core Zen 4 (docs/benchmarks.md).
-# Fewer streams than cores: one stream split across them, each core's share of the matrices
-# read from cache, and decoding them is the cost: bfloat16 decodes with a mask or a shift,
-# int8 with a convert that competes with the multiply-adds. A block of streams per core
-# shares every weight load between its streams: fewer bytes win.
-FASTEST = {"split": ("bfloat16", "int8", "float32"), "blocks": ("int8", "float32", "bfloat16")}
+# Fastest first, by benchmarks/wavenet_speed.py on the 2-core Zen 4 (docs/benchmarks.md): one
+# stream split across the cores reads its share of the matrices from cache, where decoding
+# them is the cost (bfloat16: a mask or a shift; int8: a convert competing with the
+# multiply-adds). Blocks of streams run int8 5 to 10 % faster, but one order for every --n
+# keeps stream i of a seed the same whatever --n is.
+FASTEST = ("bfloat16", "int8", "float32")
 CACHE = "precision.json"
+KEEP = 8  # checks kept in the cache, the newest
 
 
 def check_precision(precision: str) -> str:
@@ -98,8 +99,12 @@ def cached_check(run, run_dir, data_dir, progress: bool = False) -> dict | None:
     check = quality_check(run, data_dir, progress)
     if check is None:
         return None
+    kept = (
+        {k: v for k, v in stored.items() if isinstance(v, dict)} if isinstance(stored, dict) else {}
+    )
+    kept = dict(list(kept.items())[-(KEEP - 1) :]) if KEEP > 1 else {}
     try:
-        write_json(cache, {key: check})  # one checkpoint's check at a time
+        write_json(cache, {**kept, key: check})  # best, last, milestones: a few checkpoints
     except OSError:
         pass  # a read-only run folder: checked again next time
     return check
@@ -116,6 +121,5 @@ def resolve(run, run_dir, precision: str, n: int, data_dir, progress: bool = Fal
     check = cached_check(run, run_dir, data_dir, progress)
     if check is None:
         return {"precision": "auto", "weights": "float32", "precision_check": None}
-    order = FASTEST["split" if n < len(os.sched_getaffinity(0)) else "blocks"]
-    passed = [w for w in order if w in check["passed"] and w in available]
+    passed = [w for w in FASTEST if w in check["passed"] and w in available]
     return {"precision": "auto", "weights": (passed or ["float32"])[0], "precision_check": check}
