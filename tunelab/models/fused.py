@@ -38,7 +38,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 from torch import nn
 
-from tunelab.models.fused_int8 import matmul_i8, quantise_int8, round_int8
+from tunelab.models.fused_int8 import quantise_int8, round_int8
 
 # -- the sampling rule, in PyTorch (the references) and in numba (the kernels) ---------------
 
@@ -125,7 +125,8 @@ def _bits_as_f32(typingctx, u):
 
 @numba.njit(cache=True, fastmath=_FM)
 def matmul(X, WT, Z):
-    """Z[m, n] = X[m, k] @ WT[n, k].T for m streams (float32, contiguous).
+    """Z[m, n] = X[m, k] @ WT[n, k].T for m streams (X, Z float32; WT float32, or int8 that
+    each load converts: ``matmul_i8``).
 
     Written out rather than np.dot: BLAS (with threads of its own) is slower for these small
     shapes and oversubscribes the cores when streams run on several threads. Dot products
@@ -140,8 +141,8 @@ def matmul(X, WT, Z):
             a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = np.float32(0)
             for i in range(k):
                 x, y = X[j, i], X[j + 1, i]
-                w0, w1 = WT[o, i], WT[o + 1, i]
-                w2, w3 = WT[o + 2, i], WT[o + 3, i]
+                w0, w1 = np.float32(WT[o, i]), np.float32(WT[o + 1, i])
+                w2, w3 = np.float32(WT[o + 2, i]), np.float32(WT[o + 3, i])
                 a0 += x * w0
                 a1 += x * w1
                 a2 += x * w2
@@ -155,7 +156,7 @@ def matmul(X, WT, Z):
         for o in range(n4, n):
             a0 = b0 = np.float32(0)
             for i in range(k):
-                w0 = WT[o, i]
+                w0 = np.float32(WT[o, i])
                 a0 += X[j, i] * w0
                 b0 += X[j + 1, i] * w0
             Z[j, o], Z[j + 1, o] = a0, b0
@@ -165,16 +166,27 @@ def matmul(X, WT, Z):
             a0 = a1 = a2 = a3 = np.float32(0)
             for i in range(k):
                 x = X[j, i]
-                a0 += x * WT[o, i]
-                a1 += x * WT[o + 1, i]
-                a2 += x * WT[o + 2, i]
-                a3 += x * WT[o + 3, i]
+                a0 += x * np.float32(WT[o, i])
+                a1 += x * np.float32(WT[o + 1, i])
+                a2 += x * np.float32(WT[o + 2, i])
+                a3 += x * np.float32(WT[o + 3, i])
             Z[j, o], Z[j, o + 1], Z[j, o + 2], Z[j, o + 3] = a0, a1, a2, a3
         for o in range(n4, n):
             a0 = np.float32(0)
             for i in range(k):
-                a0 += X[j, i] * WT[o, i]
+                a0 += X[j, i] * np.float32(WT[o, i])
             Z[j, o] = a0
+
+
+@numba.njit(cache=True, fastmath=_FM)
+def matmul_i8(X, Q, s, Z):
+    """Z[m, n] = X[m, k] @ (Q[n, k] * s[n]).T, Q int8 (``fused_int8``): matmul's loops with
+    the int8 -> float32 conversion in the loads (a sign extension and a convert per 16
+    weights, vectorised), then one scale per output."""
+    matmul(X, Q, Z)
+    for j in range(Z.shape[0]):
+        for o in range(Z.shape[1]):
+            Z[j, o] *= s[o]
 
 
 @numba.njit(cache=True, fastmath=_FM)
