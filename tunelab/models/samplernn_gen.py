@@ -78,11 +78,6 @@ def round_weights(model: nn.Module, weights: str) -> nn.Module:
     return rounded_copy(model, _rounded_matrices, weights)
 
 
-def round_weights_bf16(model: nn.Module) -> nn.Module:
-    """A copy of model with the weights FusedSampleRNN(weights="bfloat16") rounds, rounded."""
-    return round_weights(model, "bfloat16")
-
-
 @numba.njit(cache=True, error_model="numpy", nogil=True)
 def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, hist, hidden, cond):
     """Advance streams s0..s1-1 by N samples (the kernel contract of ``tunelab.models.fused``).

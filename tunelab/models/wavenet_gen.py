@@ -258,11 +258,6 @@ def round_weights(model: nn.Module, weights: str) -> nn.Module:
     )
 
 
-def round_weights_bf16(model: nn.Module) -> nn.Module:
-    """A copy of model with the weights FusedWaveNet(weights="bfloat16") rounds, rounded."""
-    return round_weights(model, "bfloat16")
-
-
 class FusedWaveNet(FusedDriver):
     """Resumable fused generator for n streams of a WaveNet (a float32 copy of its weights).
 
