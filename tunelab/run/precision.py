@@ -15,6 +15,7 @@ without it), ``auto`` keeps float32. The sidecar records the choice and the chec
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from tunelab.atomic import write_json
@@ -40,7 +41,8 @@ def check_precision(precision: str) -> str:
 
 def quality_check(run, data_dir, progress: bool = False) -> dict | None:
     """Validation bits per sample of the run's model under each weights its generator takes;
-    None when data_dir holds no prepared data (moved or deleted since training)."""
+    None when data_dir holds no prepared data (moved or deleted since training). progress:
+    one line on stderr saying what is being checked (the scoring itself is short)."""
     from tunelab.data.store import DataDirError, Split, load_datadir
 
     model = run.model
@@ -57,10 +59,16 @@ def quality_check(run, data_dir, progress: bool = False) -> dict | None:
         pieces.append({**p, "length": min(int(p["length"]), left)})
         left -= pieces[-1]["length"]
     head = Split(split.name, split.data, pieces)
+    if progress:
+        print(
+            f"--precision auto: scoring {sum(p['length'] for p in pieces):,} validation samples"
+            f" with {', '.join(model.generator_weights)} weights (once per checkpoint)",
+            file=sys.stderr,
+        )
     bits = {}
     for weights in model.generator_weights:
         rounded = model.rounded(weights)
-        bits[weights] = run.kind.likelihood(rounded, head, progress=progress)["bits_per_sample"]
+        bits[weights] = run.kind.likelihood(rounded, head)["bits_per_sample"]
     base = bits["float32"]
     return {
         "split": "valid",
