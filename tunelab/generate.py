@@ -113,7 +113,7 @@ def generate(
         plan.settings["piece_memory"] = True
     if hasattr(run.model, "generator_weights"):  # a fused sample-level generator
         data = find_data(run_dir, run.config.get("data"))
-        plan.settings |= resolve(run, run_dir, precision, n, data, progress=progress)
+        plan.settings |= resolve(run, run_dir, precision, data, progress=progress)
     elif precision not in ("auto", "float32"):  # every other generator is float32
         raise ValueError("--precision applies to WaveNet and SampleRNN runs")
     out_dir = Path(out) if out else output_home(run_dir) / "samples"

@@ -245,11 +245,11 @@ def test_precision_auto_never_takes_weights_that_fail_the_check(audio_run, tmp_p
     for passed, expected in ((["float32", "int8"], "int8"), (["float32"], "float32")):
         check = {**fake, "passed": passed, "samples": 1, "tolerance": 0.01, "split": "valid"}
         (run / precision.CACHE).write_text(json.dumps({precision._key(loaded): check}))
-        got = precision.resolve(loaded, run, "auto", 1, None)
+        got = precision.resolve(loaded, run, "auto", None)
         assert got == {"precision": "auto", "weights": expected, "precision_check": check}
     (run / precision.CACHE).unlink()
     # no cache and no validation data to check on: float32, said so
-    assert precision.resolve(loaded, run, "auto", 1, None)["weights"] == "float32"
+    assert precision.resolve(loaded, run, "auto", None)["weights"] == "float32"
 
 
 @pytest.mark.parametrize("weights", ["int8", "bfloat16", "float32"])
@@ -282,7 +282,7 @@ def test_an_exported_bundle_carries_the_precision_check(audio_run, tmp_path):
     assert set(check["bits_per_sample"]) == {"float32", "bfloat16", "int8"}
     from tunelab.run.checkpoint import load_run
 
-    got = precision.resolve(load_run(bundle), bundle, "auto", 1, None)  # no data needed
+    got = precision.resolve(load_run(bundle), bundle, "auto", None)  # no data needed
     assert got["precision_check"] == check and got["weights"] in check["passed"]
 
 

@@ -166,10 +166,8 @@ def generate(
 
     what = "samples" if paths and paths[0].suffix == ".wav" else "tokens"
     rate = timing["tokens"] * n / max(timing["sample_s"], 1e-9)
-    settings = {}
-    if paths:
-        first = paths[0].with_name(paths[0].name + ".json")
-        settings = json.loads(first.read_text(encoding="utf-8")).get("settings", {})
+    sides = [json.loads(p.with_name(p.name + ".json").read_text(encoding="utf-8")) for p in paths]
+    settings = sides[0].get("settings", {}) if sides else {}
     weights = settings.get("weights")
     chosen = f", {weights} weights" + (" (auto)" if settings.get("precision") == "auto" else "")
     typer.echo(
@@ -177,8 +175,7 @@ def generate(
         f"({rate:,.0f} {what}/s{chosen if weights else ''})"
     )
 
-    for p in paths:
-        side = json.loads(p.with_name(p.name + ".json").read_text(encoding="utf-8"))
+    for p, side in zip(paths, sides, strict=True):
         flags = side["flags"]
         if side.get("audited") is False:  # never a clean-looking empty flag list
             flags = [*flags, f"not audited ({side.get('not_audited_reason')})"]

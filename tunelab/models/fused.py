@@ -259,8 +259,7 @@ def pack(t: torch.Tensor, weights: str = "float32"):
     odd)]; as "int8", the pair (Q int8[..., n, k], scales float32[..., n]) matmul_i8 reads."""
     t = t.detach().to("cpu", torch.float32).contiguous()
     if weights == "int8":
-        q, s = quantise_int8(t)
-        return q.to(torch.int8).numpy(), s.contiguous().numpy()
+        return pack_int8(*quantise_int8(t))
     if weights != "bfloat16":
         return t.numpy()
     b = t.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16).astype(np.uint32)
@@ -269,6 +268,12 @@ def pack(t: torch.Tensor, weights: str = "float32"):
     if b.shape[-1] % 2:
         pairs.append(b[..., 2 * h :] << 16)
     return np.ascontiguousarray(np.concatenate(pairs, axis=-1))
+
+
+def pack_int8(q: torch.Tensor, s: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The pair matmul_i8 reads, from int8 values q (any float dtype) and their row scales s,
+    as ``quantise_int8`` gives them or cut afterwards (scales of whole rows kept)."""
+    return q.to(torch.int8).contiguous().numpy(), s.to(torch.float32).contiguous().numpy()
 
 
 def check_weights(weights: str) -> str:
@@ -322,7 +327,8 @@ class FusedDriver:
         the usable cores, at most n)."""
         self._packed = packed
         self.n, self.pos, self.classes = n, 0, classes
-        self.threads = max(1, min(n, threads or len(os.sched_getaffinity(0))))
+        self.cores = threads or len(os.sched_getaffinity(0))  # threads it may use
+        self.threads = max(1, min(n, self.cores))
         self.last: np.ndarray | None = None  # the last sampled values, fed by run(None, ...)
         self._pool: ThreadPoolExecutor | None = None  # the threads beside the caller's
 

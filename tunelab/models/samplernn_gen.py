@@ -33,6 +33,7 @@ from tunelab.models.fused import (
     check_weights,
     mm,
     pack,
+    pack_int8,
     rounded_copy,
     sample_logits,
     sample_row,
@@ -177,7 +178,7 @@ def _first_columns(w: torch.Tensor, k: int, weights: str):
     if weights != "int8":
         return pack(w[:, :k], weights)
     q, s = quantise_int8(w)
-    return q[:, :k].to(torch.int8).contiguous().numpy(), s.numpy()
+    return pack_int8(q[:, :k], s)
 
 
 class FusedSampleRNN(FusedDriver):

@@ -19,8 +19,6 @@ function here takes a ``tunelab.models.wavenet.WaveNet``.
 
 from __future__ import annotations
 
-import os
-
 import numba
 import numpy as np
 import torch
@@ -32,6 +30,7 @@ from tunelab.models.fused import (
     check_weights,
     mm,
     pack,
+    pack_int8,
     rounded_copy,
     sample_logits,
     sample_row,
@@ -200,9 +199,7 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
                     queues[s0 + j, offs[li] + p % n_slots] = X[j, cur:]  # (parts take turns)
                 if not (feed and li == L - 1):
                     for r in range(R):
-                        res = xch[(epoch - 1) & 1, 0, s0 + j, r]
-                        for q2 in range(1, P):
-                            res += xch[(epoch - 1) & 1, q2, s0 + j, r]
+                        res = _total(xch, epoch, s0 + j, r)
                         X[j, cur + r] = (X[j, cur + r] + (res + res_b[li, r])) * scale
             if timed:
                 tick = _lap(prof, part, 4, tick)
@@ -210,10 +207,7 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
             continue
         for j in range(m):
             for r in range(S):
-                v = xch[(epoch - 1) & 1, 0, s0 + j, R + r]
-                for q2 in range(1, P):
-                    v += xch[(epoch - 1) & 1, q2, s0 + j, R + r]
-                skip[j, r] = max(v, zero)
+                skip[j, r] = max(_total(xch, epoch, s0 + j, R + r), zero)
         mm(skip, post1_w, Pp)
         for j in range(m):
             for r in range(Sp):
@@ -231,15 +225,23 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
             tick = _lap(prof, part, 5, tick)
         for j in range(m):
             for r in range(C):
-                v = xch[(epoch - 1) & 1, 0, s0 + j, r]
-                for q2 in range(1, P):
-                    v += xch[(epoch - 1) & 1, q2, s0 + j, r]
-                logits[j, r] = v + post2_b[r]
+                logits[j, r] = _total(xch, epoch, s0 + j, r) + post2_b[r]
             last[j] = sample_row(logits[j], temperature, uniforms[s0 + j, t])
             if part == 0:
                 out[s0 + j, t] = last[j]
         if timed:
             tick = _lap(prof, part, 7, tick)
+
+
+@numba.njit(cache=True, inline="always")
+def _total(xch, epoch, row, r):
+    """Value r of stream ``row`` summed over the parts' shares from the exchange that
+    ``epoch`` just passed, in part order: every part adds the same numbers the same way."""
+    b = (epoch - 1) & 1
+    v = xch[b, 0, row, r]
+    for q in range(1, xch.shape[1]):
+        v += xch[b, q, row, r]
+    return v
 
 
 @numba.njit(cache=True, inline="always")
@@ -295,9 +297,8 @@ class FusedWaveNet(FusedDriver):
         L, S, C = len(model.convs), model.skip_channels, model.classes
         bias = lambda lin, n: torch.zeros(n) if lin.bias is None else lin.bias.cpu()  # noqa: E731
         super().__init__((), n, classes=C, threads=threads)
-        cores = threads or len(os.sched_getaffinity(0))  # the driver's threads: at most n
-        cut = n < cores and not busy(cores)
-        P = self.parts = parts or (cores if cut else 1)
+        cut = n < self.cores and not busy(self.cores)
+        P = self.parts = parts or (self.cores if cut else 1)
         self.threads = max(self.threads, P)
         with torch.no_grad():
             state = model.init_state(n, label=label)  # cond: conv bias + label projection
@@ -314,7 +315,8 @@ class FusedWaveNet(FusedDriver):
             dil = np.asarray(model.dilations, dtype=np.int64)
             packed = (
                 pack(model.embed.weight),
-                _gates(conv, P, weights),  # [P, L, 2Gp, K*R]: a part's tanh rows, its sigmoid rows
+                # [P, L, 2Gp, K*R]: a part's gate channels, its tanh rows then its sigmoid rows
+                _cut(conv.unflatten(1, (2, G)), P, weights, columns=False, merge=(2, 3)),
                 pack(split(state.cond.cpu().unflatten(-1, (2, G)), 3, P).flatten(-2)),
                 _cut(out_w, P, weights, columns=True),  # [P, L, R+S, Gp]
                 pack(res_b),
@@ -357,30 +359,19 @@ class FusedWaveNet(FusedDriver):
         return x[:, -self.queues.shape[1] :]
 
 
-def _cut(w: torch.Tensor, parts: int, weights: str, columns: bool):
-    """w[..., n, k] cut into parts along its columns (k) or rows (n), packed as weights.
-
-    int8 scales come from whole rows, before the cut: a cut model equals the uncut one."""
-    w = w.detach().cpu().float()
-    if weights != "int8":
-        return pack(split(w, w.dim() - (1 if columns else 2), parts), weights)
-    q, s = quantise_int8(w)
-    if columns:  # every part's slice of a row shares the row's scale
-        s = s.expand(parts, *s.shape)
-    else:
-        s = split(s, s.dim() - 1, parts)
+def _cut(w: torch.Tensor, parts: int, weights: str, columns: bool, merge=None):
+    """w[..., n, k] cut into parts along its columns (k) or rows (n), packed as weights:
+    [parts, ..., n or n / parts, k / parts or k] (zero-padded). merge: two axes of the cut
+    to flatten into one afterwards. int8 scales come from whole rows, before the cut, so a
+    cut model equals the uncut one."""
+    q = w.detach().cpu().float()
+    s = None
+    if weights == "int8":
+        q, s = quantise_int8(q)
+        # every part's slice of a row shares the row's scale; cut rows take theirs along
+        s = s.expand(parts, *s.shape) if columns else split(s, s.dim() - 1, parts)
     q = split(q, q.dim() - (1 if columns else 2), parts)
-    return q.to(torch.int8).contiguous().numpy(), s.contiguous().numpy()
-
-
-def _gates(conv: torch.Tensor, parts: int, weights: str):
-    """The dilated conv's rows [L, 2G, K*R] as [P, L, 2Gp, K*R]: part p holds tanh rows
-    p*Gp..(p+1)*Gp - 1 then the matching sigmoid rows (padded with zero rows)."""
-    L, G2, KR = conv.shape
-    halves = conv.float().unflatten(1, (2, G2 // 2))  # [L, 2, G, KR]
-    if weights != "int8":
-        return pack(split(halves, 2, parts).flatten(2, 3), weights)
-    q, s = quantise_int8(halves)
-    q = split(q, 2, parts).flatten(2, 3)
-    s = split(s, 2, parts).flatten(2, 3)
-    return q.to(torch.int8).contiguous().numpy(), s.contiguous().numpy()
+    if merge:
+        q = q.flatten(*merge)
+        s = None if s is None else s.flatten(*merge)
+    return pack(q, weights) if s is None else pack_int8(q, s)

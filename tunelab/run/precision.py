@@ -58,10 +58,10 @@ def quality_check(run, data_dir, progress: bool = False) -> dict | None:
             break
         pieces.append({**p, "length": min(int(p["length"]), left)})
         left -= pieces[-1]["length"]
-    head = Split(split.name, split.data, pieces)
+    head, samples = Split(split.name, split.data, pieces), sum(p["length"] for p in pieces)
     if progress:
         print(
-            f"--precision auto: scoring {sum(p['length'] for p in pieces):,} validation samples"
+            f"--precision auto: scoring {samples:,} validation samples"
             f" with {', '.join(model.generator_weights)} weights (once per checkpoint)",
             file=sys.stderr,
         )
@@ -72,7 +72,7 @@ def quality_check(run, data_dir, progress: bool = False) -> dict | None:
     base = bits["float32"]
     return {
         "split": "valid",
-        "samples": CHECK_SAMPLES - max(left, 0),
+        "samples": samples,
         "bits_per_sample": bits,
         "tolerance": TOLERANCE,
         "passed": [w for w, b in bits.items() if b is not None and b - base <= TOLERANCE],
@@ -100,17 +100,17 @@ def cached_check(run, run_dir, data_dir, progress: bool = False) -> dict | None:
         stored = json.loads(cache.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         stored = {}
-    if isinstance(stored, dict) and isinstance(stored.get(key), dict):
+    if not isinstance(stored, dict):  # a damaged cache is rebuilt, never trusted
+        stored = {}
+    stored = {k: v for k, v in stored.items() if isinstance(v, dict)}
+    if key in stored:
         return stored[key]
     if data_dir is None:
         return None
     check = quality_check(run, data_dir, progress)
     if check is None:
         return None
-    kept = (
-        {k: v for k, v in stored.items() if isinstance(v, dict)} if isinstance(stored, dict) else {}
-    )
-    kept = dict(list(kept.items())[-(KEEP - 1) :]) if KEEP > 1 else {}
+    kept = dict(list(stored.items())[-(KEEP - 1) :])
     try:
         write_json(cache, {**kept, key: check})  # best, last, milestones: a few checkpoints
     except OSError:
@@ -118,7 +118,7 @@ def cached_check(run, run_dir, data_dir, progress: bool = False) -> dict | None:
     return check
 
 
-def resolve(run, run_dir, precision: str, n: int, data_dir, progress: bool = False) -> dict:
+def resolve(run, run_dir, precision: str, data_dir, progress: bool = False) -> dict:
     """The sidecar's record: {"precision": asked, "weights": used[, "precision_check"]}."""
     check_precision(precision)
     available = run.model.generator_weights
