@@ -5,11 +5,16 @@ Two ways to spend ``--minutes`` of training:
 
 - **draft only**: the audio family (``--family``, default ``wavenet-bench``) trains all of it;
 - **draft + revision**: the family trains ``(1 - --share)`` of it (a run of its own) and the
-  reviser (``tunelab train revision``) the rest; its clips are ``generate --revise``'s.
+  reviser (``tunelab train revision revision.base=THAT_RUN``: corruptions of real audio and
+  the run's own drafts) the rest, its own drafts' generation included; its clips are
+  ``generate --revise``'s.
 
 Both generate ``--n`` clips of ``--seconds`` with the same seed, and ``evaluate --samples``
 places each set against the data's held-out test audio (Fréchet distance over per-second
-MFCC + chroma statistics) with its flags and spectral flatness beside the data's. Each clip
+MFCC + chroma statistics, in the training audio's standard deviations per feature) with its
+flags and spectral flatness beside the data's. ``evaluate`` reads the test audio as the base
+run does (a mu-law run: through the mu-law round trip); a revised clip is no longer mu-law
+audio, so each set is also placed against the test recordings as they are. Each clip
 (draft and revised) is also scored under the base model that drew it, in bits per sample: a
 reviser that only makes audio the base model finds likely has learnt the base model's habits,
 and one whose clips the base model finds far less likely has moved away from what it drew
@@ -82,6 +87,25 @@ def bits_per_sample(run: Path, files: list[Path]) -> float | None:
     return total / max(n, 1) / np.log(2)
 
 
+def to_recordings(data: Path, files: list[Path]) -> float | None:
+    """The Fréchet distance of the WAV files to the data's held-out test recordings as they
+    are (unquantised), not through the base run's mu-law round trip as ``evaluate`` reads
+    them: a revised clip is no longer mu-law audio, and the round trip's noise floor in the
+    music's quiet passages would count against a revision that takes such a floor out."""
+    import soundfile as sf
+
+    from tunelab.data.audio.encode import from_int16
+    from tunelab.data.store import load_datadir
+    from tunelab.kinds.audio_quality import set_figures
+
+    dd = load_datadir(data)
+    sr = int(dd.meta["sample_rate"])
+    test = [from_int16(np.asarray(p)) for p in dd.split("test")]
+    train = [from_int16(np.asarray(p)) for p in dd.split("train")]
+    xs = [sf.read(str(f), dtype="float32")[0] for f in files]
+    return set_figures(xs, sr, train=train, test=test)["frechet_to_test"]
+
+
 def clips(run: Path, out: Path, args, log, revise: Path | None = None) -> dict:
     """Generate, audit and score one set; the set figures and per-set means."""
     samples = out / "samples"
@@ -105,6 +129,7 @@ def clips(run: Path, out: Path, args, log, revise: Path | None = None) -> dict:
         "flatness_quartiles": sets.get("flatness_quartiles"),
         "flags": {k: v for k, v in (audit.get("flag_counts") or {}).items() if v},
         "bits_per_sample_under_base": bits_per_sample(run, files),
+        "frechet_to_test_recordings": to_recordings(args.data.resolve(), files),
     }
     if revise:  # the drafts the reviser rewrote, scored the same way
         drafts = sorted(samples.glob("*.draft.wav"))
@@ -122,6 +147,7 @@ def clips(run: Path, out: Path, args, log, revise: Path | None = None) -> dict:
             "flatness_quartiles": (a.get("set_metrics") or {}).get("flatness_quartiles"),
             "flags": {k: v for k, v in (a.get("flag_counts") or {}).items() if v},
             "bits_per_sample_under_base": bits_per_sample(run, sorted(folder.glob("*.wav"))),
+            "frechet_to_test_recordings": to_recordings(args.data.resolve(), drafts),
         }
     return row
 
@@ -175,6 +201,26 @@ def main() -> None:
         "as the draft-only arm instead of training it",
     )
     ap.add_argument(
+        "--base",
+        type=Path,
+        metavar="RUN",
+        help="reuse RUN (the family trained (1 - --share) x --minutes on the same data) as the "
+        "base the reviser learns from and revises, instead of training it",
+    )
+    ap.add_argument(
+        "--reviser",
+        type=Path,
+        metavar="REV",
+        help="reuse REV (a revision run trained --share x --minutes for the base) instead of "
+        "training it",
+    )
+    ap.add_argument(
+        "--corruptions-only",
+        action="store_true",
+        help="train the reviser on corruptions of real audio only (no revision.base): the "
+        "reviser before it learnt from its base run's own drafts",
+    )
+    ap.add_argument(
         "--picture",
         nargs=2,
         type=Path,
@@ -197,18 +243,22 @@ def main() -> None:
         if not args.alone:
             train(args.family, data, alone_run, args.minutes, log)
         rows["draft only"] = clips(alone_run, alone, args, log)
-        train(args.family, data, base / "run", (1 - args.share) * args.minutes, log)
-        train(
-            "revision", data, rev, args.share * args.minutes, log, f"revision.base={base / 'run'}"
-        )
-        rows["draft + revision"] = clips(base / "run", base, args, log, revise=rev)
+        base_run = args.base.resolve() if args.base else base / "run"
+        if not args.base:
+            train(args.family, data, base_run, (1 - args.share) * args.minutes, log)
+        own = [] if args.corruptions_only else [f"revision.base={base_run}"]
+        if args.reviser:
+            rev = args.reviser.resolve()
+        else:
+            train("revision", data, rev, args.share * args.minutes, log, *own)
+        rows["draft + revision"] = clips(base_run, base, args, log, revise=rev)
     (out / "revision.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     print(f"{args.minutes:g} training minutes in all ({args.family}; reviser {args.share:.0%})")
     print(
-        "| clips | Fréchet to test | flags | spectral flatness, median (test audio's) "
-        "| bits/sample under their base model |"
+        "| clips | Fréchet to test (as the run reads it) | to the test recordings | flags "
+        "| spectral flatness, median (test audio's) | bits/sample under their base model |"
     )
-    print("|---|---:|---|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|")
     show = {
         "draft only": rows["draft only"],
         "drafts of the shorter run": rows["draft + revision"]["drafts"],
@@ -216,14 +266,15 @@ def main() -> None:
     }
     for name, r in show.items():
         f, b = r.get("frechet_to_test"), r.get("bits_per_sample_under_base")
+        g = r.get("frechet_to_test_recordings")
         flags = ", ".join(f"{k} {v}" for k, v in r["flags"].items()) or "none"
         print(
-            f"| {name} | {'-' if f is None else f'{f:.0f}'} | {flags} | {_flatness(r)} | "
-            f"{'-' if b is None else f'{b:.3f}'} |"
+            f"| {name} | {'-' if f is None else f'{f:.1f}'} | {'-' if g is None else f'{g:.1f}'} "
+            f"| {flags} | {_flatness(r)} | {'-' if b is None else f'{b:.3f}'} |"
         )
     t = rows["draft only"].get("frechet_test_to_train")
     if t is not None:
-        print(f"(the test audio's own distance to the training audio: {t:.0f})")
+        print(f"(the test audio's own distance to the training audio: {t:.1f})")
 
 
 if __name__ == "__main__":

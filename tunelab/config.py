@@ -376,8 +376,9 @@ class TrainConfig:
 class RevisionSection:
     """The revision pass (``model.family: revision``, ``tunelab.models.revision``)."""
 
-    # The run whose drafts the reviser learns to revise: recorded. The reviser learns from
-    # corruptions of real audio that resemble every audio family's drafts, so it needs none.
+    # The run whose drafts the reviser learns to revise. Without it the reviser learns from
+    # corruptions of real audio that resemble every audio family's drafts; with it, a share
+    # of its rows (model.own_share) are that run's own generated drafts.
     base: str | None = None
 
 

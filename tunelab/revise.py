@@ -51,10 +51,9 @@ class LoadedReviser:
         return self._revise(x, chunk_seconds)
 
     def _revise(self, x: np.ndarray, chunk_seconds: float) -> np.ndarray:
-        rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
-        if rms < 1e-6:  # silence: nothing to revise (and no level to match)
+        gain = level_gain(x, self.loudness_db)
+        if gain is None:  # silence: nothing to revise (and no level to match)
             return x.copy()
-        gain = min(100.0, max(0.01, 10 ** (self.loudness_db / 20) / rms))
         g = self.model.g
         hop = g.hop
         margin = math.ceil(g.context_samples / hop) * hop
@@ -70,6 +69,13 @@ class LoadedReviser:
             keep = min(body, len(x) - a)
             out[a : a + keep] = rev[a - s0 : a - s0 + keep]
         return (out / gain).astype(np.float32)
+
+
+def level_gain(x: np.ndarray, loudness_db: float) -> float | None:
+    """The gain that brings x's RMS level to ``loudness_db`` dBFS, within 0.01..100 (-40 to
+    +40 dB); None for silence (RMS under 1e-6), which has no level to bring."""
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    return None if rms < 1e-6 else min(100.0, max(0.01, 10 ** (loudness_db / 20) / rms))
 
 
 def _fit(x: np.ndarray, n: int) -> np.ndarray:

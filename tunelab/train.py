@@ -148,7 +148,7 @@ def _setup(cfg: RunConfig, d: Dist, started: float) -> Live:
             f"number of processes ({d.world}), e.g. train.batch_size={t.batch_size * d.world}"
         )
     try:
-        kind = kind_for(cfg.model, data.meta, str(cfg.data))
+        kind = kind_for(cfg.model, data.meta, str(cfg.data), base=cfg.revision.base)
     except ValueError as e:
         raise ConfigError(str(e)) from e
     # Same initial weights on every rank (DDP also broadcasts them); per-rank dropout streams

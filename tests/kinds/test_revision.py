@@ -51,12 +51,40 @@ def _cfg(data, out, *extra):
 
 
 @pytest.fixture(scope="module")
+def base_run(rev_data, tmp_path_factory):
+    """A frame RNN trained a few steps on the same data: the base whose drafts a reviser
+    learns from (any audio family will do; this one generates fastest)."""
+    from tunelab.train import train
+
+    out = tmp_path_factory.mktemp("base") / "run"
+    keys = [f"data={rev_data}", f"out={out}", "train.max_steps=4", "train.progress=false"]
+    train(load(RunConfig, "frame-tiny", keys + ["train.tensorboard=false", "train.plots=false"]))
+    return out
+
+
+OWN = ("model.own_seconds=16",)  # two clips of the base's drafts (one held out)
+
+
+@pytest.fixture(scope="module")
 def rev_run(rev_data, tmp_path_factory):
+    """A reviser of corruptions only (no base run)."""
     from tunelab.train import train
 
     out = tmp_path_factory.mktemp("rev") / "run"
     more = ("train.max_steps=80", "train.eval_every=40", "train.lr=2e-3", "train.warmup=10")
-    train(_cfg(rev_data, out, *more, "revision.base=some/run"))
+    train(_cfg(rev_data, out, *more))
+    return out
+
+
+@pytest.fixture(scope="module")
+def own_run(rev_data, base_run, tmp_path_factory):
+    """A reviser that also learns from ``base_run``'s own drafts. (That base, 4 steps of a
+    tiny frame RNN, drafts a hum far from the music: it tests the plumbing, not the gain.)"""
+    from tunelab.train import train
+
+    out = tmp_path_factory.mktemp("own") / "run"
+    more = ("train.max_steps=20", "train.eval_every=10", "train.lr=2e-3", "train.warmup=5")
+    train(_cfg(rev_data, out, *more, *OWN, f"revision.base={base_run}"))
     return out
 
 
@@ -90,8 +118,9 @@ def test_batches_are_a_function_of_the_step_and_the_same_on_two_processes(rev_da
     split = load_datadir(rev_data).split("train")
     one = kind.train_batches(split, cfg.train, 3, 0, 1, None)
     x, y, label = one(5)
-    assert x.shape == (4, 4096, 2) and y.shape == (4, 4096) and label is None
+    assert x.shape == (4, 4096, 3) and y.shape == (4, 4096) and label is None
     assert torch.equal(x[..., 1], y) and not torch.equal(x[..., 0], y)
+    assert bool((x[..., 2] == 1).all())  # no base run: every row is paired with its source
     assert torch.equal(one(5)[0], x) and not torch.equal(one(6)[0], x)
     second = kind.train_batches(split, cfg.train, 3, 1, 2, None)(5)[0]
     assert torch.equal(second, x[2:])
@@ -129,13 +158,29 @@ def test_revision_runs_resume_exactly(rev_data, tmp_path):
     assert_resumes_exactly("revision", rev_data, tmp_path, 4, 4, 2, TINY)
 
 
-def test_the_run_records_the_base_and_its_valid_loss_beats_the_drafts(rev_run):
-    import yaml
+def test_revision_runs_with_a_base_resume_exactly(rev_data, base_run, tmp_path):
+    """The base's drafts are generated again on resume: the same, so the same batches."""
+    extra = (*TINY, *OWN, f"revision.base={base_run}")
+    assert_resumes_exactly("revision", rev_data, tmp_path, 4, 4, 2, extra)
 
-    cfg = yaml.safe_load((rev_run / "config.yaml").read_text())
-    assert cfg["revision"]["base"] == "some/run" and cfg["model"]["family"] == "revision"
+
+def test_the_valid_loss_beats_the_drafts(rev_run):
     valid = [r for r in records(rev_run) if "valid_loss" in r]
     assert valid[-1]["valid_loss"] < 0.8 * valid[-1]["draft_loss"]
+
+
+def test_a_run_with_a_base_records_it_and_validates_on_its_held_out_drafts(own_run, base_run):
+    import yaml
+
+    from tunelab.run.checkpoint import load_run
+
+    cfg = yaml.safe_load((own_run / "config.yaml").read_text())
+    assert cfg["revision"]["base"] == str(base_run) and cfg["model"]["family"] == "revision"
+    run = load_run(own_run)
+    assert run.meta["revision"]["base"] == str(base_run.resolve())
+    valid = [r for r in records(own_run) if "valid_loss" in r]
+    assert len(valid) == 2 and all(np.isfinite(r["valid_loss"]) for r in valid)
+    assert valid[-1]["valid_loss"] < valid[-1]["draft_loss"]
 
 
 def test_real_audio_comes_back_nearly_unchanged(rev_run, rev_data):
@@ -165,6 +210,41 @@ def test_a_planted_noisy_draft_comes_out_closer_to_the_real_audio(rev_run, rev_d
         return float(stft_distance(torch.from_numpy(u)[None], torch.from_numpy(real)[None], [512]))
 
     assert dist(r.revise(noisy, SR)) < 0.8 * dist(noisy)
+
+
+def test_a_base_run_s_own_drafts_fill_their_share_of_the_rows(rev_data, base_run):
+    """With revision.base every other row is a window of the base's own generated clips (not
+    the last, held out for validation), at the data's loudness, marked unpaired; the rest
+    are corruptions of their real windows. The same rows on two processes."""
+    cfg = _cfg(rev_data, "unused", *OWN)
+    kind = kind_for(cfg.model, load_datadir(rev_data).meta)
+    kind.use_base(str(base_run))
+    assert kind.meta["revision"]["base"] == str(base_run.resolve())
+    pool = kind.own_drafts(progress=False)
+    assert len(pool) == 2 and all(len(c) == 8 * SR for c in pool)
+    target = 10 ** (kind.meta["loudness_target_db"] / 20)
+    assert all(np.sqrt(np.mean(c.astype(np.float64) ** 2)) == pytest.approx(target, rel=0.05)
+               for c in pool)  # fmt: skip
+    split, t = load_datadir(rev_data).split("train"), cfg.train
+    x, y, _ = kind.train_batches(split, t, 0, 0, 1, None)(3)
+    assert x.shape == (4, 4096, 3) and x[:, 0, 2].tolist() == [1.0, 0.0, 1.0, 0.0]
+    train_clip = pool[0]
+    for row in (1, 3):
+        w = x[row, :, 0].numpy()
+        hits = [a for a in range(len(train_clip) - 4095) if train_clip[a] == w[0]]
+        assert any(np.array_equal(train_clip[a : a + 4096], w) for a in hits)
+        assert torch.equal(x[row, :, 1], y[row])  # an unrelated real window beside it
+    halves = [kind.train_batches(split, t, 0, r, 2, None)(3)[0] for r in (0, 1)]
+    assert torch.equal(torch.cat(halves), x)
+    valid = kind.valid_batches(load_datadir(rev_data).split("valid"), t, None)
+    assert (valid[0][0][:, 0, 2] == 0).any() and kind.draft_loss > 0
+
+
+def test_a_missing_base_run_is_named(rev_data, tmp_path):
+    from tunelab.train import train
+
+    with pytest.raises(Exception, match="no/such/run"):
+        train(_cfg(rev_data, tmp_path / "r", "train.max_steps=1", "revision.base=no/such/run"))
 
 
 def test_revision_base_is_refused_for_other_families(rev_data, tmp_path):

@@ -96,3 +96,20 @@ def test_second_features_and_set_frechet():
     like = [sine(f, 3.0) for f in (294, 349)]
     noise = [0.3 * rng.standard_normal(3 * LOW_SR) for _ in range(2)]
     assert A.set_frechet(like, ref, LOW_SR) < A.set_frechet(noise, ref, LOW_SR)
+
+
+def test_standardised_distance_weighs_every_feature_by_its_spread():
+    """In raw units a feature spread over hundreds (MFCC 0) outweighs one in 0..1 (chroma):
+    a set one spread off in the first and alike in the second, against a set far off in the
+    second only, ranks the wrong way raw and the right way standardised."""
+    rng = np.random.default_rng(0)
+    units = np.array([100.0] * 13 + [10.0] * 13 + [0.1] * 12)  # MFCC means, deviations, chroma
+    ref = rng.standard_normal((4000, A.FEATURES_PER_SECOND)) * units
+    near, far = ref[:2000].copy(), ref[2000:].copy()
+    near[:, 0] += 100.0  # one spread off in MFCC 0
+    far[:, 30] += 1.0  # ten spreads off in one chroma bin
+    assert A.frechet_distance(near, ref) > A.frechet_distance(far, ref)
+    z = lambda r: A.standardised(r, ref)  # noqa: E731
+    assert A.frechet_distance(z(near), z(ref)) == pytest.approx(1.0, abs=0.3)
+    assert A.frechet_distance(z(far), z(ref)) == pytest.approx(100.0, rel=0.1)
+    assert np.array_equal(A.standardised(ref, ref[:1]), ref)  # one row: no spread to use

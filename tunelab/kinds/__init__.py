@@ -30,8 +30,9 @@ IGNORE = -100  # target value that is not scored (cross_entropy's ignore_index)
 DATA_KIND = {"tokens": "midi", "mulaw": "audio", "frames": "audio", "revision": "audio"}
 
 
-def kind_for(model_cfg: Any, meta: dict, where: str = "the data") -> Kind:
-    """The kind object of a model family (its MODELS row) on data described by ``meta``."""
+def kind_for(model_cfg: Any, meta: dict, where: str = "the data", base: str | None = None) -> Kind:
+    """The kind object of a model family (its MODELS row) on data described by ``meta``;
+    ``base``: the run whose own drafts a revision pass learns from (``revision.base``)."""
     from tunelab.models import family_of
 
     name = family_of(model_cfg).kind
@@ -42,7 +43,10 @@ def kind_for(model_cfg: Any, meta: dict, where: str = "the data") -> Kind:
             f"{where} holds {have} data, but model family {family!r} trains on {want} data; "
             f"prepare {want} data or choose a {have} preset"
         )
-    return importlib.import_module(f"tunelab.kinds.{name}").Kind.for_model(model_cfg, meta)
+    kind = importlib.import_module(f"tunelab.kinds.{name}").Kind.for_model(model_cfg, meta)
+    if base:
+        kind.use_base(base)
+    return kind
 
 
 def categorical_loss(

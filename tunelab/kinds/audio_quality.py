@@ -6,7 +6,9 @@ real recordings, is placed against the data:
 
 * ``frechet_to_train`` / ``frechet_to_test``: the Fréchet distance of the clips' per-second MFCC
   + chroma statistics (``metrics.audio_features.second_features``) to the training audio's and
-  to the held-out test audio's; ``frechet_test_to_train``: the test audio's to the training
+  to the held-out test audio's, every set's features divided by their standard deviation over
+  the training audio's seconds (the test audio's when there is no training audio), so that
+  all three distances are in the same units; ``frechet_test_to_train``: the test audio's to the training
   audio's, for scale: where real music of the same collection lies, the figure a perfect model
   would approach. ``frechet_distance`` repeats ``frechet_to_train`` (older readers use it).
 * ``flatness_quartiles``, ``loudness_dbfs_quartiles``, ``pitch_salience_quartiles``: the 25th,
@@ -74,7 +76,7 @@ def set_figures(clips, sr: int, train=None, test=None) -> dict:
     """The figures of the module docstring for ``clips`` (float waveforms at ``sr``) against
     ``train`` and ``test`` (lists of float waveforms, or None where that set is missing; both
     cut to REFERENCE_S seconds here)."""
-    from tunelab.metrics.audio_features import FEATURES_PER_SECOND, frechet_distance
+    from tunelab.metrics.audio_features import FEATURES_PER_SECOND, frechet_distance, standardised
     from tunelab.metrics.audio_features import second_features as feats
 
     sets = {"samples": list(clips), "test": test, "train": train}
@@ -89,6 +91,10 @@ def set_figures(clips, sr: int, train=None, test=None) -> dict:
         rows[k] = np.concatenate(f) if f else np.zeros((0, FEATURES_PER_SECOND))
         per = [per_second(x, sr) for x in xs]
         stats[k] = {m: np.concatenate([np.zeros(0)] + [p[m] for p in per]) for m in MEASURES}
+
+    scale = rows.get("train", rows.get("test"))
+    if scale is not None:
+        rows = {k: standardised(v, scale) for k, v in rows.items()}
 
     def fd(a: str, b: str) -> float | None:
         return frechet_distance(rows[a], rows[b]) if a in rows and b in rows else None

@@ -15,20 +15,33 @@ least one), from the model config's ``drafts``, applied in this order:
   Gaussian of 0.3-3 codes (std), as sampling from a WaveNet's or SampleRNN's softmax does.
 
 A share ``clean`` of the rows keeps the real audio as its draft, so the reviser also learns to
-leave clean audio alone. Batches are a pure function of (seed, step): windows from
+leave clean audio alone.
+
+With ``revision.base=RUN`` a share ``own_share`` of the rows are the base run's own drafts:
+windows of ``own_seconds`` of clips it generates at the start of training (``own_drafts``,
+seed 0, brought to the data's loudness), beside an unrelated real window. They have no real
+audio to be rewritten into, so they teach through the discriminators and by their spectral
+statistics as a set (``RevisionGAN.losses``): corruptions teach what to take out, the base's
+drafts what its clips lack against the music. Why both: a real model's drafts of recorded
+music can be far from any corruption of it (no partials, 10-20 dB quiet; docs/benchmarks.md).
+
+Batches are a pure function of (seed, step): windows from
 ``PieceWindows``, and each global row's corruption from an RNG seeded by (seed, step, row),
 the same on any number of processes; resume is exact. Validation: fixed windows and fixed
-drafts; its loss is the STFT distance of the revised draft to the real audio, and
+drafts; its loss is the STFT distance of the revised draft to the real audio (for own drafts,
+of a held-out generated clip: the gap of their spectral statistics to the real windows'), and
 ``valid_figures`` adds the draft's own distance (``draft_loss``), the baseline to beat.
 
-x [B, N, 2] holds (draft, real) and y [B, N] the real audio, so the model's training forward
-sees both (``RevisionGAN.forward``). A revision run generates nothing itself: ``tunelab
+x [B, N, 3] holds (draft, real, paired: 1 where real is the draft's own source) and y [B, N]
+the real audio, so the model's training forward sees both (``RevisionGAN.forward``). A revision run generates nothing itself: ``tunelab
 generate RUN --revise REV`` and ``tunelab revise REV FILES`` use it (``tunelab.revise``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,9 +50,11 @@ from torch.nn import functional as F
 from tunelab.data.audio.encode import from_int16, mu_law_decode, mu_law_encode
 from tunelab.data.dataset import PieceWindows, piece_windows
 from tunelab.kinds.audio_io import AudioKind, label_names_of
-from tunelab.models.revision import GanLosses, stft_distance
+from tunelab.models.revision import GanLosses, spectral_stats_gap, stft_distance
 
 DRAFTS = ("blur", "seams", "noise", "mulaw")  # in the order they are applied
+OWN_CLIP_S = 8.0  # seconds per generated clip of a base run's own drafts
+N_FFT_STATS = 512  # the STFT of the validation's spectral statistics (own drafts)
 VALID_SEED = 0x5EED  # the validation drafts' RNG (fixed: every validation sees the same)
 NOT_A_GENERATOR = (
     "a revision run revises drafts, it does not generate or score music itself: use "
@@ -130,6 +145,11 @@ def with_settings(meta: dict, model_cfg) -> dict:
         raise ValueError(f"model.drafts: unknown {unknown}; choose among {', '.join(DRAFTS)}")
     settings = {"drafts": drafts, "clean": float(cfg.get("clean", 0.1))}
     settings["stft_sizes"] = list(cfg.get("stft_sizes", [256, 512, 1024]))
+    settings["own_share"] = float(cfg.get("own_share", 0.5))
+    settings["own_seconds"] = float(cfg.get("own_seconds", 64.0))
+    if not 0 <= settings["own_share"] < 1 or settings["own_seconds"] <= 0:
+        raise ValueError("model.own_share must be in [0, 1) and model.own_seconds positive")
+    settings["base"] = (meta.get("revision") or {}).get("base")
     return {**meta, "revision": settings}
 
 
@@ -149,6 +169,10 @@ class Kind(AudioKind):
         self.meta = meta
         r = meta["revision"]
         self.drafts, self.clean, self.stft_sizes = r["drafts"], r["clean"], r["stft_sizes"]
+        self.base: str | None = r.get("base")  # the run whose own drafts it also learns from
+        self.own_share = float(r.get("own_share", 0.5)) if self.base else 0.0
+        self.own_seconds = float(r.get("own_seconds", 64.0))
+        self._pool: list[np.ndarray] | None = None  # the base run's drafts (own_drafts)
         self.sample_rate = int(meta["sample_rate"])
         self.label_names: list[str] = label_names_of(meta)
         self.n_labels = 0  # the reviser is unconditioned
@@ -172,10 +196,65 @@ class Kind(AudioKind):
     def _decode_audio(self, data: np.ndarray) -> np.ndarray:
         return data
 
+    def use_base(self, run: str) -> None:
+        """Learn from the drafts of ``run`` too (``revision.base``): a share ``own_share`` of
+        the rows are windows of its own generated clips (``own_drafts``), recorded in meta."""
+        if not Path(run).exists():
+            raise ValueError(f"revision.base={run}: no such run (train the base run first)")
+        self.base = str(Path(run).resolve())
+        self.own_share = float(self.meta["revision"]["own_share"])
+        self.meta = {**self.meta, "revision": {**self.meta["revision"], "base": self.base}}
+
+    def own_drafts(self, progress: bool = True) -> list[np.ndarray]:
+        """The base run's own drafts: ``own_seconds`` of audio in clips of OWN_CLIP_S seconds
+        generated with seed 0 (``tunelab generate``'s sampling and precision), each brought
+        to the data's loudness as ``tunelab.revise`` brings a draft; the last clip is kept
+        for validation. Generated once per process: a pure function of the base run, so every
+        process, and a resumed run, has the same."""
+        if self._pool is None:
+            import tempfile
+
+            import soundfile as sf
+
+            from tunelab.generate import generate
+
+            n = max(2, round(self.own_seconds / OWN_CLIP_S))
+            with tempfile.TemporaryDirectory() as tmp:
+                files = generate(
+                    self.base, n=n, seconds=OWN_CLIP_S, seed=0, out=tmp, audit=False,
+                    progress=progress,
+                )  # fmt: skip
+                clips = [sf.read(str(f), dtype="float32")[0] for f in files]
+            self._pool = [self._at_level(c) for c in clips]
+        return self._pool
+
+    def _at_level(self, x: np.ndarray) -> np.ndarray:
+        from tunelab.revise import level_gain
+
+        gain = level_gain(x, float(self.meta.get("loudness_target_db") or -20.0))
+        return x.astype(np.float32) if gain is None else (x * gain).clip(-1, 1).astype(np.float32)
+
     # -- training -------------------------------------------------------------------------
-    def _pair(self, real: torch.Tensor, seeds: list) -> tuple:
+    def _pair(self, real: torch.Tensor, seeds: list, own: list | None = None) -> tuple:
+        """(x [B, N, 3], y [B, N], None): x holds (draft, real, paired) per sample. Rows
+        with a window of the base's own drafts in ``own`` (FloatTensor[N] or None per row)
+        take it as their draft beside an unrelated real window, paired 0."""
         draft = make_drafts(real, seeds, self.drafts, self.clean, self.sample_rate)
-        return torch.stack([draft, real], dim=-1), real, None
+        paired = torch.ones_like(real)
+        for i, w in enumerate(own or []):
+            if w is not None:
+                draft[i], paired[i] = w, 0.0
+        return torch.stack([draft, real, paired], dim=-1), real, None
+
+    def _own_window(self, pool: list, n: int, rng: np.random.Generator) -> torch.Tensor:
+        clip = pool[int(rng.integers(len(pool)))]
+        a = int(rng.integers(max(1, len(clip) - n + 1)))
+        w = clip[a : a + n]
+        return torch.from_numpy(np.pad(w, (0, n - len(w))))
+
+    def _is_own(self, row: int) -> bool:
+        """Global row ``row`` takes an own draft: own_share of the rows, spread evenly."""
+        return math.floor((row + 1) * self.own_share) > math.floor(row * self.own_share)
 
     def train_batches(self, split, t, seed: int, rank: int, world: int, receptive_field):
         sampler = PieceWindows(
@@ -183,22 +262,35 @@ class Kind(AudioKind):
             seed=seed, rank=rank, world=world,
         )  # fmt: skip
         rows = range(t.batch_size)[sampler.rows]  # this rank's global row numbers
+        pool = self.own_drafts(progress=t.progress)[:-1] if self.base else []
 
         def batch(step: int):
             w, _ = sampler.batch(step)
             real = torch.from_numpy(from_int16(w)).float()
-            return self._pair(real, [[seed, step, r] for r in rows])
+            own = [
+                self._own_window(pool, t.seq_len, np.random.default_rng([seed, step, r, 1]))
+                if pool and self._is_own(r) else None
+                for r in rows
+            ]  # fmt: skip
+            return self._pair(real, [[seed, step, r] for r in rows], own)
 
         return batch
 
     def valid_batches(self, split, t, receptive_field) -> list[tuple]:
         wins = piece_windows(list(split), t.seq_len, t.eval_batches * t.batch_size)
+        held = self.own_drafts(progress=t.progress)[-1:] if self.base else []  # not trained on
         out, dist, n = [], 0.0, 0
         for a in range(0, len(wins), t.batch_size):
             chunk = wins[a : a + t.batch_size]
             real = torch.from_numpy(from_int16(np.stack([w for _, w in chunk]))).float()
-            x, y, lab = self._pair(real, [[VALID_SEED, a + j] for j in range(len(chunk))])
-            dist += float(stft_distance(x[..., 0], y, self.stft_sizes).sum())
+            own = [
+                self._own_window(held, t.seq_len, np.random.default_rng([VALID_SEED, a + j]))
+                if held and self._is_own(j) else None
+                for j in range(len(chunk))
+            ]  # fmt: skip
+            seeds = [[VALID_SEED, a + j] for j in range(len(chunk))]
+            x, y, lab = self._pair(real, seeds, own)
+            dist += float(self.loss(x[..., 0], y, x)[0])
             n += len(chunk)
             out.append((x, y, lab))
         if n:
@@ -212,6 +304,10 @@ class Kind(AudioKind):
         if isinstance(out, GanLosses):
             return out.total.sum(), torch.tensor(len(out.total), device=y.device)
         per = stft_distance(out, y, self.stft_sizes)
+        own = (x[:, 0, 2] < 0.5) if x is not None and x.shape[-1] > 2 else None
+        if own is not None and own.any():  # own drafts: their spectra as a set against y's
+            gap = spectral_stats_gap(out[own], y, N_FFT_STATS, N_FFT_STATS // 4)
+            per = torch.where(own, gap.expand(len(per)), per)
         return per.sum(), torch.tensor(len(per), device=y.device)
 
     def valid_figures(self, loss: float) -> dict:

@@ -61,9 +61,14 @@ class RevisionConfig:
     adv_weight: float = 0.1
     fm_weight: float = 1.0
     rec_weight: float = 1.0
+    stat_weight: float = 1.0  # spectral statistics of revised own drafts (revision.base)
     stft_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])
     drafts: list[str] = field(default_factory=lambda: ["mulaw", "noise", "blur", "seams"])
     clean: float = 0.1  # share of training rows whose draft is the real audio itself
+    # With revision.base=RUN: the share of rows that are RUN's own generated drafts, and
+    # how many seconds of them it generates to draw from (tunelab.kinds.revision).
+    own_share: float = 0.5
+    own_seconds: float = 64.0
 
 
 # -- spectra --------------------------------------------------------------------------------
@@ -75,6 +80,42 @@ def stft_distance(a: torch.Tensor, b: torch.Tensor, sizes: list[int]) -> torch.T
     mean over the sizes (``layers.stft_distance``: centred frames, magnitudes floored at
     1e-5, in float32 whatever the autocast dtype)."""
     return layers.stft_distance(a.float(), b.float(), sizes, center=True, min_mag=1e-5)
+
+
+def band_matrix(n_fft: int, bands: int = 48) -> torch.Tensor:
+    """FloatTensor[K, n_fft // 2 + 1]: rectangular bands of STFT bins, log-spaced from bin 1
+    to Nyquist (about a sixth of an octave at 48 bands, one bin wide at the bottom; K <= bands
+    once equal edges merge). Independent of the sample rate, as the reviser is."""
+    f = n_fft // 2 + 1
+    edges = sorted({int(round(e)) for e in torch.logspace(0, math.log10(f), bands + 1).tolist()})
+    m = torch.zeros(len(edges) - 1, f)
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        m[i, a:b] = 1.0
+    m[-1, -1] = 1.0  # Nyquist's bin joins the top band
+    return m
+
+
+def band_log_power(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """Log band power FloatTensor[B, K, T] of audio FloatTensor[B, N] (``band_matrix``)."""
+    w = torch.hann_window(n_fft, device=x.device)
+    power = torch.stft(x.float(), n_fft, hop, window=w, return_complex=True).abs().square()
+    return (band_matrix(n_fft).to(x.device) @ power + 1e-8).log()
+
+
+def spectral_stats_gap(a: torch.Tensor, b: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """How far the spectra of set a FloatTensor[A, N] lie from set b's [B, M], a scalar: per
+    log-spaced band (``band_log_power``), the mean |difference| of the sets' mean log power,
+    of its standard deviation over frames (how much the music moves) and of its mean change
+    from one frame to the next (how much it flickers: gains that jump from frame to frame
+    make "musical noise" that real music does not have). Zero for sets of equal statistics."""
+    la, lb = band_log_power(a, n_fft, hop), band_log_power(b, n_fft, hop)
+
+    def stats(lp: torch.Tensor) -> torch.Tensor:  # [3, K]
+        flat = lp.transpose(0, 1).flatten(1)  # [K, rows * frames]
+        flicker = (lp[..., 1:] - lp[..., :-1]).abs().mean((0, 2))
+        return torch.stack([flat.mean(1), flat.std(1), flicker])
+
+    return (stats(la) - stats(lb)).abs().mean(1).sum()
 
 
 # -- generator ------------------------------------------------------------------------------
@@ -198,7 +239,8 @@ class GanLosses(NamedTuple):
     d: torch.Tensor  # the discriminators' LSGAN loss on (real, revised)
     adv: torch.Tensor  # the reviser's LSGAN loss through the discriminators
     fm: torch.Tensor  # feature matching
-    rec: torch.Tensor  # STFT distance of the revised audio to the real audio
+    rec: torch.Tensor  # STFT distance of the revised audio to the real audio (paired rows)
+    stat: torch.Tensor  # spectral statistics of the own drafts, revised, against the real rows'
 
 
 def _row_mean(t: torch.Tensor) -> torch.Tensor:
@@ -219,7 +261,7 @@ class RevisionGAN(nn.Module):
             cfg.max_boost_db, cfg.max_cut_db,
         )  # fmt: skip
         self.d = MultiScale(cfg.disc_scales, cfg.disc_channels)
-        self.weights = (cfg.adv_weight, cfg.fm_weight, cfg.rec_weight)
+        self.weights = (cfg.adv_weight, cfg.fm_weight, cfg.rec_weight, cfg.stat_weight)
         self.stft_sizes = list(cfg.stft_sizes)
 
     @classmethod
@@ -234,8 +276,16 @@ class RevisionGAN(nn.Module):
         """draft FloatTensor[B, N] -> revised FloatTensor[B, N]."""
         return self.g(draft)
 
-    def losses(self, draft: torch.Tensor, real: torch.Tensor) -> GanLosses:
-        """Both players' losses per row, for one backward (module docstring)."""
+    def losses(
+        self, draft: torch.Tensor, real: torch.Tensor, paired: torch.Tensor | None = None
+    ) -> GanLosses:
+        """Both players' losses per row, for one backward (module docstring). ``paired``
+        BoolTensor[B] (default all): rows whose real audio is the draft's own source. The
+        others (a base run's own drafts beside unrelated real windows) have no target: their
+        feature matching and spectral statistics are matched to the real rows' as a set."""
+        b = len(draft)
+        paired = torch.ones(b, dtype=torch.bool, device=draft.device) if paired is None else paired
+        own = ~paired
         revised = self.g(draft)
         real_out = self.d(real)
         d_loss = 0.0
@@ -247,12 +297,21 @@ class RevisionGAN(nn.Module):
         adv, fm = 0.0, 0.0
         for (f_fake, s_fake), (f_real, _) in zip(seen, real_out, strict=True):
             adv = adv + _row_mean((s_fake - 1) ** 2)
-            pairs = zip(f_fake, f_real, strict=True)
-            fm = fm + sum(_row_mean((a - b.detach()).abs()) for a, b in pairs) / len(f_fake)
-        rec = stft_distance(revised, real, self.stft_sizes)
-        wa, wf, wr = self.weights
-        total = d_loss + wa * adv + wf * fm + wr * rec
-        return GanLosses(total, d_loss, adv, fm, rec)
+            for a, r in zip(f_fake, f_real, strict=True):
+                r = r.detach()
+                per_row = _row_mean((a - r).abs())
+                if own.any():  # the set's mean features against the real rows' (Salimans)
+                    gap = (a[own].mean((0, 2)) - r.mean((0, 2))).abs().mean()
+                    per_row = torch.where(paired, per_row, gap.expand(b))
+                fm = fm + per_row / len(f_fake)
+        rec = stft_distance(revised, real, self.stft_sizes) * paired
+        stat = torch.zeros(b, device=draft.device)
+        if own.any():
+            gap = spectral_stats_gap(revised[own], real, self.g.n_fft, self.g.hop)
+            stat = torch.where(own, gap.expand(b), stat)
+        wa, wf, wr, ws = self.weights
+        total = d_loss + wa * adv + wf * fm + wr * rec + ws * stat
+        return GanLosses(total, d_loss, adv, fm, rec, stat)
 
     def forward(self, x: torch.Tensor, label=None):
         """x FloatTensor[B, N, 2] (draft, real). Training: ``GanLosses``; eval: the revised
@@ -260,4 +319,5 @@ class RevisionGAN(nn.Module):
         draft, real = x[..., 0], x[..., 1]
         if not self.training:
             return self.g(draft)
-        return self.losses(draft, real)
+        paired = x[:, 0, 2] > 0.5 if x.shape[-1] > 2 else None
+        return self.losses(draft, real, paired)
