@@ -262,7 +262,7 @@ class Kind(AudioKind):
             seed=seed, rank=rank, world=world,
         )  # fmt: skip
         rows = range(t.batch_size)[sampler.rows]  # this rank's global row numbers
-        pool = self.own_drafts(progress=t.progress)[:-1] if self.base else []
+        pool = self.own_drafts(progress=t.progress)[:-1] if self.own_share else []
 
         def batch(step: int):
             w, _ = sampler.batch(step)
@@ -278,7 +278,7 @@ class Kind(AudioKind):
 
     def valid_batches(self, split, t, receptive_field) -> list[tuple]:
         wins = piece_windows(list(split), t.seq_len, t.eval_batches * t.batch_size)
-        held = self.own_drafts(progress=t.progress)[-1:] if self.base else []  # not trained on
+        held = self.own_drafts(progress=t.progress)[-1:] if self.own_share else []  # held out
         out, dist, n = [], 0.0, 0
         for a in range(0, len(wins), t.batch_size):
             chunk = wins[a : a + t.batch_size]
