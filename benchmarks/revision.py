@@ -33,6 +33,7 @@ or a folder of recordings). Run it alone: the training budgets are wall clock.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -94,16 +95,28 @@ def to_recordings(data: Path, files: list[Path]) -> float | None:
     music's quiet passages would count against a revision that takes such a floor out."""
     import soundfile as sf
 
+    from tunelab.kinds.audio_quality import set_figures
+
+    sr, train, test = _recordings(data)
+    xs = [sf.read(str(f), dtype="float32")[0] for f in files]
+    return set_figures(xs, sr, train=train, test=test)["frechet_to_test"]
+
+
+@functools.lru_cache(maxsize=1)
+def _recordings(data: Path) -> tuple[int, list, list]:
+    """(sample rate, training audio, test audio) of the data directory, unquantised, at most
+    REFERENCE_S seconds of each (what ``set_figures`` keeps): read once for every set."""
     from tunelab.data.audio.encode import from_int16
     from tunelab.data.store import load_datadir
-    from tunelab.kinds.audio_quality import set_figures
+    from tunelab.kinds.audio_quality import REFERENCE_S, spread
 
     dd = load_datadir(data)
     sr = int(dd.meta["sample_rate"])
-    test = [from_int16(np.asarray(p)) for p in dd.split("test")]
-    train = [from_int16(np.asarray(p)) for p in dd.split("train")]
-    xs = [sf.read(str(f), dtype="float32")[0] for f in files]
-    return set_figures(xs, sr, train=train, test=test)["frechet_to_test"]
+    splits = [
+        [from_int16(p) for p in spread((np.asarray(p) for p in dd.split(s)), REFERENCE_S, sr)]
+        for s in ("train", "test")
+    ]
+    return sr, *splits
 
 
 def clips(run: Path, out: Path, args, log, revise: Path | None = None) -> dict:

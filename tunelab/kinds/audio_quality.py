@@ -8,8 +8,8 @@ real recordings, is placed against the data:
   + chroma statistics (``metrics.audio_features.second_features``) to the training audio's and
   to the held-out test audio's, every set's features divided by their standard deviation over
   the training audio's seconds (the test audio's when there is no training audio), so that
-  all three distances are in the same units; ``frechet_test_to_train``: the test audio's to the training
-  audio's, for scale: where real music of the same collection lies, the figure a perfect model
+  all three distances are in the same units; ``frechet_test_to_train``: the test audio's to
+  the training audio's, for scale: where real music of the same collection lies, the figure a perfect model
   would approach. ``frechet_distance`` repeats ``frechet_to_train`` (older readers use it).
 * ``flatness_quartiles``, ``loudness_dbfs_quartiles``, ``pitch_salience_quartiles``: the 25th,
   50th and 75th percentiles over whole seconds of spectral flatness (seconds above SILENCE_DB),

@@ -25,16 +25,17 @@ statistics as a set (``RevisionGAN.losses``): corruptions teach what to take out
 drafts what its clips lack against the music. Why both: a real model's drafts of recorded
 music can be far from any corruption of it (no partials, 10-20 dB quiet; docs/benchmarks.md).
 
-Batches are a pure function of (seed, step): windows from
-``PieceWindows``, and each global row's corruption from an RNG seeded by (seed, step, row),
+Batches are a pure function of (seed, step): windows from ``PieceWindows``, and each global
+row's corruption (or own draft window) from an RNG seeded by (seed, step, row),
 the same on any number of processes; resume is exact. Validation: fixed windows and fixed
 drafts; its loss is the STFT distance of the revised draft to the real audio (for own drafts,
 of a held-out generated clip: the gap of their spectral statistics to the real windows'), and
 ``valid_figures`` adds the draft's own distance (``draft_loss``), the baseline to beat.
 
 x [B, N, 3] holds (draft, real, paired: 1 where real is the draft's own source) and y [B, N]
-the real audio, so the model's training forward sees both (``RevisionGAN.forward``). A revision run generates nothing itself: ``tunelab
-generate RUN --revise REV`` and ``tunelab revise REV FILES`` use it (``tunelab.revise``).
+the real audio, so the model's training forward sees both (``RevisionGAN.forward``). A
+revision run generates nothing itself: ``tunelab generate RUN --revise REV`` and ``tunelab
+revise REV FILES`` use it (``tunelab.revise``).
 """
 
 from __future__ import annotations
@@ -115,12 +116,15 @@ def make_draft(
 
 
 def make_drafts(
-    real: torch.Tensor, seeds: list, drafts: list[str], clean: float, sr: int
+    real: torch.Tensor, seeds: list, drafts: list[str], clean: float, sr: int, given=None
 ) -> torch.Tensor:
-    """Drafts of real FloatTensor[B, N], row i from an RNG seeded by ``seeds[i]``."""
+    """Drafts of real FloatTensor[B, N], row i from an RNG seeded by ``seeds[i]``; where
+    ``given[i]`` is a FloatTensor[N] (a base run's own draft), row i is that instead, and no
+    corruption is made for it (the other rows' RNGs are their own: they do not change)."""
+    given = given or [None] * len(real)
     rows = [
-        make_draft(r, np.random.default_rng(s), drafts, clean, sr)
-        for r, s in zip(real, seeds, strict=True)
+        make_draft(r, np.random.default_rng(s), drafts, clean, sr) if g is None else g
+        for r, s, g in zip(real, seeds, given, strict=True)
     ]
     return torch.stack(rows)
 
@@ -170,8 +174,6 @@ class Kind(AudioKind):
         r = meta["revision"]
         self.drafts, self.clean, self.stft_sizes = r["drafts"], r["clean"], r["stft_sizes"]
         self.base: str | None = r.get("base")  # the run whose own drafts it also learns from
-        self.own_share = float(r.get("own_share", 0.5)) if self.base else 0.0
-        self.own_seconds = float(r.get("own_seconds", 64.0))
         self._pool: list[np.ndarray] | None = None  # the base run's drafts (own_drafts)
         self.sample_rate = int(meta["sample_rate"])
         self.label_names: list[str] = label_names_of(meta)
@@ -202,8 +204,12 @@ class Kind(AudioKind):
         if not Path(run).exists():
             raise ValueError(f"revision.base={run}: no such run (train the base run first)")
         self.base = str(Path(run).resolve())
-        self.own_share = float(self.meta["revision"]["own_share"])
         self.meta = {**self.meta, "revision": {**self.meta["revision"], "base": self.base}}
+
+    @property
+    def own_share(self) -> float:
+        """The share of rows that are the base run's own drafts: 0 without a base."""
+        return float(self.meta["revision"]["own_share"]) if self.base else 0.0
 
     def own_drafts(self, progress: bool = True) -> list[np.ndarray]:
         """The base run's own drafts: ``own_seconds`` of audio in clips of OWN_CLIP_S seconds
@@ -218,7 +224,7 @@ class Kind(AudioKind):
 
             from tunelab.generate import generate
 
-            n = max(2, round(self.own_seconds / OWN_CLIP_S))
+            n = max(2, round(self.meta["revision"]["own_seconds"] / OWN_CLIP_S))
             with tempfile.TemporaryDirectory() as tmp:
                 files = generate(
                     self.base, n=n, seconds=OWN_CLIP_S, seed=0, out=tmp, audit=False,
@@ -239,12 +245,9 @@ class Kind(AudioKind):
         """(x [B, N, 3], y [B, N], None): x holds (draft, real, paired) per sample. Rows
         with a window of the base's own drafts in ``own`` (FloatTensor[N] or None per row)
         take it as their draft beside an unrelated real window, paired 0."""
-        draft = make_drafts(real, seeds, self.drafts, self.clean, self.sample_rate)
-        paired = torch.ones_like(real)
-        for i, w in enumerate(own or []):
-            if w is not None:
-                draft[i], paired[i] = w, 0.0
-        return torch.stack([draft, real, paired], dim=-1), real, None
+        draft = make_drafts(real, seeds, self.drafts, self.clean, self.sample_rate, own)
+        paired = torch.tensor([w is None for w in own or [None] * len(real)], dtype=real.dtype)
+        return torch.stack([draft, real, paired[:, None].expand_as(real)], dim=-1), real, None
 
     def _own_window(self, pool: list, n: int, rng: np.random.Generator) -> torch.Tensor:
         clip = pool[int(rng.integers(len(pool)))]

@@ -29,6 +29,7 @@ the revised audio [B, N]; the kind scores it with ``stft_distance`` against the 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,10 +83,12 @@ def stft_distance(a: torch.Tensor, b: torch.Tensor, sizes: list[int]) -> torch.T
     return layers.stft_distance(a.float(), b.float(), sizes, center=True, min_mag=1e-5)
 
 
+@functools.lru_cache(maxsize=8)
 def band_matrix(n_fft: int, bands: int = 48) -> torch.Tensor:
     """FloatTensor[K, n_fft // 2 + 1]: rectangular bands of STFT bins, log-spaced from bin 1
-    to Nyquist (about a sixth of an octave at 48 bands, one bin wide at the bottom; K <= bands
-    once equal edges merge). Independent of the sample rate, as the reviser is."""
+        to Nyquist (about a sixth of an octave at 48 bands, one bin wide at the bottom; K <= bands
+        once equal edges merge). Independent of the sample rate, as the reviser is. Cached: every
+    training step asks for it; callers do not write to it."""
     f = n_fft // 2 + 1
     edges = sorted({int(round(e)) for e in torch.logspace(0, math.log10(f), bands + 1).tolist()})
     m = torch.zeros(len(edges) - 1, f)
@@ -286,6 +289,7 @@ class RevisionGAN(nn.Module):
         b = len(draft)
         paired = torch.ones(b, dtype=torch.bool, device=draft.device) if paired is None else paired
         own = ~paired
+        has_own = bool(own.any())  # once: each test is a device sync
         revised = self.g(draft)
         real_out = self.d(real)
         d_loss = 0.0
@@ -300,13 +304,13 @@ class RevisionGAN(nn.Module):
             for a, r in zip(f_fake, f_real, strict=True):
                 r = r.detach()
                 per_row = _row_mean((a - r).abs())
-                if own.any():  # the set's mean features against the real rows' (Salimans)
+                if has_own:  # the set's mean features against the real rows' (Salimans)
                     gap = (a[own].mean((0, 2)) - r.mean((0, 2))).abs().mean()
                     per_row = torch.where(paired, per_row, gap.expand(b))
                 fm = fm + per_row / len(f_fake)
         rec = stft_distance(revised, real, self.stft_sizes) * paired
         stat = torch.zeros(b, device=draft.device)
-        if own.any():
+        if has_own:
             gap = spectral_stats_gap(revised[own], real, self.g.n_fft, self.g.hop)
             stat = torch.where(own, gap.expand(b), stat)
         wa, wf, wr, ws = self.weights
