@@ -22,6 +22,8 @@ so the table shows where real music lies. This comparison decides the audio fami
 Run it alone on a quiet machine (issue 23 asks 30 minutes a family):
 
     .venv/bin/python benchmarks/audio_quality.py --minutes 30 --out /tmp/aq30
+    .venv/bin/python benchmarks/audio_quality.py --minutes 30 --out /tmp/aq30 --reuse
+                                            # rescore the runs already in /tmp/aq30
     .venv/bin/python benchmarks/audio_quality.py --minutes 0.3 --files 4 --clip-seconds 20 \\
         --out /tmp/aq_smoke                                            # a smoke test
 """
@@ -102,10 +104,13 @@ def _set_figures(audit: dict) -> dict:
 def one_family(preset: str, data: Path, out: Path, args, log) -> dict:
     run = out / preset
     cwd = out
-    tunelab(
-        "train", preset, f"data={data}", f"out={run}", f"train.max_minutes={args.minutes}",
-        "train.max_steps=100000000", cwd=cwd, log=log,
-    )  # fmt: skip
+    if args.reuse and (run / "model.safetensors").exists():
+        print(f"reusing {run} (trained before; not trained again)", file=log, flush=True)
+    else:
+        tunelab(
+            "train", preset, f"data={data}", f"out={run}", f"train.max_minutes={args.minutes}",
+            "train.max_steps=100000000", cwd=cwd, log=log,
+        )  # fmt: skip
     tunelab("evaluate", str(run), "--split", "test", cwd=cwd, log=log)
     row = {"family": preset, "test": _read(run / "eval" / "likelihood-test.json")}
     samples = run / "samples"
@@ -195,6 +200,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4, help="clips generated per family")
     ap.add_argument("--seconds", type=float, default=4.0, help="seconds per clip")
     ap.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "audio_quality")
+    ap.add_argument(
+        "--reuse", action="store_true",
+        help="score OUT/FAMILY as it is where it already holds a trained run (e.g. a family "
+        "trained earlier on the same OUT/data, to rescore after a metric changed)",
+    )  # fmt: skip
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     out = args.out.resolve()

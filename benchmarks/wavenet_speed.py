@@ -18,9 +18,10 @@ all sampling at temperature 1 with the same rule:
 
 Each fused row also gives its bound: the larger of (a) the bytes of weights each thread
 reads per step over the read bandwidth measured here for a working set of that size, all
-threads reading at once, and (b) each thread's multiply-adds per step at the float32 GEMM
-rate of this machine (torch.mm, 2048 x 2048, the same threads); and the share of that bound
-reached. A table of microseconds per sample by part of the network (the kernel's
+threads reading at once, and (b) each thread's multiply-adds per step at the GEMM rate of
+this machine (torch.mm, 2048 x 2048, the same threads: float32, or bfloat16 for the bfloat16
+rows where the CPU has AVX-512 BF16, whose matmuls are bfloat16 dot products); and the share
+of that bound reached. A table of microseconds per sample by part of the network (the kernel's
 cycle counters, ``FusedWaveNet.profile``) shows where one stream's time goes.
 
 Training: forward + backward + AdamW step on batch 4 windows of receptive_field + 16,000
@@ -58,6 +59,7 @@ from torch.nn import functional as F
 
 from tunelab.atomic import json_safe, write_json
 from tunelab.models.fused import WEIGHTS
+from tunelab.models.fused_bf16 import HAS_DPBF16
 from tunelab.models.fused_parts import cycles
 from tunelab.models.wavenet import WaveNet
 from tunelab.models.wavenet_gen import (
@@ -218,13 +220,14 @@ def read_bandwidth(nbytes: int, threads: int) -> float:
     return arrays[0].nbytes * reps / min(dts)
 
 
-def gemm_rate(threads: int) -> float:
-    """Multiply-adds/s per thread of float32 GEMM (torch.mm, 2048 x 2048, on ``threads``
-    threads, the best of five): the most float32 arithmetic this machine does, which the
-    kernel's float32 math cannot beat whatever the weights' storage."""
+def gemm_rate(threads: int, dtype: torch.dtype = torch.float32) -> float:
+    """Multiply-adds/s per thread of GEMM in dtype (torch.mm, 2048 x 2048, on ``threads``
+    threads, the best of five): the most arithmetic of that kind this machine does. float32
+    for the kernels' float32 math (whatever the weights' storage); bfloat16 for the bfloat16
+    dot products (``fused_bf16``, where the CPU has them)."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
     a @ b
     best = float("inf")
     for _ in range(5):
@@ -243,7 +246,8 @@ def bound(gen: FusedWaveNet, macs_per_sample: int, threads: int) -> tuple[float,
     per_thread = -(-gen.n // blocks)  # streams each thread runs
     nbytes = matrix_bytes(gen) // P
     memory = nbytes / read_bandwidth(nbytes, max(P, blocks))
-    arith = macs_per_sample * per_thread / P / gemm_rate(max(P, blocks))
+    dtype = torch.bfloat16 if gen.weights == "bfloat16" and HAS_DPBF16 else torch.float32
+    arith = macs_per_sample * per_thread / P / gemm_rate(max(P, blocks), dtype)
     return gen.n / max(memory, arith), "memory" if memory > arith else "arithmetic"
 
 

@@ -286,6 +286,30 @@ def test_an_exported_bundle_carries_the_precision_check(audio_run, tmp_path):
     assert got["precision_check"] == check and got["weights"] in check["passed"]
 
 
+def test_a_check_made_for_another_arithmetic_is_not_trusted(audio_run, tmp_path, monkeypatch):
+    """bfloat16 rounds the generator's matmul inputs since check version 2: a check made
+    before (no version: in a run folder's cache under the old key, or in a bundle's header)
+    vouches for other arithmetic, so with no data to check again auto keeps float32."""
+    from tunelab.run import bundle, precision
+    from tunelab.run.checkpoint import load_run
+
+    _, run, _ = audio_run
+    loaded = load_run(run)
+    old = {"bits_per_sample": {"float32": 5.0, "bfloat16": 5.0, "int8": 5.0}, "samples": 1,
+           "passed": ["float32", "bfloat16", "int8"], "tolerance": 0.01, "split": "valid"}  # fmt: skip
+    old_key = precision._key(loaded).rsplit(":", 1)[0]
+    (run / precision.CACHE).write_text(json.dumps({old_key: old}))
+    assert precision.resolve(loaded, run, "auto", None)["weights"] == "float32"
+    (run / precision.CACHE).unlink()
+    path = tmp_path / "wn.tlb"
+    r = CliRunner().invoke(app, ["export", str(run), "--out", str(path)])
+    assert r.exit_code == 0, r.output
+    header, blob = bundle.read_bundle(path)
+    assert header["precision_check"]["version"] == precision.CHECK_VERSION
+    monkeypatch.setattr(bundle, "read_bundle", lambda p: ({**header, "precision_check": old}, blob))
+    assert precision.resolve(load_run(path), path, "auto", None)["weights"] == "float32"
+
+
 def test_precision_auto_keeps_stream_i_the_same_whatever_n(audio_run, tmp_path):
     """One stream runs split across the cores, two run as blocks: auto's choice and the split
     change nothing in stream 0."""

@@ -33,11 +33,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 import torch
-from llvmlite import ir
 from numba import types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 from torch import nn
 
+from tunelab.models.fused_bf16 import MATMUL as matmul_dot
+from tunelab.models.fused_bf16 import bits_as_f32
 from tunelab.models.fused_int8 import quantise_int8, round_int8
 
 # -- the sampling rule, in PyTorch (the references) and in numba (the kernels) ---------------
@@ -111,16 +112,6 @@ def sigmoid32(x):
 
 
 _FM = {"contract", "reassoc"}  # FMA and reordered sums: lets LLVM vectorise the dot products
-
-
-@intrinsic
-def _bits_as_f32(typingctx, u):
-    """Reinterpret uint32 bits as float32 (numba has no scalar bit cast)."""
-
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.uint32), codegen
 
 
 @numba.njit(cache=True, fastmath=_FM)
@@ -206,25 +197,26 @@ def matmul_bf16(X, WP, Z):
             for i in range(h):
                 x, y = X[j, i], X[j, i + h]
                 u0, u1, u2, u3 = WP[o, i], WP[o + 1, i], WP[o + 2, i], WP[o + 3, i]
-                a0 += x * _bits_as_f32(u0 & mask) + y * _bits_as_f32(u0 << shift)
-                a1 += x * _bits_as_f32(u1 & mask) + y * _bits_as_f32(u1 << shift)
-                a2 += x * _bits_as_f32(u2 & mask) + y * _bits_as_f32(u2 << shift)
-                a3 += x * _bits_as_f32(u3 & mask) + y * _bits_as_f32(u3 << shift)
+                a0 += x * bits_as_f32(u0 & mask) + y * bits_as_f32(u0 << shift)
+                a1 += x * bits_as_f32(u1 & mask) + y * bits_as_f32(u1 << shift)
+                a2 += x * bits_as_f32(u2 & mask) + y * bits_as_f32(u2 << shift)
+                a3 += x * bits_as_f32(u3 & mask) + y * bits_as_f32(u3 << shift)
             Z[j, o], Z[j, o + 1], Z[j, o + 2], Z[j, o + 3] = a0, a1, a2, a3
         for o in range(n4, n):
             a0 = np.float32(0)
             for i in range(h):
                 u0 = WP[o, i]
-                a0 += X[j, i] * _bits_as_f32(u0 & mask) + X[j, i + h] * _bits_as_f32(u0 << shift)
+                a0 += X[j, i] * bits_as_f32(u0 & mask) + X[j, i + h] * bits_as_f32(u0 << shift)
             Z[j, o] = a0
         if k % 2:  # the odd last column sits alone in the high half of an extra column
             for o in range(n):
-                Z[j, o] += X[j, k - 1] * _bits_as_f32(WP[o, h] & mask)
+                Z[j, o] += X[j, k - 1] * bits_as_f32(WP[o, h] & mask)
 
 
 def mm(X, W, Z):
-    """Z = X @ W.T inside a kernel: W float32, packed bfloat16 pairs (uint32), or an int8
-    pair (Q, scales) (``fused_int8``)."""
+    """Z = X @ W.T inside a kernel: W float32, packed bfloat16 pairs (uint32), an int8 pair
+    (Q, scales) (``fused_int8``), or bfloat16 blocks for dot products (uint16: X is rounded
+    to bfloat16 too, ``fused_bf16``)."""
 
 
 @overload(mm)
@@ -233,6 +225,8 @@ def _mm_impl(X, W, Z):
         return lambda X, W, Z: matmul_i8(X, W[0], W[1], Z)
     if W.dtype == types.uint32:
         return lambda X, W, Z: matmul_bf16(X, W, Z)
+    if W.dtype == types.uint16:  # bfloat16 pairs for dot products (``fused_bf16``)
+        return lambda X, W, Z: matmul_dot(X, W, Z)
     return lambda X, W, Z: matmul(X, W, Z)
 
 

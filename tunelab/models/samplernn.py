@@ -197,7 +197,7 @@ class SampleRNN(nn.Module):
         first = p0 % Fs + 1 + t0  # flat index of the first position wanted
         lo = first // Fs
         src = torch.cat(sources, dim=1)[:, lo:]
-        cond = self.upsample(src).view(n, -1, self.sample_hidden)
+        cond = self.upsample(self._in(src)).view(n, -1, self.sample_hidden)
         cond = cond[:, first - lo * Fs : first - lo * Fs + C - t0]
         # Taps: position t reads hx[t - p0 + 1 .. t - p0 + F] (its previous F inputs).
         taps = hx.unfold(1, Fs, 1)[:, 1 + t0 :]  # [n, C - t0, F]
@@ -211,9 +211,13 @@ class SampleRNN(nn.Module):
             a = a + state.sample_label[:, None]
         h = F.relu(a)
         for fc in self.fcs:
-            h = F.relu(fc(h))
+            h = F.relu(fc(self._in(h)))
         new = SampleRNNState(hx[:, -Fs:], hidden, state.frame_label, state.sample_label, p0 + C)
-        return self.out(h), new
+        return self.out(self._in(h)), new
+
+    def _in(self, x: torch.Tensor) -> torch.Tensor:
+        """x as the upsampling and MLP matmuls read it (``round_input``)."""
+        return x if self.round_input is None else self.round_input(x)
 
     # -- generation ------------------------------------------------------------------
     def init_state(
@@ -235,6 +239,9 @@ class SampleRNN(nn.Module):
         return logits[:, 0], state
 
     generator_weights = ("float32", "bfloat16", "int8")  # how generator() can store weights
+    # What the inputs of the upsampling and MLP matmuls pass through: None, or (in a rounded
+    # copy, ``samplernn_gen.round_weights``) the rounding the fused generator applies to them.
+    round_input = None
 
     def generator(self, n: int, label: torch.Tensor | None = None, weights: str = "float32"):
         """The fused numba generator for n streams (``tunelab.models.samplernn_gen``)."""

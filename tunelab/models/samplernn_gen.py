@@ -6,7 +6,7 @@ samples.
 
 ``FusedSampleRNN`` runs the whole per-sample network for a block of streams in one
 ``@njit`` kernel, built from the blocks WaveNet's uses (``tunelab.models.fused``:
-register-blocked matmuls over float32 or packed bfloat16 weights, rational tanh, sampling):
+register-blocked matmuls over float32, bfloat16 or int8 weights, rational tanh, sampling):
 the sample tier's input layer is F table lookups (an embedding followed by a linear layer is
 a table, see ``tunelab.models.samplernn``), then the MLP; every F samples the GRU steps once
 and the upsampling layer writes the next frame's F conditioning vectors. The GRU's input
@@ -34,12 +34,14 @@ from tunelab.models.fused import (
     mm,
     pack,
     pack_int8,
+    round_bf16,
     rounded_copy,
     sample_logits,
     sample_row,
     sigmoid32,
     tanh32,
 )
+from tunelab.models.fused_bf16 import pack_dot
 from tunelab.models.fused_int8 import quantise_int8
 
 
@@ -75,8 +77,19 @@ def _rounded_matrices(model: nn.Module) -> list[torch.Tensor]:
 
 
 def round_weights(model: nn.Module, weights: str) -> nn.Module:
-    """A copy of model holding the values FusedSampleRNN(weights=weights) multiplies by."""
-    return rounded_copy(model, _rounded_matrices, weights)
+    """A copy of model holding the values FusedSampleRNN(weights=weights) multiplies by, and
+    for "bfloat16" rounding the inputs of its upsampling and MLP matmuls as the generator
+    does (``fused_bf16``; the GRU's inputs stay float32): the model that generator equals."""
+    model = rounded_copy(model, _rounded_matrices, weights)
+    if weights == "bfloat16":
+        model.round_input = round_bf16
+    return model
+
+
+def _dot(t: torch.Tensor, weights: str):
+    """An upsampling or MLP matrix packed as weights: "bfloat16" as blocks for dot products
+    (its inputs rounded too), the others as ``pack``."""
+    return pack_dot(t) if weights == "bfloat16" else pack(t, weights)
 
 
 @numba.njit(cache=True, error_model="numpy", nogil=True)
@@ -185,8 +198,11 @@ class FusedSampleRNN(FusedDriver):
     """Resumable fused generator for n streams of a SampleRNN (a float32 copy of its weights).
 
     weights="bfloat16" or "int8" stores the GRU, upsampling and MLP matrices rounded to
-    bfloat16 or quantised per row (math stays float32); it then equals generate_reference on
-    ``round_weights(model, weights)``.
+    bfloat16 or quantised per row; it then equals generate_reference on
+    ``round_weights(model, weights)``. "int8" keeps float32 math; "bfloat16" rounds the
+    upsampling and MLP matmuls' inputs too and runs them as bfloat16 dot products
+    (``fused_bf16``), while the GRU's matmuls keep float32 inputs (torch's GRU, the
+    reference, has no place to round them).
     ``prime(x)`` feeds samples without sampling; ``run(first, uniforms, T)`` samples N more
     per stream and can be called again with first=None to continue. ``prime(p[:, :-1])``
     then ``run(p[:, -1], u, T)`` equals ``generate_reference(model, p[:, -1], u, T, label,
@@ -227,18 +243,19 @@ class FusedSampleRNN(FusedDriver):
                 pack(bih0),
                 pack(_stack(_gru(gru, "bias_ih", rest), (0, G3))),
                 pack(_stack(_gru(gru, "bias_hh", range(L)), ())),
-                pack(model.upsample.weight, weights),
+                _dot(model.upsample.weight, weights),
                 pack(model.upsample.bias),
-                pack(_stack([fc.weight for fc in model.fcs], (0, H, H)), weights),
+                _dot(_stack([fc.weight for fc in model.fcs], (0, H, H)), weights),
                 pack(_stack([fc.bias for fc in model.fcs], (0, H))),
-                pack(model.out.weight, weights),
+                _dot(model.out.weight, weights),
                 pack(model.out.bias),
                 pack(sbias),
             )
             self.hidden = pack(state.hidden).copy()  # [L, n, H_f]
             # the vectors before the first frame (with the bf16 run's rounded upsampling)
             up_w = rnd(model.upsample.weight.detach().cpu().float())
-            cond = torch.nn.functional.linear(state.hidden[-1], up_w, model.upsample.bias.cpu())
+            src = state.hidden[-1] if weights != "bfloat16" else round_bf16(state.hidden[-1])
+            cond = torch.nn.functional.linear(src, up_w, model.upsample.bias.cpu())
             self.cond = pack(cond).copy()  # [n, F*H]
         super().__init__(packed, n, classes=Q, threads=threads)
         self.hist = np.full((n, Fs), Q, np.int64)

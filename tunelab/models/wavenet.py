@@ -83,6 +83,9 @@ class WaveNet(nn.Module):
     """
 
     res_scale = _RES_SCALE  # read off the model by the fused kernel (wavenet_gen imports no model)
+    # What the inputs of the conv, 1x1 and post matmuls pass through: None, or (in a rounded
+    # copy, ``wavenet_gen.round_weights``) the rounding a fused generator applies to them.
+    round_input = None
 
     def __init__(  # defaults: WaveNetConfig's
         self,
@@ -184,10 +187,10 @@ class WaveNet(nn.Module):
             else:
                 hp = F.pad(h, (0, 0, (K - 1) * d, 0))
                 taps = tuple(hp[:, k * d : k * d + T] for k in range(K - 1)) + (h,)
-            z = conv(torch.cat(taps, dim=-1))
+            z = conv(self._in(torch.cat(taps, dim=-1)))
             if cond is not None:
                 z = z + cond[:, None, i]
-            g = torch.tanh(z[..., :G]) * torch.sigmoid(z[..., G:])
+            g = self._in(torch.tanh(z[..., :G]) * torch.sigmoid(z[..., G:]))
             last = i == len(self.convs) - 1
             if t0 == 0:  # one matmul for [res | skip]
                 o = out(g)
@@ -200,7 +203,15 @@ class WaveNet(nn.Module):
             skip = s if skip is None else skip + s
             if res is not None:
                 h = (h + res) * _RES_SCALE
-        return self.post2(F.relu(self.post1(F.relu(skip))))
+        return self._post(skip)
+
+    def _in(self, x: torch.Tensor) -> torch.Tensor:
+        """x as a matmul reads it (``round_input``)."""
+        return x if self.round_input is None else self.round_input(x)
+
+    def _post(self, skip: torch.Tensor) -> torch.Tensor:
+        """The logits from the skip sum: post2(relu(post1(relu(skip))))."""
+        return self.post2(self._in(F.relu(self.post1(self._in(F.relu(skip))))))
 
     # -- generation ---------------------------------------------------------------
     def init_state(
@@ -239,16 +250,18 @@ class WaveNet(nn.Module):
             n_slots = (K - 1) * d
             # The input of time pos - (K-1-k)*d sits in slot (pos + k*d) % n_slots.
             taps = [q[:, (pos + k * d) % n_slots] for k in range(K - 1)]
-            z = torch.addmm(state.cond[:, i], torch.cat(taps + [h], dim=1), conv.weight.t())
+            z = torch.addmm(
+                state.cond[:, i], self._in(torch.cat(taps + [h], dim=1)), conv.weight.t()
+            )
             q[:, pos % n_slots] = h  # overwrites the oldest tap, read above
-            g = torch.tanh(z[:, :G]) * torch.sigmoid(z[:, G:])
+            g = self._in(torch.tanh(z[:, :G]) * torch.sigmoid(z[:, G:]))
             o = out(g)
             s = o[:, R:] if i < last else o
             skip = s if skip is None else skip + s
             if i < last:
                 h = (h + o[:, :R]) * _RES_SCALE
         state.pos = pos + 1
-        return self.post2(F.relu(self.post1(F.relu(skip)))), state
+        return self._post(skip), state
 
     generator_weights = ("float32", "bfloat16", "int8")  # how generator() can store weights
 

@@ -11,7 +11,8 @@ every weight load), a vectorisable rational tanh, the post layers and the sampli
 building blocks and the threading are in ``tunelab.models.fused``). Streams are split into
 one block per thread; each block runs all N steps on its own, with no synchronisation. A
 single stream is bound by memory bandwidth once the weights outgrow the cache;
-``weights="bfloat16"`` halves their bytes.
+``weights="bfloat16"`` halves their bytes and, with its inputs rounded too, runs the
+matmuls as bfloat16 dot products (``tunelab.models.fused_bf16``).
 
 The model is read, never imported (``WaveNet.generator`` imports this module): every
 function here takes a ``tunelab.models.wavenet.WaveNet``.
@@ -31,12 +32,14 @@ from tunelab.models.fused import (
     mm,
     pack,
     pack_int8,
+    round_bf16,
     rounded_copy,
     sample_logits,
     sample_row,
     sigmoid32,
     tanh32,
 )
+from tunelab.models.fused_bf16 import pack_dot
 from tunelab.models.fused_int8 import quantise_int8
 from tunelab.models.fused_parts import (
     PATIENCE_S,
@@ -254,19 +257,24 @@ def _lap(prof, part, slot, tick):
 
 def round_weights(model: nn.Module, weights: str) -> nn.Module:
     """A copy of model whose conv, 1x1 and post weights hold the values
-    FusedWaveNet(weights=weights) multiplies by: the model that generator equals."""
-    return rounded_copy(
+    FusedWaveNet(weights=weights) multiplies by, and for "bfloat16" whose matmul inputs are
+    rounded as the generator rounds them (``fused_bf16``): the model that generator equals."""
+    model = rounded_copy(
         model, lambda m: [lin.weight for lin in [*m.convs, *m.outs, m.post1, m.post2]], weights
     )
+    if weights == "bfloat16":
+        model.round_input = round_bf16
+    return model
 
 
 class FusedWaveNet(FusedDriver):
     """Resumable fused generator for n streams of a WaveNet (a float32 copy of its weights).
 
-    weights: how the matmul weights are stored (math stays float32). "bfloat16" rounds them
-    (half float32's bytes), "int8" quantises each output channel (a quarter); the generator
-    then equals generate_incremental on ``round_weights(model, weights)``. A single stream
-    is bound by memory bandwidth while the weights outgrow the cache.
+    weights: how the matmul weights are stored. "bfloat16" rounds them and the matmuls'
+    inputs to bfloat16 and sums their products in float32 (half float32's bytes, and twice
+    its multiply-adds per instruction on AVX-512 BF16: ``fused_bf16``); "int8" quantises each
+    output channel (a quarter of the bytes; arithmetic in float32). The generator then
+    equals generate_incremental on ``round_weights(model, weights)``.
 
     threads: how many threads run at once (default: the usable cores). parts: into how many
     slices every matrix is cut, one per thread, so that one stream runs on several cores
@@ -374,4 +382,6 @@ def _cut(w: torch.Tensor, parts: int, weights: str, columns: bool, merge=None):
     if merge:
         q = q.flatten(*merge)
         s = None if s is None else s.flatten(*merge)
+    if weights == "bfloat16":  # blocks for bfloat16 dot products, inputs rounded too
+        return pack_dot(q)
     return pack(q, weights) if s is None else pack_int8(q, s)

@@ -30,6 +30,10 @@ CHOICES = ("auto", "float32", "bfloat16", "int8")
 # keeps stream i of a seed the same whatever --n is.
 FASTEST = ("bfloat16", "int8", "float32")
 CACHE = "precision.json"
+# What a check vouches for changes when a precision's arithmetic does: version 2 (2026-12-07)
+# rounds the WaveNet generator's matmul inputs to bfloat16 too. A check of another version
+# is made again (or, in a bundle with no data to check on, not trusted).
+CHECK_VERSION = 2
 KEEP = 8  # checks kept in the cache, the newest
 
 
@@ -71,6 +75,7 @@ def quality_check(run, data_dir, progress: bool = False) -> dict | None:
         bits[weights] = run.kind.likelihood(rounded, head)["bits_per_sample"]
     base = bits["float32"]
     return {
+        "version": CHECK_VERSION,
         "split": "valid",
         "samples": samples,
         "bits_per_sample": bits,
@@ -81,7 +86,7 @@ def quality_check(run, data_dir, progress: bool = False) -> dict | None:
 
 def _key(run) -> str:
     st = Path(run.path).stat()
-    return f"{Path(run.path).name}:{run.step}:{st.st_size}:{st.st_mtime_ns}"
+    return f"{Path(run.path).name}:{run.step}:{st.st_size}:{st.st_mtime_ns}:v{CHECK_VERSION}"
 
 
 def cached_check(run, run_dir, data_dir, progress: bool = False) -> dict | None:
@@ -91,6 +96,8 @@ def cached_check(run, run_dir, data_dir, progress: bool = False) -> dict | None:
 
     if is_bundle(run_dir):
         check = read_bundle(run_dir)[0].get("precision_check")
+        if check is not None and check.get("version") != CHECK_VERSION:
+            check = None  # made for another arithmetic
         if check is not None or data_dir is None:
             return check
         return quality_check(run, data_dir, progress)
