@@ -257,6 +257,11 @@ def test_audio_samples_are_placed_against_the_test_and_training_audio(
     sets = res["set_metrics"]
     for k in ("frechet_to_test", "frechet_to_train", "frechet_test_to_train"):
         assert isinstance(sets[k], float) and sets[k] >= 0, k
+    if preset.startswith("wavenet"):  # mu-law: also against the recordings as they are
+        assert 0 <= sets["frechet_to_test_recordings"] != sets["frechet_to_test"]
+        assert "as recorded" in r.output
+    else:  # the frame kind keeps the recordings' samples: one reading
+        assert "frechet_to_test_recordings" not in sets and "as recorded" not in r.output
     assert sets["test_reference"] == f"test split of {audio_data}"
     assert sets["seconds"] == {"samples": 66.0, "test": 12.0, "train": 18.0}
     for k in ("flatness", "loudness_dbfs", "pitch_salience"):

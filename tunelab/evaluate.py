@@ -121,8 +121,8 @@ def audit_samples(
         entries.append(e)
     audio = isinstance(kind, AudioKind)
     if audio:  # the set against the data's recordings: held-out test and training audio
-        held, held_where = kind.held_out(data)
-        music, summary = kind.music_metrics(pieces, index, held_out=held)
+        held, held_where, recorded = kind.held_out(data)
+        music, summary = kind.music_metrics(pieces, index, held_out=held, recordings=recorded)
         summary = summary and {"test_reference": held_where, **summary}
     else:
         music, summary = kind.music_metrics(pieces, index)

@@ -65,3 +65,24 @@ def test_silent_seconds_count_for_loudness_only():
     assert len(per["loudness_dbfs"]) == 4 and per["loudness_dbfs"][0] == -200.0
     assert len(per["flatness"]) == 2 and len(per["pitch_salience"]) == 2
     assert Q.quartiles(np.zeros(0)) is None
+
+
+def test_clean_clips_lie_closer_to_the_recordings_than_to_their_mu_law_round_trip():
+    """A mu-law run's references go through the round trip (quantisation is then no
+    difference for clips it drew); ``recordings`` places clips against the audio as
+    recorded, where clean audio (a revision, a recording) lies closer than to the round
+    trip's noise floor."""
+    from tunelab.data.audio.encode import mu_law_decode, mu_law_encode
+
+    def trip(xs):
+        return [mu_law_decode(mu_law_encode(x, 256), 256) for x in xs]
+
+    train = [0.05 * _tune(s, 6.0, 220.0) for s in range(4)]
+    test = [0.05 * _tune(10 + s, 6.0, 220.0) for s in range(2)]
+    clean = [0.05 * _tune(20 + s, 3.0, 220.0) for s in range(3)]
+    f = Q.set_figures(clean, SR, train=trip(train), test=trip(test), recordings=test)
+    assert f["frechet_to_test_recordings"] < f["frechet_to_test"] / 2
+    drawn = Q.set_figures(trip(clean), SR, train=trip(train), test=trip(test), recordings=test)
+    assert drawn["frechet_to_test"] < drawn["frechet_to_test_recordings"]
+    assert set(f["seconds"]) == set(Q.SETS)  # recordings: a distance, not a set of its own
+    assert "frechet_to_test_recordings" not in Q.set_figures(clean, SR, train=train, test=test)

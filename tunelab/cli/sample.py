@@ -354,6 +354,12 @@ def quality_table(sets: dict, read_seconds: float | None) -> None:
         "test audio's distance to the training audio is where real music of this collection "
         f"lies. test audio: {sets.get('test_reference')}."
     )
+    if sets.get("frechet_to_test_recordings") is not None:
+        typer.echo(
+            "these files to the test audio as recorded (not through the mu-law round trip, "
+            "the reading for audio the model did not draw itself: a revision, a recording): "
+            f"{num(sets['frechet_to_test_recordings'])}"
+        )
     if sets.get("flagged_share") is not None:
         typer.echo(f"flagged: {sets['flagged_share']:.0%} of the files")
     if read_seconds:

@@ -69,10 +69,11 @@ def reference_audio(kind, data_dir) -> tuple[list[np.ndarray] | None, str]:
     return pieces, f"training split of {dd.path}"
 
 
-def held_out_audio(kind, data_dir) -> tuple[list[np.ndarray] | None, str]:
+def held_out_audio(kind, data_dir) -> tuple[list[np.ndarray] | None, str, list | None]:
     """(the data's test split as float audio, at most REFERENCE_S seconds spread over its
-    pieces, through the kind's encoding like the copy index; where it came from), the valid
-    split when there is no test split, or (None, reason)."""
+    pieces, through the kind's encoding like the copy index; where it came from; the same
+    pieces as recorded, where the kind's encoding is lossy (``quantised``), else None), the
+    valid split when there is no test split, or (None, reason, None)."""
     from tunelab.data.store import DataDirError, load_datadir
     from tunelab.kinds.audio_quality import REFERENCE_S, spread
 
@@ -83,12 +84,13 @@ def held_out_audio(kind, data_dir) -> tuple[list[np.ndarray] | None, str]:
         kind.check_data(dd.meta, dd.path)
         name = next((s for s in ("test", "valid") if len(dd.split(s))), None)
         if name is None:
-            return None, f"{dd.path}: no test or valid split"
+            return None, f"{dd.path}: no test or valid split", None
         pieces = spread((np.asarray(p) for p in dd.split(name)), REFERENCE_S, kind.sample_rate)
     except (DataDirError, ValueError, OSError) as e:
-        return None, str(e)
-    audio = [kind._decode_audio(kind._encode_audio(from_int16(p))) for p in pieces]
-    return audio, f"{name} split of {dd.path}"
+        return None, str(e), None
+    recorded = [from_int16(p) for p in pieces]
+    audio = [kind._decode_audio(kind._encode_audio(x)) for x in recorded]
+    return audio, f"{name} split of {dd.path}", (recorded if kind.quantised else None)
 
 
 def training_reference(kind, data_dir, to_float: Callable[[np.ndarray], np.ndarray]):
@@ -144,6 +146,9 @@ class AudioKind(KindDefaults):
 
     suffix: ClassVar[str] = ".wav"
     clip_type: ClassVar[type]  # the kind's Clip: Clip(data, label) holds a piece
+    # True where the kind's encoding loses detail (mu-law): audio it did not write (a
+    # revision, a recording) is then also placed against the recordings as they are
+    quantised: ClassVar[bool] = False
     meta: dict
     sample_rate: int
     label_names: list[str]
@@ -230,17 +235,17 @@ class AudioKind(KindDefaults):
         return [path]
 
     # -- audits -------------------------------------------------------------------------
-    def held_out(self, data_dir) -> tuple[list[np.ndarray] | None, str]:
+    def held_out(self, data_dir) -> tuple[list[np.ndarray] | None, str, list | None]:
         """The data's held-out audio for ``music_metrics`` (``held_out_audio``)."""
         return held_out_audio(self, data_dir)
 
     def music_metrics(
-        self, clips, index, held_out=None, *, sets: bool = True
+        self, clips, index, held_out=None, *, recordings=None, sets: bool = True
     ) -> tuple[list[dict], dict]:
         """Per clip ``audio_features``; for the set (unless ``sets=False``: a second or two of
         the training audio's features), ``audio_quality.set_figures`` against the copy index's
-        training audio and ``held_out`` (float waveforms, e.g. ``held_out()``'s), where they
-        are given."""
+        training audio, ``held_out`` and ``recordings`` (float waveforms, e.g. ``held_out()``'s),
+        where they are given."""
         from tunelab.kinds.audio_quality import set_figures
         from tunelab.metrics.audio_features import audio_features
 
@@ -251,7 +256,10 @@ class AudioKind(KindDefaults):
         if not sets:
             return per, {}
         train = None if index is None else index.pieces
-        return per, set_figures(streams, self.sample_rate, train=train, test=held_out)
+        figures = set_figures(
+            streams, self.sample_rate, train=train, test=held_out, recordings=recordings
+        )
+        return per, figures
 
     def thresholds(self) -> dict:
         from tunelab.metrics.audio import thresholds

@@ -11,6 +11,11 @@ real recordings, is placed against the data:
   all three distances are in the same units; ``frechet_test_to_train``: the test audio's to
   the training audio's, for scale: where real music of the same collection lies, the figure a perfect model
   would approach. ``frechet_distance`` repeats ``frechet_to_train`` (older readers use it).
+* ``frechet_to_test_recordings`` (mu-law runs): the clips' distance to the same test audio as
+  recorded, not through the mu-law round trip, in the same units. A clip the model drew is
+  mu-law audio and is read against the round trip (``frechet_to_test``), so quantisation is
+  no difference; a revised clip (``generate --revise``) or a recording is not, and the round
+  trip's noise floor in the music's quiet passages would count against it.
 * ``flatness_quartiles``, ``loudness_dbfs_quartiles``, ``pitch_salience_quartiles``: the 25th,
   50th and 75th percentiles over whole seconds of spectral flatness (seconds above SILENCE_DB),
   RMS level in dBFS and pitch salience (seconds above SILENCE_DB; ``metrics.pitch``), per set:
@@ -72,15 +77,15 @@ def quartiles(values: np.ndarray) -> list[float] | None:
     return [float(f"{v:.4g}") for v in np.percentile(values, [25, 50, 75])]
 
 
-def set_figures(clips, sr: int, train=None, test=None) -> dict:
+def set_figures(clips, sr: int, train=None, test=None, recordings=None) -> dict:
     """The figures of the module docstring for ``clips`` (float waveforms at ``sr``) against
-    ``train`` and ``test`` (lists of float waveforms, or None where that set is missing; both
-    cut to REFERENCE_S seconds here)."""
+    ``train``, ``test`` and ``recordings`` (lists of float waveforms, or None where that set
+    is missing; all cut to REFERENCE_S seconds here)."""
     from tunelab.metrics.audio_features import FEATURES_PER_SECOND, frechet_distance, standardised
     from tunelab.metrics.audio_features import second_features as feats
 
-    sets = {"samples": list(clips), "test": test, "train": train}
-    for k in ("test", "train"):
+    sets = {"samples": list(clips), "test": test, "train": train, "recordings": recordings}
+    for k in ("test", "train", "recordings"):
         if sets[k] is not None:
             sets[k] = spread(sets[k], REFERENCE_S, sr)
     rows, stats = {}, {}
@@ -89,6 +94,8 @@ def set_figures(clips, sr: int, train=None, test=None) -> dict:
             continue
         f = [feats(x, sr) for x in xs]
         rows[k] = np.concatenate(f) if f else np.zeros((0, FEATURES_PER_SECOND))
+        if k not in SETS:
+            continue  # a distance only
         per = [per_second(x, sr) for x in xs]
         stats[k] = {m: np.concatenate([np.zeros(0)] + [p[m] for p in per]) for m in MEASURES}
 
@@ -104,6 +111,8 @@ def set_figures(clips, sr: int, train=None, test=None) -> dict:
         "frechet_to_train": fd("samples", "train"),
         "frechet_test_to_train": fd("test", "train"),
     }
+    if recordings is not None:
+        out["frechet_to_test_recordings"] = fd("samples", "recordings")
     out["frechet_distance"] = out["frechet_to_train"]
     for m in MEASURES:
         out[f"{m}_quartiles"] = {k: quartiles(stats[k][m]) if k in stats else None for k in SETS}

@@ -64,6 +64,7 @@ class Kind(AudioKind):
 
     name = "mulaw"
     clip_type = Clip
+    quantised = True
     loss = staticmethod(categorical_loss)
 
     def __init__(self, meta: dict):
