@@ -17,7 +17,15 @@ from tunelab.models.fused_bf16 import (
     round_pairs,
 )
 
-SHAPES = [(1, 16, 2), (1, 320, 128), (2, 64, 7), (3, 100, 33), (5, 80, 256), (8, 256, 128)]
+SHAPES = [
+    (1, 16, 2),
+    (1, 64, 9),
+    (1, 320, 128),
+    (2, 64, 7),
+    (3, 100, 33),
+    (5, 80, 256),
+    (8, 256, 128),
+]
 
 
 def _reference(X: torch.Tensor, W: torch.Tensor) -> np.ndarray:
@@ -39,7 +47,10 @@ def test_round_pairs_rounds_as_torch_does():
     X = torch.randn(3, 9) * torch.logspace(-3, 3, 9)
     X[0, 0] = 1 + 2**-8  # a tie: to even (1.0)
     X[0, 1] = 1 + 3 * 2**-8  # a tie: to even (1 + 2**-6)
-    bits = round_pairs(X.numpy(), 5).astype(np.int64)
+    Xb = np.full((4, 6), 7, np.uint32)  # a wider scratch: only [:3, :5] is written
+    round_pairs(X.numpy(), Xb, 5)
+    assert (Xb[3] == 7).all() and (Xb[:, 5] == 7).all()
+    bits = Xb[:3, :5].astype(np.int64)
     lo = torch.from_numpy(((bits & 0xFFFF) << 16).astype(np.int32)).view(torch.float32)
     hi = torch.from_numpy(((bits >> 16) << 16).astype(np.int32)).view(torch.float32)
     got = torch.stack([lo, hi], -1).flatten(1)[:, :9]
@@ -52,7 +63,7 @@ def test_plain_matmul_equals_float32_math_on_rounded_inputs(m, n, k):
     torch.manual_seed(m * n + k)
     X, W = torch.randn(m, k), torch.randn(n, k) / k**0.5
     Z = np.full((m, n), np.nan, np.float32)
-    matmul_dot_plain(X.numpy(), pack_dot(W), Z)
+    matmul_dot_plain(X.numpy(), pack_dot(W), Z, np.empty((m, k), np.uint32))
     np.testing.assert_allclose(Z, _reference(X, W), rtol=1e-5, atol=1e-5)
 
 
@@ -62,5 +73,5 @@ def test_dot_instruction_matmul_equals_float32_math_on_rounded_inputs(m, n, k):
     torch.manual_seed(m * n + k)
     X, W = torch.randn(m, k), torch.randn(n, k) / k**0.5
     Z = np.full((m, n), np.nan, np.float32)
-    matmul_dot(X.numpy(), pack_dot(W), Z)
+    matmul_dot(X.numpy(), pack_dot(W), Z, np.empty((m + 1, k), np.uint32))
     np.testing.assert_allclose(Z, _reference(X, W), rtol=1e-5, atol=1e-5)

@@ -213,21 +213,26 @@ def matmul_bf16(X, WP, Z):
                 Z[j, o] += X[j, k - 1] * bits_as_f32(WP[o, h] & mask)
 
 
-def mm(X, W, Z):
+def mm(X, W, Z, scratch=None):
     """Z = X @ W.T inside a kernel: W float32, packed bfloat16 pairs (uint32), an int8 pair
     (Q, scales) (``fused_int8``), or bfloat16 blocks for dot products (uint16: X is rounded
-    to bfloat16 too, ``fused_bf16``)."""
+    to bfloat16 too, ``fused_bf16``, into scratch uint32[>= m, >= k/2] when given: a kernel
+    allocates it once rather than once per matmul)."""
 
 
 @overload(mm)
-def _mm_impl(X, W, Z):
+def _mm_impl(X, W, Z, scratch=None):
     if isinstance(W, types.BaseTuple):
-        return lambda X, W, Z: matmul_i8(X, W[0], W[1], Z)
+        return lambda X, W, Z, scratch=None: matmul_i8(X, W[0], W[1], Z)
     if W.dtype == types.uint32:
-        return lambda X, W, Z: matmul_bf16(X, W, Z)
-    if W.dtype == types.uint16:  # bfloat16 pairs for dot products (``fused_bf16``)
-        return lambda X, W, Z: matmul_dot(X, W, Z)
-    return lambda X, W, Z: matmul(X, W, Z)
+        return lambda X, W, Z, scratch=None: matmul_bf16(X, W, Z)
+    if W.dtype == types.uint16:  # bfloat16 blocks for dot products (``fused_bf16``)
+        if scratch is None or isinstance(scratch, (types.NoneType, types.Omitted)):
+            return lambda X, W, Z, scratch=None: matmul_dot(
+                X, W, Z, np.empty((X.shape[0], W.shape[1]), np.uint32)
+            )
+        return lambda X, W, Z, scratch=None: matmul_dot(X, W, Z, scratch)
+    return lambda X, W, Z, scratch=None: matmul(X, W, Z)
 
 
 def at(W, i):

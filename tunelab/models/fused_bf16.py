@@ -112,6 +112,16 @@ def _dot(typingctx, acc, x, W, idx):
 
 
 @intrinsic
+def _add(typingctx, a, b):
+    """a + b, lane by lane."""
+
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1])
+
+    return f32x16(f32x16, f32x16), codegen
+
+
+@intrinsic
 def _store(typingctx, acc, A, idx):
     """A[idx : idx + 16] = acc (A float32, 1-d)."""
 
@@ -131,33 +141,34 @@ def bf16_bits(v):
 
 
 @numba.njit(cache=True)
-def round_pairs(X, k2):
-    """X float32[m, k] -> uint32[m, k2]: each pair of inputs rounded to bfloat16, the even
-    one in the low half (zero-padded to k2 pairs)."""
+def round_pairs(X, Xb, k2):
+    """Xb[:m, :k2] = X float32[m, k] rounded to bfloat16 in pairs, the even input in the low
+    half of each uint32 (zero-padded to k2 pairs)."""
     m, k = X.shape
-    Xb = np.zeros((m, k2), np.uint32)
     for j in range(m):
         for i in range(k // 2):
             Xb[j, i] = bf16_bits(X[j, 2 * i]) | (bf16_bits(X[j, 2 * i + 1]) << np.uint32(16))
-        if k % 2:
-            Xb[j, k // 2] = bf16_bits(X[j, k - 1])
-    return Xb
+        for i in range(k // 2, k2):
+            Xb[j, i] = bf16_bits(X[j, k - 1]) if 2 * i == k - 1 else np.uint32(0)
 
 
 @numba.njit(cache=True)
-def matmul_dot(X, W, Z):
+def matmul_dot(X, W, Z, Xb):
     """Z[m, n] = bf16(X)[m, k] @ W.T for W packed by ``pack_dot`` as uint16[nb, k2, 16, 2]
-    (Z float32, C-contiguous). Register tiles of 4 blocks (64 outputs) x 2 streams: eight
-    independent sums hide the instruction's latency, every weight load feeds two streams,
-    every broadcast input four blocks."""
+    (Z float32, C-contiguous; Xb uint32[>= m, >= k2] scratch for the rounded inputs).
+
+    Register tiles of 4 blocks (64 outputs) x 2 streams: eight independent sums hide the
+    instruction's latency, every weight load feeds two streams, every broadcast input four
+    blocks. A lone stream (one stream split across the cores: the latency-bound case) keeps
+    eight sums by giving each block two, over alternate input pairs."""
     m = X.shape[0]
     n = Z.shape[1]
     nb, k2 = W.shape[0], W.shape[1]
-    Xb = round_pairs(X, k2)
+    round_pairs(X, Xb, k2)
     Wf, Zf = W.reshape(-1), Z.reshape(-1)
     blk = k2 * 2 * LANES  # uint16s per block
+    step = 2 * LANES  # uint16s per input pair of a block
     full = n // LANES  # blocks whose 16 outputs all exist in Z
-    tail = np.empty(LANES, np.float32)
     b = 0
     while b + 4 <= full:
         j = 0
@@ -165,7 +176,7 @@ def matmul_dot(X, W, Z):
             a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _zeros()
             for i in range(k2):
                 x, y = Xb[j, i], Xb[j + 1, i]
-                o = b * blk + i * 2 * LANES
+                o = b * blk + i * step
                 a0, c0 = _dot(a0, x, Wf, o), _dot(c0, y, Wf, o)
                 a1, c1 = _dot(a1, x, Wf, o + blk), _dot(c1, y, Wf, o + blk)
                 a2, c2 = _dot(a2, x, Wf, o + 2 * blk), _dot(c2, y, Wf, o + 2 * blk)
@@ -185,26 +196,29 @@ def matmul_dot(X, W, Z):
                 _store(c3, Zf, r + 48),
             )
             j += 2
-        if j < m:  # the odd stream: four sums still
-            a0 = a1 = a2 = a3 = _zeros()
-            for i in range(k2):
-                x = Xb[j, i]
-                o = b * blk + i * 2 * LANES
+        if j < m:  # a lone stream: two sums per block, even and odd input pairs
+            a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _zeros()
+            for i in range(0, k2 - 1, 2):
+                x, y = Xb[j, i], Xb[j, i + 1]
+                o = b * blk + i * step
+                a0, c0 = _dot(a0, x, Wf, o), _dot(c0, y, Wf, o + step)
+                a1, c1 = _dot(a1, x, Wf, o + blk), _dot(c1, y, Wf, o + blk + step)
+                a2, c2 = _dot(a2, x, Wf, o + 2 * blk), _dot(c2, y, Wf, o + 2 * blk + step)
+                a3, c3 = _dot(a3, x, Wf, o + 3 * blk), _dot(c3, y, Wf, o + 3 * blk + step)
+            if k2 % 2:
+                x, o = Xb[j, k2 - 1], b * blk + (k2 - 1) * step
                 a0, a1 = _dot(a0, x, Wf, o), _dot(a1, x, Wf, o + blk)
                 a2, a3 = _dot(a2, x, Wf, o + 2 * blk), _dot(a3, x, Wf, o + 3 * blk)
             r = j * n + b * LANES
-            (
-                _store(a0, Zf, r),
-                _store(a1, Zf, r + 16),
-                _store(a2, Zf, r + 32),
-                _store(a3, Zf, r + 48),
-            )
+            _store(_add(a0, c0), Zf, r), _store(_add(a1, c1), Zf, r + 16)
+            _store(_add(a2, c2), Zf, r + 32), _store(_add(a3, c3), Zf, r + 48)
         b += 4
+    tail = np.empty(LANES, np.float32)
     while b < nb:  # the last blocks one at a time; a partial one through a scratch row
         for j in range(m):
             a0 = _zeros()
             for i in range(k2):
-                a0 = _dot(a0, Xb[j, i], Wf, b * blk + i * 2 * LANES)
+                a0 = _dot(a0, Xb[j, i], Wf, b * blk + i * step)
             if b < full:
                 _store(a0, Zf, j * n + b * LANES)
             else:
@@ -215,13 +229,13 @@ def matmul_dot(X, W, Z):
 
 
 @numba.njit(cache=True, fastmath={"contract", "reassoc"})
-def matmul_dot_plain(X, W, Z):
+def matmul_dot_plain(X, W, Z, Xb):
     """matmul_dot without the instruction: the same layout and rounding in plain loops
     (the 16 lanes vectorise), for CPUs without AVX-512 BF16."""
     m = X.shape[0]
     n = Z.shape[1]
     nb, k2 = W.shape[0], W.shape[1]
-    Xb = round_pairs(X, k2)
+    round_pairs(X, Xb, k2)
     acc = np.empty(LANES, np.float32)
     mask, shift = np.uint32(0xFFFF0000), np.uint32(16)
     for j in range(m):

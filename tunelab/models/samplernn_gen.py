@@ -115,6 +115,7 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, hist,
     A = np.empty((m, H), np.float32)
     B = np.empty((m, H), np.float32)
     logits = np.empty((m, out_b.shape[0]), np.float32)
+    XB = np.empty((m, (max(H, Hf) + 1) // 2), np.uint32)  # bfloat16 dot inputs (mm)
     for t in range(N):
         p = pos + t
         for j in range(m):
@@ -148,7 +149,7 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, hist,
                         hn = (np.float32(1) - z) * c + z * Hold[j, g]
                         hidden[li, s0 + j, g] = hn
                         Hin[j, g] = hn
-            mm(Hin, up_w, C)
+            mm(Hin, up_w, C, XB)
             for j in range(m):
                 for r in range(Fs * H):
                     cond[s0 + j, r] = C[j, r] + up_b[r]
@@ -165,11 +166,11 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, hist,
             for r in range(H):
                 A[j, r] = max(A[j, r], zero)
         for li in range(fc_b.shape[0]):
-            mm(A, at(fc_w, li), B)
+            mm(A, at(fc_w, li), B, XB)
             for j in range(m):
                 for r in range(H):
                     A[j, r] = max(B[j, r] + fc_b[li, r], zero)
-        mm(A, out_w, logits)
+        mm(A, out_w, logits, XB)
         for j in range(m):
             logits[j] += out_b
             out[s0 + j, t] = sample_row(logits[j], temperature, uniforms[s0 + j, t])

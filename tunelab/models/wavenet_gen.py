@@ -148,6 +148,7 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
     skip = np.zeros((m, S), np.float32)  # this part's share of the skip sum, then the whole
     Pp = np.empty((m, Sp), np.float32)
     logits = np.empty((m, C), np.float32)
+    XB = np.empty((m, (max(KR, Gp, S, Sp) + 1) // 2), np.uint32)  # bfloat16 dot inputs (mm)
     last = np.empty(m, np.int64)  # the sample each stream feeds next (every part samples it)
     timed = prof.shape[1] > 0
     tick = cycles() if timed else 0
@@ -170,7 +171,7 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
             if timed:
                 tick = _lap(prof, part, 0, tick)
             if not (feed and li == L - 1):  # priming: the last layer only feeds the skip sum
-                mm(X, at(conv_w, li), Z)
+                mm(X, at(conv_w, li), Z, XB)
                 if timed:
                     tick = _lap(prof, part, 1, tick)
                 for j in range(m):
@@ -179,7 +180,7 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
                         H[j, g] = tanh32(Z[j, g] + c[g]) * sigmoid32(Z[j, Gp + g] + c[Gp + g])
                 if timed:
                     tick = _lap(prof, part, 2, tick)
-                mm(H, at(out_w, li), RS)
+                mm(H, at(out_w, li), RS, XB)
                 if timed:
                     tick = _lap(prof, part, 3, tick)
                 mine = xch[epoch & 1, part]
@@ -211,11 +212,11 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
         for j in range(m):
             for r in range(S):
                 skip[j, r] = max(_total(xch, epoch, s0 + j, R + r), zero)
-        mm(skip, post1_w, Pp)
+        mm(skip, post1_w, Pp, XB)
         for j in range(m):
             for r in range(Sp):
                 Pp[j, r] = max(Pp[j, r] + post1_b[part, r], zero)
-        mm(Pp, post2_w, logits)
+        mm(Pp, post2_w, logits, XB)
         mine = xch[epoch & 1, part]
         for j in range(m):
             mine[s0 + j, :C] = logits[j]
