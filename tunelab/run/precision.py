@@ -23,16 +23,17 @@ from tunelab.atomic import write_json
 TOLERANCE = 0.01  # bits per sample a rounded copy may lose against float32
 CHECK_SAMPLES = 1 << 16  # validation samples scored per precision (4 s at 16 kHz)
 CHOICES = ("auto", "float32", "bfloat16", "int8")
-# Fastest first, by benchmarks/wavenet_speed.py on the 2-core Zen 4 (docs/benchmarks.md): one
-# stream split across the cores reads its share of the matrices from cache, where decoding
-# them is the cost (bfloat16: a mask or a shift; int8: a convert competing with the
-# multiply-adds). Blocks of streams run int8 5 to 10 % faster, but one order for every --n
-# keeps stream i of a seed the same whatever --n is.
+# Fastest first, by benchmarks/wavenet_speed.py on the 2-core Zen 4 (docs/benchmarks.md):
+# bfloat16 runs the matmuls as bfloat16 dot products (twice float32's multiply-adds per
+# instruction, half its bytes; ``fused_bf16``); int8 weights are the fewest bytes but are
+# converted to float32 for float32 arithmetic. One order for every --n keeps stream i of a
+# seed the same whatever --n is.
 FASTEST = ("bfloat16", "int8", "float32")
 CACHE = "precision.json"
 # What a check vouches for changes when a precision's arithmetic does: version 2 (2026-12-07)
-# rounds the WaveNet generator's matmul inputs to bfloat16 too. A check of another version
-# is made again (or, in a bundle with no data to check on, not trusted).
+# rounds the matmul inputs of the WaveNet and SampleRNN generators (not SampleRNN's GRU) to
+# bfloat16 too. A check of another version is made again (or, in a bundle with no data to
+# check on, not trusted).
 CHECK_VERSION = 2
 KEEP = 8  # checks kept in the cache, the newest
 
