@@ -157,10 +157,12 @@ def matmul_dot(X, W, Z, Xb):
     """Z[m, n] = bf16(X)[m, k] @ W.T for W packed by ``pack_dot`` as uint16[nb, k2, 16, 2]
     (Z float32, C-contiguous; Xb uint32[>= m, >= k2] scratch for the rounded inputs).
 
-    Register tiles of 4 blocks (64 outputs) x 2 streams: eight independent sums hide the
-    instruction's latency, every weight load feeds two streams, every broadcast input four
-    blocks. A lone stream (one stream split across the cores: the latency-bound case) keeps
-    eight sums by giving each block two, over alternate input pairs."""
+    Register tiles of 4 blocks (64 outputs) x 4 streams: sixteen independent sums hide the
+    instruction's latency, every weight load feeds four streams (blocks of streams read
+    their weights from L3, once per tile row), every broadcast input four blocks; then 4 x 2
+    for a remaining pair. A lone stream (one stream split across the cores: the
+    latency-bound case) keeps eight sums by giving each block two, over alternate input
+    pairs."""
     m = X.shape[0]
     n = Z.shape[1]
     nb, k2 = W.shape[0], W.shape[1]
@@ -172,7 +174,53 @@ def matmul_dot(X, W, Z, Xb):
     b = 0
     while b + 4 <= full:
         j = 0
-        while j + 2 <= m:
+        while j + 4 <= m:  # 4 streams x 4 blocks: each weight load feeds four streams
+            a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _zeros()
+            e0 = e1 = e2 = e3 = g0 = g1 = g2 = g3 = _zeros()
+            for i in range(k2):
+                x, y, u, v = Xb[j, i], Xb[j + 1, i], Xb[j + 2, i], Xb[j + 3, i]
+                o = b * blk + i * step
+                a0, c0 = _dot(a0, x, Wf, o), _dot(c0, y, Wf, o)
+                e0, g0 = _dot(e0, u, Wf, o), _dot(g0, v, Wf, o)
+                o += blk
+                a1, c1 = _dot(a1, x, Wf, o), _dot(c1, y, Wf, o)
+                e1, g1 = _dot(e1, u, Wf, o), _dot(g1, v, Wf, o)
+                o += blk
+                a2, c2 = _dot(a2, x, Wf, o), _dot(c2, y, Wf, o)
+                e2, g2 = _dot(e2, u, Wf, o), _dot(g2, v, Wf, o)
+                o += blk
+                a3, c3 = _dot(a3, x, Wf, o), _dot(c3, y, Wf, o)
+                e3, g3 = _dot(e3, u, Wf, o), _dot(g3, v, Wf, o)
+            r = j * n + b * LANES
+            (
+                _store(a0, Zf, r),
+                _store(a1, Zf, r + 16),
+                _store(a2, Zf, r + 32),
+                _store(a3, Zf, r + 48),
+            )
+            r += n
+            (
+                _store(c0, Zf, r),
+                _store(c1, Zf, r + 16),
+                _store(c2, Zf, r + 32),
+                _store(c3, Zf, r + 48),
+            )
+            r += n
+            (
+                _store(e0, Zf, r),
+                _store(e1, Zf, r + 16),
+                _store(e2, Zf, r + 32),
+                _store(e3, Zf, r + 48),
+            )
+            r += n
+            (
+                _store(g0, Zf, r),
+                _store(g1, Zf, r + 16),
+                _store(g2, Zf, r + 32),
+                _store(g3, Zf, r + 48),
+            )
+            j += 4
+        if j + 2 <= m:  # 2 streams x 4 blocks
             a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _zeros()
             for i in range(k2):
                 x, y = Xb[j, i], Xb[j + 1, i]
