@@ -134,6 +134,15 @@ def _store(typingctx, acc, A, idx):
 
 
 @numba.njit(cache=True, inline="always")
+def _store4(a0, a1, a2, a3, Zf, r):
+    """Zf[r : r + 64] = the four blocks' sums, in order."""
+    _store(a0, Zf, r)
+    _store(a1, Zf, r + LANES)
+    _store(a2, Zf, r + 2 * LANES)
+    _store(a3, Zf, r + 3 * LANES)
+
+
+@numba.njit(cache=True, inline="always")
 def bf16_bits(v):
     """The bfloat16 nearest float32 v (ties to even, as torch rounds), as its 16 bits in a uint32."""
     b = _f32_bits(np.float32(v))
@@ -159,9 +168,9 @@ def matmul_dot(X, W, Z, Xb):
 
     Register tiles of 4 blocks (64 outputs) x 4 streams: sixteen independent sums hide the
     instruction's latency, every weight load feeds four streams (blocks of streams read
-    their weights from L3, once per tile row), every broadcast input four blocks; then 4 x 2
-    for a remaining pair. A lone stream (one stream split across the cores: the
-    latency-bound case) keeps eight sums by giving each block two, over alternate input
+    their weights from L3, once per tile row), every broadcast input four blocks. The
+    streams left over run one at a time; a lone stream (one stream split across the cores:
+    the latency-bound case) keeps eight sums by giving each block two, over alternate input
     pairs."""
     m = X.shape[0]
     n = Z.shape[1]
@@ -192,59 +201,15 @@ def matmul_dot(X, W, Z, Xb):
                 a3, c3 = _dot(a3, x, Wf, o), _dot(c3, y, Wf, o)
                 e3, g3 = _dot(e3, u, Wf, o), _dot(g3, v, Wf, o)
             r = j * n + b * LANES
-            (
-                _store(a0, Zf, r),
-                _store(a1, Zf, r + 16),
-                _store(a2, Zf, r + 32),
-                _store(a3, Zf, r + 48),
-            )
+            _store4(a0, a1, a2, a3, Zf, r)
             r += n
-            (
-                _store(c0, Zf, r),
-                _store(c1, Zf, r + 16),
-                _store(c2, Zf, r + 32),
-                _store(c3, Zf, r + 48),
-            )
+            _store4(c0, c1, c2, c3, Zf, r)
             r += n
-            (
-                _store(e0, Zf, r),
-                _store(e1, Zf, r + 16),
-                _store(e2, Zf, r + 32),
-                _store(e3, Zf, r + 48),
-            )
+            _store4(e0, e1, e2, e3, Zf, r)
             r += n
-            (
-                _store(g0, Zf, r),
-                _store(g1, Zf, r + 16),
-                _store(g2, Zf, r + 32),
-                _store(g3, Zf, r + 48),
-            )
+            _store4(g0, g1, g2, g3, Zf, r)
             j += 4
-        if j + 2 <= m:  # 2 streams x 4 blocks
-            a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _zeros()
-            for i in range(k2):
-                x, y = Xb[j, i], Xb[j + 1, i]
-                o = b * blk + i * step
-                a0, c0 = _dot(a0, x, Wf, o), _dot(c0, y, Wf, o)
-                a1, c1 = _dot(a1, x, Wf, o + blk), _dot(c1, y, Wf, o + blk)
-                a2, c2 = _dot(a2, x, Wf, o + 2 * blk), _dot(c2, y, Wf, o + 2 * blk)
-                a3, c3 = _dot(a3, x, Wf, o + 3 * blk), _dot(c3, y, Wf, o + 3 * blk)
-            r = j * n + b * LANES
-            (
-                _store(a0, Zf, r),
-                _store(a1, Zf, r + 16),
-                _store(a2, Zf, r + 32),
-                _store(a3, Zf, r + 48),
-            )
-            r += n
-            (
-                _store(c0, Zf, r),
-                _store(c1, Zf, r + 16),
-                _store(c2, Zf, r + 32),
-                _store(c3, Zf, r + 48),
-            )
-            j += 2
-        if j < m:  # a lone stream: two sums per block, even and odd input pairs
+        while j < m:  # the last streams alone: two sums per block, even and odd input pairs
             a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _zeros()
             for i in range(0, k2 - 1, 2):
                 x, y = Xb[j, i], Xb[j, i + 1]
@@ -258,8 +223,8 @@ def matmul_dot(X, W, Z, Xb):
                 a0, a1 = _dot(a0, x, Wf, o), _dot(a1, x, Wf, o + blk)
                 a2, a3 = _dot(a2, x, Wf, o + 2 * blk), _dot(a3, x, Wf, o + 3 * blk)
             r = j * n + b * LANES
-            _store(_add(a0, c0), Zf, r), _store(_add(a1, c1), Zf, r + 16)
-            _store(_add(a2, c2), Zf, r + 32), _store(_add(a3, c3), Zf, r + 48)
+            _store4(_add(a0, c0), _add(a1, c1), _add(a2, c2), _add(a3, c3), Zf, r)
+            j += 1
         b += 4
     tail = np.empty(LANES, np.float32)
     while b < nb:  # the last blocks one at a time; a partial one through a scratch row
