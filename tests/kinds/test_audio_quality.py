@@ -80,9 +80,16 @@ def test_clean_clips_lie_closer_to_the_recordings_than_to_their_mu_law_round_tri
     train = [0.05 * _tune(s, 6.0, 220.0) for s in range(4)]
     test = [0.05 * _tune(10 + s, 6.0, 220.0) for s in range(2)]
     clean = [0.05 * _tune(20 + s, 3.0, 220.0) for s in range(3)]
-    f = Q.set_figures(clean, SR, train=trip(train), test=trip(test), recordings=test)
+    f = Q.set_figures(clean, SR, train=trip(train), test=trip(test), recordings=(test, train))
     assert f["frechet_to_test_recordings"] < f["frechet_to_test"] / 2
-    drawn = Q.set_figures(trip(clean), SR, train=trip(train), test=trip(test), recordings=test)
+    drawn = Q.set_figures(
+        trip(clean), SR, train=trip(train), test=trip(test), recordings=(test, train)
+    )
     assert drawn["frechet_to_test"] < drawn["frechet_to_test_recordings"]
     assert set(f["seconds"]) == set(Q.SETS)  # recordings: a distance, not a set of its own
     assert "frechet_to_test_recordings" not in Q.set_figures(clean, SR, train=train, test=test)
+    # the reading is the distance the recordings' own figures give
+    assert f["frechet_to_test_recordings"] == pytest.approx(
+        Q.set_figures(clean, SR, train=train, test=test)["frechet_to_test"]
+    )
+    assert Q.frechet_to(clean, SR, test, train) == f["frechet_to_test_recordings"]

@@ -117,7 +117,8 @@ def generate(
     ),
     precision: Precision = typer.Option(
         Precision.auto,
-        help="How a WaveNet or SampleRNN generator stores its weights (math stays float32). "
+        help="A WaveNet or SampleRNN generator's number type: float32; bfloat16 (weights and "
+        "matmul inputs rounded, products summed in float32); int8 weights (float32 math). "
         "auto: the fastest of bfloat16 and int8 whose validation bits/sample stay within 0.01 "
         "of float32's, checked once per checkpoint; the sidecar records the choice.",
         rich_help_panel=AUDIO,

@@ -69,28 +69,32 @@ def reference_audio(kind, data_dir) -> tuple[list[np.ndarray] | None, str]:
     return pieces, f"training split of {dd.path}"
 
 
-def held_out_audio(kind, data_dir) -> tuple[list[np.ndarray] | None, str, list | None]:
+def held_out_audio(kind, data_dir) -> tuple[list[np.ndarray] | None, str, tuple | None]:
     """(the data's test split as float audio, at most REFERENCE_S seconds spread over its
-    pieces, through the kind's encoding like the copy index; where it came from; the same
-    pieces as recorded, where the kind's encoding is lossy (``quantised``), else None), the
-    valid split when there is no test split, or (None, reason, None)."""
+    pieces, through the kind's encoding like the copy index; where it came from; where the
+    kind's encoding is lossy (``quantised``), the same test pieces and as much of the training
+    split as recorded, (test, train), else None), the valid split when there is no test split,
+    or (None, reason, None)."""
     from tunelab.data.store import DataDirError, load_datadir
     from tunelab.kinds.audio_quality import REFERENCE_S, spread
 
     if not data_dir:
-        return None, "no data directory recorded in the run"
+        return None, "no data directory recorded in the run", None
     try:
         dd = load_datadir(data_dir)
         kind.check_data(dd.meta, dd.path)
         name = next((s for s in ("test", "valid") if len(dd.split(s))), None)
         if name is None:
             return None, f"{dd.path}: no test or valid split", None
-        pieces = spread((np.asarray(p) for p in dd.split(name)), REFERENCE_S, kind.sample_rate)
+        sr = kind.sample_rate
+        pieces = spread((np.asarray(p) for p in dd.split(name)), REFERENCE_S, sr)
+        train = spread((np.asarray(p) for p in dd.split("train")), REFERENCE_S, sr)
     except (DataDirError, ValueError, OSError) as e:
         return None, str(e), None
     recorded = [from_int16(p) for p in pieces]
     audio = [kind._decode_audio(kind._encode_audio(x)) for x in recorded]
-    return audio, f"{name} split of {dd.path}", (recorded if kind.quantised else None)
+    as_recorded = (recorded, [from_int16(p) for p in train]) if kind.quantised else None
+    return audio, f"{name} split of {dd.path}", as_recorded
 
 
 def training_reference(kind, data_dir, to_float: Callable[[np.ndarray], np.ndarray]):
@@ -235,7 +239,7 @@ class AudioKind(KindDefaults):
         return [path]
 
     # -- audits -------------------------------------------------------------------------
-    def held_out(self, data_dir) -> tuple[list[np.ndarray] | None, str, list | None]:
+    def held_out(self, data_dir) -> tuple[list[np.ndarray] | None, str, tuple | None]:
         """The data's held-out audio for ``music_metrics`` (``held_out_audio``)."""
         return held_out_audio(self, data_dir)
 
@@ -244,8 +248,8 @@ class AudioKind(KindDefaults):
     ) -> tuple[list[dict], dict]:
         """Per clip ``audio_features``; for the set (unless ``sets=False``: a second or two of
         the training audio's features), ``audio_quality.set_figures`` against the copy index's
-        training audio, ``held_out`` and ``recordings`` (float waveforms, e.g. ``held_out()``'s),
-        where they are given."""
+        training audio, ``held_out`` (float waveforms) and ``recordings`` ((test, train) as
+        recorded), e.g. ``held_out()``'s, where they are given."""
         from tunelab.kinds.audio_quality import set_figures
         from tunelab.metrics.audio_features import audio_features
 

@@ -12,7 +12,9 @@ real recordings, is placed against the data:
   the training audio's, for scale: where real music of the same collection lies, the figure a perfect model
   would approach. ``frechet_distance`` repeats ``frechet_to_train`` (older readers use it).
 * ``frechet_to_test_recordings`` (mu-law runs): the clips' distance to the same test audio as
-  recorded, not through the mu-law round trip, in the same units. A clip the model drew is
+  recorded, not through the mu-law round trip, standardised by the training audio as
+  recorded (the round trip's noise floor narrows some features' spread, so the units differ
+  a little from ``frechet_to_test``'s: compare it with itself). A clip the model drew is
   mu-law audio and is read against the round trip (``frechet_to_test``), so quantisation is
   no difference; a revised clip (``generate --revise``) or a recording is not, and the round
   trip's noise floor in the music's quiet passages would count against it.
@@ -77,15 +79,31 @@ def quartiles(values: np.ndarray) -> list[float] | None:
     return [float(f"{v:.4g}") for v in np.percentile(values, [25, 50, 75])]
 
 
+def frechet_to(clips, sr: int, test, train=None) -> float:
+    """The Fréchet distance of ``clips`` to ``test`` (lists of float waveforms at ``sr``; the
+    references cut to REFERENCE_S seconds here), every feature divided by its spread over
+    ``train``'s seconds (``test``'s without it)."""
+    from tunelab.metrics.audio_features import frechet_distance, standardised
+    from tunelab.metrics.audio_features import second_features as feats
+
+    def rows(xs):
+        return np.concatenate([feats(x, sr) for x in xs])
+
+    ref = rows(spread(test, REFERENCE_S, sr))
+    scale = rows(spread(train, REFERENCE_S, sr)) if train else ref
+    return frechet_distance(standardised(rows(clips), scale), standardised(ref, scale))
+
+
 def set_figures(clips, sr: int, train=None, test=None, recordings=None) -> dict:
     """The figures of the module docstring for ``clips`` (float waveforms at ``sr``) against
-    ``train``, ``test`` and ``recordings`` (lists of float waveforms, or None where that set
-    is missing; all cut to REFERENCE_S seconds here)."""
+    ``train`` and ``test`` (lists of float waveforms, or None where that set is missing; both
+    cut to REFERENCE_S seconds here); ``recordings``: (test, train) as recorded, for
+    ``frechet_to_test_recordings``."""
     from tunelab.metrics.audio_features import FEATURES_PER_SECOND, frechet_distance, standardised
     from tunelab.metrics.audio_features import second_features as feats
 
-    sets = {"samples": list(clips), "test": test, "train": train, "recordings": recordings}
-    for k in ("test", "train", "recordings"):
+    sets = {"samples": list(clips), "test": test, "train": train}
+    for k in ("test", "train"):
         if sets[k] is not None:
             sets[k] = spread(sets[k], REFERENCE_S, sr)
     rows, stats = {}, {}
@@ -94,8 +112,6 @@ def set_figures(clips, sr: int, train=None, test=None, recordings=None) -> dict:
             continue
         f = [feats(x, sr) for x in xs]
         rows[k] = np.concatenate(f) if f else np.zeros((0, FEATURES_PER_SECOND))
-        if k not in SETS:
-            continue  # a distance only
         per = [per_second(x, sr) for x in xs]
         stats[k] = {m: np.concatenate([np.zeros(0)] + [p[m] for p in per]) for m in MEASURES}
 
@@ -111,8 +127,8 @@ def set_figures(clips, sr: int, train=None, test=None, recordings=None) -> dict:
         "frechet_to_train": fd("samples", "train"),
         "frechet_test_to_train": fd("test", "train"),
     }
-    if recordings is not None:
-        out["frechet_to_test_recordings"] = fd("samples", "recordings")
+    if recordings is not None and recordings[0] and sets["samples"]:
+        out["frechet_to_test_recordings"] = frechet_to(sets["samples"], sr, *recordings)
     out["frechet_distance"] = out["frechet_to_train"]
     for m in MEASURES:
         out[f"{m}_quartiles"] = {k: quartiles(stats[k][m]) if k in stats else None for k in SETS}
