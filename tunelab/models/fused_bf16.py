@@ -168,10 +168,10 @@ def matmul_dot(X, W, Z, Xb):
 
     Register tiles of 4 blocks (64 outputs) x 4 streams: sixteen independent sums hide the
     instruction's latency, every weight load feeds four streams (blocks of streams read
-    their weights from L3, once per tile row), every broadcast input four blocks. The
-    streams left over run one at a time; a lone stream (one stream split across the cores:
-    the latency-bound case) keeps eight sums by giving each block two, over alternate input
-    pairs."""
+    their weights from L3, once per tile row), every broadcast input four blocks; two or
+    three streams left fill a tile by repeating the last (wasted sums, but the weights are
+    read once). A last odd stream runs alone with two sums per block over alternate input
+    pairs, eight in all (one stream split across the cores is the latency-bound case)."""
     m = X.shape[0]
     n = Z.shape[1]
     nb, k2 = W.shape[0], W.shape[1]
@@ -183,11 +183,12 @@ def matmul_dot(X, W, Z, Xb):
     b = 0
     while b + 4 <= full:
         j = 0
-        while j + 4 <= m:  # 4 streams x 4 blocks: each weight load feeds four streams
+        while j + 2 <= m:  # 4 streams x 4 blocks: each weight load feeds four streams
+            j2, j3 = min(j + 2, m - 1), min(j + 3, m - 1)  # 2 or 3 left: repeat the last
             a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _zeros()
             e0 = e1 = e2 = e3 = g0 = g1 = g2 = g3 = _zeros()
             for i in range(k2):
-                x, y, u, v = Xb[j, i], Xb[j + 1, i], Xb[j + 2, i], Xb[j + 3, i]
+                x, y, u, v = Xb[j, i], Xb[j + 1, i], Xb[j2, i], Xb[j3, i]
                 o = b * blk + i * step
                 a0, c0 = _dot(a0, x, Wf, o), _dot(c0, y, Wf, o)
                 e0, g0 = _dot(e0, u, Wf, o), _dot(g0, v, Wf, o)
@@ -202,12 +203,11 @@ def matmul_dot(X, W, Z, Xb):
                 e3, g3 = _dot(e3, u, Wf, o), _dot(g3, v, Wf, o)
             r = j * n + b * LANES
             _store4(a0, a1, a2, a3, Zf, r)
-            r += n
-            _store4(c0, c1, c2, c3, Zf, r)
-            r += n
-            _store4(e0, e1, e2, e3, Zf, r)
-            r += n
-            _store4(g0, g1, g2, g3, Zf, r)
+            _store4(c0, c1, c2, c3, Zf, r + n)
+            if j + 2 < m:
+                _store4(e0, e1, e2, e3, Zf, r + 2 * n)
+            if j + 3 < m:
+                _store4(g0, g1, g2, g3, Zf, r + 3 * n)
             j += 4
         while j < m:  # the last streams alone: two sums per block, even and odd input pairs
             a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _zeros()
