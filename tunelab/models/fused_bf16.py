@@ -134,6 +134,18 @@ def _store(typingctx, acc, A, idx):
 
 
 @numba.njit(cache=True, inline="always")
+def _pair(a0, a1, a2, a3, c0, c1, c2, c3, x, y, Wf, o, blk):
+    """Four blocks' sums of two streams (a: input pair x, c: y) after one more input pair,
+    the weights at Wf[o + block * blk]. Two pairs inlined side by side load each weight once
+    (LLVM merges the identical loads)."""
+    a0, c0 = _dot(a0, x, Wf, o), _dot(c0, y, Wf, o)
+    a1, c1 = _dot(a1, x, Wf, o + blk), _dot(c1, y, Wf, o + blk)
+    a2, c2 = _dot(a2, x, Wf, o + 2 * blk), _dot(c2, y, Wf, o + 2 * blk)
+    a3, c3 = _dot(a3, x, Wf, o + 3 * blk), _dot(c3, y, Wf, o + 3 * blk)
+    return a0, a1, a2, a3, c0, c1, c2, c3
+
+
+@numba.njit(cache=True, inline="always")
 def _store4(a0, a1, a2, a3, Zf, r):
     """Zf[r : r + 64] = the four blocks' sums, in order."""
     _store(a0, Zf, r)
@@ -168,9 +180,9 @@ def matmul_dot(X, W, Z, Xb):
 
     Register tiles of 4 blocks (64 outputs) x 4 streams: sixteen independent sums hide the
     instruction's latency, every weight load feeds four streams (blocks of streams read
-    their weights from L3, once per tile row), every broadcast input four blocks; two or
-    three streams left fill a tile by repeating the last (wasted sums, but the weights are
-    read once). A last odd stream runs alone with two sums per block over alternate input
+    their weights from L3, once per tile row), every broadcast input four blocks; a pair
+    left runs 2 x 4 (the weights then come from L1, 16 KiB at k = 128, as they were just
+    read). A last odd stream runs alone with two sums per block over alternate input
     pairs, eight in all (one stream split across the cores is the latency-bound case)."""
     m = X.shape[0]
     n = Z.shape[1]
@@ -183,32 +195,44 @@ def matmul_dot(X, W, Z, Xb):
     b = 0
     while b + 4 <= full:
         j = 0
-        while j + 2 <= m:  # 4 streams x 4 blocks: each weight load feeds four streams
-            j2, j3 = min(j + 2, m - 1), min(j + 3, m - 1)  # 2 or 3 left: repeat the last
+        while j + 4 <= m:  # 4 streams x 4 blocks: the two pairs share each weight load
             a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _zeros()
             e0 = e1 = e2 = e3 = g0 = g1 = g2 = g3 = _zeros()
             for i in range(k2):
-                x, y, u, v = Xb[j, i], Xb[j + 1, i], Xb[j2, i], Xb[j3, i]
                 o = b * blk + i * step
-                a0, c0 = _dot(a0, x, Wf, o), _dot(c0, y, Wf, o)
-                e0, g0 = _dot(e0, u, Wf, o), _dot(g0, v, Wf, o)
-                o += blk
-                a1, c1 = _dot(a1, x, Wf, o), _dot(c1, y, Wf, o)
-                e1, g1 = _dot(e1, u, Wf, o), _dot(g1, v, Wf, o)
-                o += blk
-                a2, c2 = _dot(a2, x, Wf, o), _dot(c2, y, Wf, o)
-                e2, g2 = _dot(e2, u, Wf, o), _dot(g2, v, Wf, o)
-                o += blk
-                a3, c3 = _dot(a3, x, Wf, o), _dot(c3, y, Wf, o)
-                e3, g3 = _dot(e3, u, Wf, o), _dot(g3, v, Wf, o)
+                a0, a1, a2, a3, c0, c1, c2, c3 = _pair(
+                    a0, a1, a2, a3, c0, c1, c2, c3, Xb[j, i], Xb[j + 1, i], Wf, o, blk
+                )
+                e0, e1, e2, e3, g0, g1, g2, g3 = _pair(
+                    e0, e1, e2, e3, g0, g1, g2, g3, Xb[j + 2, i], Xb[j + 3, i], Wf, o, blk
+                )
             r = j * n + b * LANES
             _store4(a0, a1, a2, a3, Zf, r)
             _store4(c0, c1, c2, c3, Zf, r + n)
-            if j + 2 < m:
-                _store4(e0, e1, e2, e3, Zf, r + 2 * n)
-            if j + 3 < m:
-                _store4(g0, g1, g2, g3, Zf, r + 3 * n)
+            _store4(e0, e1, e2, e3, Zf, r + 2 * n)
+            _store4(g0, g1, g2, g3, Zf, r + 3 * n)
             j += 4
+        if j + 2 <= m:  # a pair left: 2 streams x 4 blocks
+            a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _zeros()
+            for i in range(k2):
+                a0, a1, a2, a3, c0, c1, c2, c3 = _pair(
+                    a0,
+                    a1,
+                    a2,
+                    a3,
+                    c0,
+                    c1,
+                    c2,
+                    c3,
+                    Xb[j, i],
+                    Xb[j + 1, i],
+                    Wf,
+                    b * blk + i * step,
+                    blk,
+                )
+            _store4(a0, a1, a2, a3, Zf, j * n + b * LANES)
+            _store4(c0, c1, c2, c3, Zf, (j + 1) * n + b * LANES)
+            j += 2
         while j < m:  # the last streams alone: two sums per block, even and odd input pairs
             a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _zeros()
             for i in range(0, k2 - 1, 2):
