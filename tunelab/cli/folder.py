@@ -197,7 +197,7 @@ def _preset(kind: str, stats: dict, train_minutes: float) -> tuple[str, str, dic
     return (
         "wavenet-bench",
         "the measured best audio family: 30 minutes each on recorded music, its clips lie "
-        "closest to the test recordings (Fréchet 82.8 against SampleRNN's 93.3 and the frame "
+        "closest to the test recordings (Fréchet 82.6 against SampleRNN's 93.3 and the frame "
         "RNN's 100.6) and it scores 5.01 test bits/sample against SampleRNN's 5.27 "
         "(docs/benchmarks.md)",
         {},
