@@ -1,8 +1,8 @@
 """Does storing WaveNet's (or SampleRNN's) weights in bfloat16 or int8 cost likelihood? Bits
 per sample of a trained run on a whole split, with float32 weights and with the weights each
 of the fused generator's modes multiplies by (``model.rounded(weights)``: the conv, 1x1 and
-post matrices rounded to bfloat16, or quantised to int8 per output channel; math in
-float32). ``generate --precision auto`` makes the same comparison on up to 65,536
+post matrices and their inputs rounded to bfloat16, products summed in float32; or the
+matrices quantised to int8 per output channel, math in float32). ``generate --precision auto`` makes the same comparison on up to 65,536
 validation samples; this scores the whole split.
 
     python benchmarks/wavenet_precision.py RUN_DIR [--split valid]
