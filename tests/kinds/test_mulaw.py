@@ -287,9 +287,10 @@ def test_an_exported_bundle_carries_the_precision_check(audio_run, tmp_path):
 
 
 def test_a_check_made_for_another_arithmetic_is_not_trusted(audio_run, tmp_path, monkeypatch):
-    """bfloat16 rounds the generator's matmul inputs since check version 2: a check made
-    before (no version: in a run folder's cache under the old key, or in a bundle's header)
-    vouches for other arithmetic, so with no data to check again auto keeps float32."""
+    """bfloat16 and int8 round the generator's matmul inputs since check versions 2 and 3: a
+    check made before (no version: in a run folder's cache under the old key, or in a
+    bundle's header) vouches for other arithmetic, so with no data to check again auto keeps
+    float32."""
     from tunelab.run import bundle, precision
     from tunelab.run.checkpoint import load_run
 

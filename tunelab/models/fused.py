@@ -40,6 +40,7 @@ from torch import nn
 from tunelab.models.fused_bf16 import MATMUL as matmul_dot
 from tunelab.models.fused_bf16 import bits_as_f32
 from tunelab.models.fused_int8 import quantise_int8, round_int8
+from tunelab.models.fused_vnni import MATMUL as matmul_vnni
 
 # -- the sampling rule, in PyTorch (the references) and in numba (the kernels) ---------------
 
@@ -215,19 +216,27 @@ def matmul_bf16(X, WP, Z):
 
 def mm(X, W, Z, scratch=None):
     """Z = X @ W.T inside a kernel: W float32, packed bfloat16 pairs (uint32), an int8 pair
-    (Q, scales) (``fused_int8``), or bfloat16 blocks for dot products (uint16: X is rounded
-    to bfloat16 too, ``fused_bf16``, into scratch uint32[>= m, >= k/2] when given: a kernel
-    allocates it once rather than once per matmul)."""
+    (Q, scales) (``fused_int8``), bfloat16 blocks for dot products (uint16: X is rounded to
+    bfloat16 too, ``fused_bf16``) or an int8 triple for dot products (X quantised per row too,
+    ``fused_vnni``); the rounded X goes to scratch uint32[>= m, >= k/2 + 1] when given (a
+    kernel allocates it once rather than once per matmul)."""
 
 
 @overload(mm)
 def _mm_impl(X, W, Z, scratch=None):
+    no_scratch = scratch is None or isinstance(scratch, (types.NoneType, types.Omitted))
+    if isinstance(W, types.BaseTuple) and len(W) == 3:  # int8 dot products (``fused_vnni``)
+        if no_scratch:
+            return lambda X, W, Z, scratch=None: matmul_vnni(
+                X, W[0], W[1], W[2], Z, np.empty((X.shape[0], W[0].shape[1] + 1), np.uint32)
+            )
+        return lambda X, W, Z, scratch=None: matmul_vnni(X, W[0], W[1], W[2], Z, scratch)
     if isinstance(W, types.BaseTuple):
         return lambda X, W, Z, scratch=None: matmul_i8(X, W[0], W[1], Z)
     if W.dtype == types.uint32:
         return lambda X, W, Z, scratch=None: matmul_bf16(X, W, Z)
     if W.dtype == types.uint16:  # bfloat16 blocks for dot products (``fused_bf16``)
-        if scratch is None or isinstance(scratch, (types.NoneType, types.Omitted)):
+        if no_scratch:
             return lambda X, W, Z, scratch=None: matmul_dot(
                 X, W, Z, np.empty((X.shape[0], W.shape[1]), np.uint32)
             )
@@ -241,6 +250,8 @@ def at(W, i):
 
 @overload(at)
 def _at_impl(W, i):
+    if isinstance(W, types.BaseTuple) and len(W) == 3:
+        return lambda W, i: (W[0][i], W[1][i], W[2][i])
     if isinstance(W, types.BaseTuple):
         return lambda W, i: (W[0][i], W[1][i])
     return lambda W, i: W[i]

@@ -43,6 +43,7 @@ from tunelab.models.fused import (
 )
 from tunelab.models.fused_bf16 import pack_dot
 from tunelab.models.fused_int8 import quantise_int8
+from tunelab.models.fused_vnni import pack_vnni, round_rows_int8
 
 
 @torch.inference_mode()
@@ -81,14 +82,16 @@ def round_weights(model: nn.Module, weights: str) -> nn.Module:
     for "bfloat16" rounding the inputs of its upsampling and MLP matmuls as the generator
     does (``fused_bf16``; the GRU's inputs stay float32): the model that generator equals."""
     model = rounded_copy(model, _rounded_matrices, weights)
-    if weights == "bfloat16":
-        model.round_input = round_bf16
+    if weights in ("bfloat16", "int8"):
+        model.round_input = round_bf16 if weights == "bfloat16" else round_rows_int8
     return model
 
 
 def _dot(t: torch.Tensor, weights: str):
     """An upsampling or MLP matrix packed as weights: "bfloat16" as blocks for dot products
     (its inputs rounded too), the others as ``pack``."""
+    if weights == "int8":
+        return pack_vnni(*quantise_int8(t.detach().cpu().float()))
     return pack_dot(t) if weights == "bfloat16" else pack(t, weights)
 
 
@@ -115,7 +118,7 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, hist,
     A = np.empty((m, H), np.float32)
     B = np.empty((m, H), np.float32)
     logits = np.empty((m, out_b.shape[0]), np.float32)
-    XB = np.empty((m, (max(H, Hf) + 1) // 2), np.uint32)  # bfloat16 dot inputs (mm)
+    XB = np.empty((m, (max(H, Hf) + 1) // 2 + 1), np.uint32)  # dot products' inputs (mm)
     for t in range(N):
         p = pos + t
         for j in range(m):
@@ -255,7 +258,9 @@ class FusedSampleRNN(FusedDriver):
             self.hidden = pack(state.hidden).copy()  # [L, n, H_f]
             # the vectors before the first frame (with the bf16 run's rounded upsampling)
             up_w = rnd(model.upsample.weight.detach().cpu().float())
-            src = state.hidden[-1] if weights != "bfloat16" else round_bf16(state.hidden[-1])
+            src = {"bfloat16": round_bf16, "int8": round_rows_int8}.get(weights, lambda x: x)(
+                state.hidden[-1]
+            )
             cond = torch.nn.functional.linear(src, up_w, model.upsample.bias.cpu())
             self.cond = pack(cond).copy()  # [n, F*H]
         super().__init__(packed, n, classes=Q, threads=threads)

@@ -31,7 +31,6 @@ from tunelab.models.fused import (
     check_weights,
     mm,
     pack,
-    pack_int8,
     round_bf16,
     rounded_copy,
     sample_logits,
@@ -50,6 +49,7 @@ from tunelab.models.fused_parts import (
     new_sync,
     split,
 )
+from tunelab.models.fused_vnni import pack_vnni, round_rows_int8
 
 # -- the PyTorch references ------------------------------------------------------------------
 
@@ -148,7 +148,7 @@ def _steps(s0, s1, part, inputs, feed, uniforms, temperature, out, pos, w, queue
     skip = np.zeros((m, S), np.float32)  # this part's share of the skip sum, then the whole
     Pp = np.empty((m, Sp), np.float32)
     logits = np.empty((m, C), np.float32)
-    XB = np.empty((m, (max(KR, Gp, S, Sp) + 1) // 2), np.uint32)  # bfloat16 dot inputs (mm)
+    XB = np.empty((m, (max(KR, Gp, S, Sp) + 1) // 2 + 1), np.uint32)  # dot products' inputs (mm)
     last = np.empty(m, np.int64)  # the sample each stream feeds next (every part samples it)
     timed = prof.shape[1] > 0
     tick = cycles() if timed else 0
@@ -263,8 +263,8 @@ def round_weights(model: nn.Module, weights: str) -> nn.Module:
     model = rounded_copy(
         model, lambda m: [lin.weight for lin in [*m.convs, *m.outs, m.post1, m.post2]], weights
     )
-    if weights == "bfloat16":
-        model.round_input = round_bf16
+    if weights in ("bfloat16", "int8"):
+        model.round_input = round_bf16 if weights == "bfloat16" else round_rows_int8
     return model
 
 
@@ -385,4 +385,4 @@ def _cut(w: torch.Tensor, parts: int, weights: str, columns: bool, merge=None):
         s = None if s is None else s.flatten(*merge)
     if weights == "bfloat16":  # blocks for bfloat16 dot products, inputs rounded too
         return pack_dot(q)
-    return pack(q, weights) if s is None else pack_int8(q, s)
+    return pack(q, weights) if s is None else pack_vnni(q, s)
