@@ -19,9 +19,9 @@ all sampling at temperature 1 with the same rule:
 Each fused row also gives its bound: the larger of (a) the bytes of weights each thread
 reads per step over the read bandwidth measured here for a working set of that size, all
 threads reading at once, and (b) each thread's multiply-adds per step at the GEMM rate of
-this machine (torch.mm, 2048 x 2048, the same threads: float32, or bfloat16 for the bfloat16
-rows where the CPU has AVX-512 BF16, whose matmuls are bfloat16 dot products); and the share
-of that bound reached. A table of microseconds per sample by part of the network (the kernel's
+this machine (2048 x 2048, the same threads: float32; bfloat16 for the bfloat16 rows and
+int8 (torch._int_mm) for the int8 rows where the CPU has AVX-512 BF16 and VNNI, whose
+matmuls are dot products in those types); and the share of that bound reached. A table of microseconds per sample by part of the network (the kernel's
 cycle counters, ``FusedWaveNet.profile``) shows where one stream's time goes.
 
 Training: forward + backward + AdamW step on batch 4 windows of receptive_field + 16,000
@@ -60,6 +60,7 @@ from torch.nn import functional as F
 from tunelab.atomic import json_safe, write_json
 from tunelab.models.fused import WEIGHTS
 from tunelab.models.fused_bf16 import HAS_DPBF16
+from tunelab.models.fused_vnni import HAS_VNNI
 from tunelab.models.fused_parts import cycles
 from tunelab.models.wavenet import WaveNet
 from tunelab.models.wavenet_gen import (
@@ -221,18 +222,25 @@ def read_bandwidth(nbytes: int, threads: int) -> float:
 
 
 def gemm_rate(threads: int, dtype: torch.dtype = torch.float32) -> float:
-    """Multiply-adds/s per thread of GEMM in dtype (torch.mm, 2048 x 2048, on ``threads``
-    threads, the best of five): the most arithmetic of that kind this machine does. float32
-    for the kernels' float32 math (whatever the weights' storage); bfloat16 for the bfloat16
-    dot products (``fused_bf16``, where the CPU has them)."""
+    """Multiply-adds/s per thread of GEMM in dtype (2048 x 2048, on ``threads`` threads, the
+    best of five): the most arithmetic of that kind this machine does. float32 (torch.mm)
+    for the kernels' float32 math; bfloat16 (torch.mm) for the bfloat16 dot products
+    (``fused_bf16``) and int8 (torch._int_mm) for the int8 ones (``fused_vnni``), where the
+    CPU has them."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
-    a @ b
+    if dtype == torch.int8:
+        a = torch.randint(-127, 128, (2048, 2048), dtype=dtype)
+        b = torch.randint(-127, 128, (2048, 2048), dtype=dtype)
+        mm = torch._int_mm
+    else:
+        a, b = torch.randn(2048, 2048, dtype=dtype), torch.randn(2048, 2048, dtype=dtype)
+        mm = torch.mm
+    mm(a, b)
     best = float("inf")
     for _ in range(5):
         t0 = time.perf_counter()
-        a @ b
+        mm(a, b)
         best = min(best, time.perf_counter() - t0)
     torch.set_num_threads(before)
     return 2048**3 / best / threads
@@ -246,7 +254,8 @@ def bound(gen: FusedWaveNet, macs_per_sample: int, threads: int) -> tuple[float,
     per_thread = -(-gen.n // blocks)  # streams each thread runs
     nbytes = matrix_bytes(gen) // P
     memory = nbytes / read_bandwidth(nbytes, max(P, blocks))
-    dtype = torch.bfloat16 if gen.weights == "bfloat16" and HAS_DPBF16 else torch.float32
+    dtype = {"bfloat16": torch.bfloat16 if HAS_DPBF16 else torch.float32,
+             "int8": torch.int8 if HAS_VNNI else torch.float32}.get(gen.weights, torch.float32)  # fmt: skip
     arith = macs_per_sample * per_thread / P / gemm_rate(max(P, blocks), dtype)
     return gen.n / max(memory, arith), "memory" if memory > arith else "arithmetic"
 
