@@ -60,8 +60,8 @@ from torch.nn import functional as F
 from tunelab.atomic import json_safe, write_json
 from tunelab.models.fused import WEIGHTS
 from tunelab.models.fused_bf16 import HAS_DPBF16
-from tunelab.models.fused_vnni import HAS_VNNI
 from tunelab.models.fused_parts import cycles
+from tunelab.models.fused_vnni import HAS_VNNI
 from tunelab.models.wavenet import WaveNet
 from tunelab.models.wavenet_gen import (
     PROFILE,
