@@ -118,8 +118,9 @@ def generate(
     precision: Precision = typer.Option(
         Precision.auto,
         help="A WaveNet or SampleRNN generator's number type: float32; bfloat16 (weights and "
-        "matmul inputs rounded, products summed in float32); int8 weights (float32 math). "
-        "auto: the fastest of bfloat16 and int8 whose validation bits/sample stay within 0.01 "
+        "matmul inputs rounded, products summed in float32); int8 (weights per channel and "
+        "matmul inputs per row, products summed in int32). "
+        "auto: the fastest of int8 and bfloat16 whose validation bits/sample stay within 0.01 "
         "of float32's, checked once per checkpoint; the sidecar records the choice.",
         rich_help_panel=AUDIO,
     ),

@@ -1,11 +1,11 @@
 """int8 weights for the fused generators: symmetric per-output-channel quantisation (the
-matmul that reads them is ``fused.matmul_i8``).
+matmuls that read them: ``fused_vnni`` for WaveNet's and SampleRNN's dot products, whose
+inputs are quantised too; ``fused.matmul_i8`` for SampleRNN's GRU, whose are not).
 
 A matrix W[n, k] becomes Q[n, k] int8 and a scale s[n] (float32), W ~ Q * s[:, None] with
-s = max|W[o]| / 127: a quarter of float32's bytes, half of bfloat16's. Only the weights are
-quantised: the kernel converts each int8 to float32 as it loads it and the arithmetic stays
-float32, so activations keep their precision and the result equals float32 math on the
-dequantised matrix (``round_int8``), up to the order of the sums.
+s = max|W[o]| / 127: a quarter of float32's bytes, half of bfloat16's. ``matmul_i8``
+converts each int8 to float32 as it loads it and keeps float32 arithmetic: the result equals
+float32 math on the dequantised matrix (``round_int8``), up to the order of the sums.
 """
 
 from __future__ import annotations

@@ -79,8 +79,8 @@ def _rounded_matrices(model: nn.Module) -> list[torch.Tensor]:
 
 def round_weights(model: nn.Module, weights: str) -> nn.Module:
     """A copy of model holding the values FusedSampleRNN(weights=weights) multiplies by, and
-    for "bfloat16" rounding the inputs of its upsampling and MLP matmuls as the generator
-    does (``fused_bf16``; the GRU's inputs stay float32): the model that generator equals."""
+    for "bfloat16" and "int8" rounding the inputs of its upsampling and MLP matmuls as the
+    generator does (the GRU's inputs stay float32): the model that generator equals."""
     model = rounded_copy(model, _rounded_matrices, weights)
     if weights in ("bfloat16", "int8"):
         model.round_input = round_bf16 if weights == "bfloat16" else round_rows_int8
@@ -88,8 +88,8 @@ def round_weights(model: nn.Module, weights: str) -> nn.Module:
 
 
 def _dot(t: torch.Tensor, weights: str):
-    """An upsampling or MLP matrix packed as weights: "bfloat16" as blocks for dot products
-    (its inputs rounded too), the others as ``pack``."""
+    """An upsampling or MLP matrix packed as weights: "bfloat16" and "int8" as blocks for dot
+    products (their inputs rounded too), float32 as ``pack``."""
     if weights == "int8":
         return pack_vnni(*quantise_int8(t.detach().cpu().float()))
     return pack_dot(t) if weights == "bfloat16" else pack(t, weights)
@@ -203,10 +203,10 @@ class FusedSampleRNN(FusedDriver):
 
     weights="bfloat16" or "int8" stores the GRU, upsampling and MLP matrices rounded to
     bfloat16 or quantised per row; it then equals generate_reference on
-    ``round_weights(model, weights)``. "int8" keeps float32 math; "bfloat16" rounds the
-    upsampling and MLP matmuls' inputs too and runs them as bfloat16 dot products
-    (``fused_bf16``), while the GRU's matmuls keep float32 inputs (torch's GRU, the
-    reference, has no place to round them).
+    ``round_weights(model, weights)``. Both round the upsampling and MLP matmuls' inputs too
+    and run them as dot products (``fused_bf16``, ``fused_vnni``), while the GRU's matmuls
+    keep float32 inputs and arithmetic (torch's GRU, the reference, has no place to round
+    them).
     ``prime(x)`` feeds samples without sampling; ``run(first, uniforms, T)`` samples N more
     per stream and can be called again with first=None to continue. ``prime(p[:, :-1])``
     then ``run(p[:, -1], u, T)`` equals ``generate_reference(model, p[:, -1], u, T, label,

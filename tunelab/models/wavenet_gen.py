@@ -258,8 +258,9 @@ def _lap(prof, part, slot, tick):
 
 def round_weights(model: nn.Module, weights: str) -> nn.Module:
     """A copy of model whose conv, 1x1 and post weights hold the values
-    FusedWaveNet(weights=weights) multiplies by, and for "bfloat16" whose matmul inputs are
-    rounded as the generator rounds them (``fused_bf16``): the model that generator equals."""
+    FusedWaveNet(weights=weights) multiplies by, and for "bfloat16" and "int8" whose matmul
+    inputs are rounded as the generator rounds them (``fused_bf16``, ``fused_vnni``): the
+    model that generator equals."""
     model = rounded_copy(
         model, lambda m: [lin.weight for lin in [*m.convs, *m.outs, m.post1, m.post2]], weights
     )
@@ -274,8 +275,9 @@ class FusedWaveNet(FusedDriver):
     weights: how the matmul weights are stored. "bfloat16" rounds them and the matmuls'
     inputs to bfloat16 and sums their products in float32 (half float32's bytes, and twice
     its multiply-adds per instruction on AVX-512 BF16: ``fused_bf16``); "int8" quantises each
-    output channel (a quarter of the bytes; arithmetic in float32). The generator then
-    equals generate_incremental on ``round_weights(model, weights)``.
+    output channel and the matmuls' inputs per row, products summed in int32 (a quarter of
+    the bytes, 64 multiply-adds per instruction on AVX-512 VNNI: ``fused_vnni``). The
+    generator then equals generate_incremental on ``round_weights(model, weights)``.
 
     threads: how many threads run at once (default: the usable cores). parts: into how many
     slices every matrix is cut, one per thread, so that one stream runs on several cores

@@ -24,11 +24,11 @@ TOLERANCE = 0.01  # bits per sample a rounded copy may lose against float32
 CHECK_SAMPLES = 1 << 16  # validation samples scored per precision (4 s at 16 kHz)
 CHOICES = ("auto", "float32", "bfloat16", "int8")
 # Fastest first, by benchmarks/wavenet_speed.py on the 2-core Zen 4 (docs/benchmarks.md):
-# bfloat16 runs the matmuls as bfloat16 dot products (twice float32's multiply-adds per
-# instruction, half its bytes; ``fused_bf16``); int8 weights are the fewest bytes but are
-# converted to float32 for float32 arithmetic. One order for every --n keeps stream i of a
-# seed the same whatever --n is.
-FASTEST = ("bfloat16", "int8", "float32")
+# int8 (AVX-512 VNNI dot products, a quarter of float32's bytes: one stream's share of the
+# weights stays in its core's L2) led one stream by about 20 % and tied or led blocks of
+# streams; bfloat16 dot products next. One order for every --n keeps stream i of a seed the
+# same whatever --n is.
+FASTEST = ("int8", "bfloat16", "float32")
 CACHE = "precision.json"
 # What a check vouches for changes when a precision's arithmetic does: version 2 (2026-12-07)
 # rounds the matmul inputs of the WaveNet and SampleRNN generators (not SampleRNN's GRU) to
