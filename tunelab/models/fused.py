@@ -217,7 +217,7 @@ def matmul_bf16(X, WP, Z):
 def mm(X, W, Z, scratch=None):
     """Z = X @ W.T inside a kernel: W float32, packed bfloat16 pairs (uint32), an int8 pair
     (Q, scales) (``fused_int8``), bfloat16 blocks for dot products (uint16: X is rounded to
-    bfloat16 too, ``fused_bf16``) or an int8 triple for dot products (X quantised per row too,
+    bfloat16 too, ``fused_bf16``) or an int8 4-tuple for dot products (X quantised too,
     ``fused_vnni``); the rounded X goes to scratch uint32[>= m, >= k/2 + 1] when given (a
     kernel allocates it once rather than once per matmul)."""
 
@@ -225,12 +225,18 @@ def mm(X, W, Z, scratch=None):
 @overload(mm)
 def _mm_impl(X, W, Z, scratch=None):
     no_scratch = scratch is None or isinstance(scratch, (types.NoneType, types.Omitted))
-    if isinstance(W, types.BaseTuple) and len(W) == 3:  # int8 dot products (``fused_vnni``)
+    if isinstance(W, types.BaseTuple) and len(W) == 4:  # int8 dot products (``fused_vnni``)
         if no_scratch:
             return lambda X, W, Z, scratch=None: matmul_vnni(
-                X, W[0], W[1], W[2], Z, np.empty((X.shape[0], W[0].shape[1] + 1), np.uint32)
+                X,
+                W[0],
+                W[1],
+                W[2],
+                W[3][0],
+                Z,
+                np.empty((X.shape[0], W[0].shape[1] + 1), np.uint32),
             )
-        return lambda X, W, Z, scratch=None: matmul_vnni(X, W[0], W[1], W[2], Z, scratch)
+        return lambda X, W, Z, scratch=None: matmul_vnni(X, W[0], W[1], W[2], W[3][0], Z, scratch)
     if isinstance(W, types.BaseTuple):
         return lambda X, W, Z, scratch=None: matmul_i8(X, W[0], W[1], Z)
     if W.dtype == types.uint32:
@@ -250,8 +256,8 @@ def at(W, i):
 
 @overload(at)
 def _at_impl(W, i):
-    if isinstance(W, types.BaseTuple) and len(W) == 3:
-        return lambda W, i: (W[0][i], W[1][i], W[2][i])
+    if isinstance(W, types.BaseTuple) and len(W) == 4:  # the scale is the same for every i
+        return lambda W, i: (W[0][i], W[1][i], W[2][i], W[3])
     if isinstance(W, types.BaseTuple):
         return lambda W, i: (W[0][i], W[1][i])
     return lambda W, i: W[i]

@@ -153,16 +153,17 @@ def _absmax(x):
 
 
 @numba.njit(cache=True)
-def quantise_rows(X, Xb, k4):
+def quantise_rows(X, Xb, k4, fixed):
     """Xb[j, :k4] = row j of X float32[m, k] as int8 + 128 in groups of four bytes (the
     first input in the lowest byte), padded with 128 (0); Xb[j, k4] = the row's scale's
-    bits. Sixteen inputs at a time; the division as the reference divides."""
+    bits: ``fixed`` when > 0 (an input known to lie in [-1, 1]: the same scale however the
+    row is cut across cores), else max |x| / 127. Sixteen inputs at a time; the division as the reference divides."""
     m, k = X.shape
     w = Xb.shape[1]
     Xf, Bf = X.reshape(-1), Xb.reshape(-1)
     for j in range(m):
-        amax = _absmax(X[j])
-        s = amax / np.float32(127) if amax > 0 else np.float32(1)
+        amax = _absmax(X[j]) if fixed == 0 else np.float32(0)
+        s = fixed if fixed > 0 else (amax / np.float32(127) if amax > 0 else np.float32(1))
         base = j * w * 4  # the row's first byte in Xb
         i = 0
         while i + LANES <= k:
@@ -200,14 +201,14 @@ def _store4(a0, a1, a2, a3, corr, sw, o, sx, Zf, r):
 
 
 @numba.njit(cache=True)
-def matmul_vnni(X, W, sw, corr, Z, Xb):
+def matmul_vnni(X, W, sw, corr, fixed, Z, Xb):
     """Z[m, n] = q(X) @ (W * sw).T for W packed by ``pack_vnni`` (Z float32, C-contiguous;
-    Xb uint32[>= m, >= k4 + 1] scratch). Tiles of 4 blocks x 2 streams (the blocks' weights
+    Xb uint32[>= m, >= k4 + 1] scratch; fixed: the inputs' scale, 0 for per row). Tiles of 4 blocks x 2 streams (the blocks' weights
     stay in L1 from one pair to the next); a last odd stream runs 4 blocks alone."""
     m = X.shape[0]
     n = Z.shape[1]
     nb, k4 = W.shape[0], W.shape[1]
-    quantise_rows(X, Xb, k4)
+    quantise_rows(X, Xb, k4, fixed)
     Wf, Zf = W.reshape(-1), Z.reshape(-1)
     blk, step = k4 * 4 * LANES, 4 * LANES  # bytes per block, per group of a block
     full = n // LANES
@@ -261,12 +262,12 @@ def matmul_vnni(X, W, sw, corr, Z, Xb):
 
 
 @numba.njit(cache=True)
-def matmul_vnni_plain(X, W, sw, corr, Z, Xb):
+def matmul_vnni_plain(X, W, sw, corr, fixed, Z, Xb):
     """matmul_vnni without the instruction: the same layout and quantisation in plain loops."""
     m = X.shape[0]
     n = Z.shape[1]
     nb, k4 = W.shape[0], W.shape[1]
-    quantise_rows(X, Xb, k4)
+    quantise_rows(X, Xb, k4, fixed)
     acc = np.empty(LANES, np.int32)
     for j in range(m):
         sx = bits_as_f32(Xb[j, k4])
@@ -286,6 +287,9 @@ def matmul_vnni_plain(X, W, sw, corr, Z, Xb):
 MATMUL = matmul_vnni if HAS_VNNI else matmul_vnni_plain  # what ``fused.mm`` calls
 
 
+GATE_SCALE = 1.0 / 127  # WaveNet's gate output lies in (-1, 1): a fixed scale
+
+
 def round_rows_int8(x: torch.Tensor) -> torch.Tensor:
     """x with each row quantised to int8 (scale max |x| / 127) and back: the inputs the int8
     matmuls multiply by (the reference models' ``round_input``)."""
@@ -294,9 +298,21 @@ def round_rows_int8(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x / s).clamp_(-127, 127) * s
 
 
-def pack_vnni(q: torch.Tensor, s: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def round_input_int8(x: torch.Tensor, site: str) -> torch.Tensor:
+    """A reference model's int8 ``round_input``: "rows" per row, "gate" at GATE_SCALE (the
+    1x1's input, cut by columns across cores), "post" as it is (int8 weights, float math)."""
+    if site == "post":
+        return x
+    if site == "gate":
+        s = torch.tensor(GATE_SCALE, dtype=torch.float32)
+        return torch.round(x / s).clamp_(-127, 127) * s
+    return round_rows_int8(x)
+
+
+def pack_vnni(q: torch.Tensor, s: torch.Tensor, fixed: float = 0.0) -> tuple:
     """int8 values q[..., n, k] (any float dtype) and row scales s[..., n] -> (W int8[...,
-    nb, k4, 16, 4], sw float32[..., nb * 16], corr int32[..., nb * 16]) (module doc)."""
+    nb, k4, 16, 4], sw float32[..., nb * 16], corr int32[..., nb * 16], float32[1]: the
+    inputs' fixed scale, 0 for per row) (module doc)."""
     q = q.detach().cpu().float()
     *lead, n, k = q.shape
     nb, k4 = -(-n // LANES), -(-k // 4)
@@ -307,4 +323,5 @@ def pack_vnni(q: torch.Tensor, s: torch.Tensor) -> tuple[np.ndarray, np.ndarray,
     corr = (128 * p.sum(-1)).to(torch.int32)
     w = p.to(torch.int8).numpy().reshape(*lead, nb, LANES, k4, 4)
     w = np.ascontiguousarray(np.moveaxis(w, -3, -2))
-    return w, np.ascontiguousarray(sw.numpy()), np.ascontiguousarray(corr.numpy())
+    sw, corr = np.ascontiguousarray(sw.numpy()), np.ascontiguousarray(corr.numpy())
+    return w, sw, corr, np.array([fixed], np.float32)

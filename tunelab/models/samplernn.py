@@ -217,7 +217,7 @@ class SampleRNN(nn.Module):
 
     def _in(self, x: torch.Tensor) -> torch.Tensor:
         """x as the upsampling and MLP matmuls read it (``round_input``)."""
-        return x if self.round_input is None else self.round_input(x)
+        return x if self.round_input is None else self.round_input(x, "rows")
 
     # -- generation ------------------------------------------------------------------
     def init_state(

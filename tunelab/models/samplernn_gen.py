@@ -82,8 +82,9 @@ def round_weights(model: nn.Module, weights: str) -> nn.Module:
     for "bfloat16" and "int8" rounding the inputs of its upsampling and MLP matmuls as the
     generator does (the GRU's inputs stay float32): the model that generator equals."""
     model = rounded_copy(model, _rounded_matrices, weights)
-    if weights in ("bfloat16", "int8"):
-        model.round_input = round_bf16 if weights == "bfloat16" else round_rows_int8
+    if weights in ("bfloat16", "int8"):  # every matmul here reads whole rows: per row
+        rnd = round_bf16 if weights == "bfloat16" else round_rows_int8
+        model.round_input = lambda x, site: rnd(x)
     return model
 
 

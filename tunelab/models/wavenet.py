@@ -187,10 +187,10 @@ class WaveNet(nn.Module):
             else:
                 hp = F.pad(h, (0, 0, (K - 1) * d, 0))
                 taps = tuple(hp[:, k * d : k * d + T] for k in range(K - 1)) + (h,)
-            z = conv(self._in(torch.cat(taps, dim=-1)))
+            z = conv(self._in(torch.cat(taps, dim=-1), "rows"))
             if cond is not None:
                 z = z + cond[:, None, i]
-            g = self._in(torch.tanh(z[..., :G]) * torch.sigmoid(z[..., G:]))
+            g = self._in(torch.tanh(z[..., :G]) * torch.sigmoid(z[..., G:]), "gate")
             last = i == len(self.convs) - 1
             if t0 == 0:  # one matmul for [res | skip]
                 o = out(g)
@@ -205,13 +205,14 @@ class WaveNet(nn.Module):
                 h = (h + res) * _RES_SCALE
         return self._post(skip)
 
-    def _in(self, x: torch.Tensor) -> torch.Tensor:
-        """x as a matmul reads it (``round_input``)."""
-        return x if self.round_input is None else self.round_input(x)
+    def _in(self, x: torch.Tensor, site: str) -> torch.Tensor:
+        """x as a matmul reads it (``round_input(x, site)``; site: "rows" for the conv's
+        input, "gate" for the 1x1's, "post" for the head's)."""
+        return x if self.round_input is None else self.round_input(x, site)
 
     def _post(self, skip: torch.Tensor) -> torch.Tensor:
         """The logits from the skip sum: post2(relu(post1(relu(skip))))."""
-        return self.post2(self._in(F.relu(self.post1(self._in(F.relu(skip))))))
+        return self.post2(self._in(F.relu(self.post1(self._in(F.relu(skip), "post"))), "post"))
 
     # -- generation ---------------------------------------------------------------
     def init_state(
@@ -251,10 +252,10 @@ class WaveNet(nn.Module):
             # The input of time pos - (K-1-k)*d sits in slot (pos + k*d) % n_slots.
             taps = [q[:, (pos + k * d) % n_slots] for k in range(K - 1)]
             z = torch.addmm(
-                state.cond[:, i], self._in(torch.cat(taps + [h], dim=1)), conv.weight.t()
+                state.cond[:, i], self._in(torch.cat(taps + [h], dim=1), "rows"), conv.weight.t()
             )
             q[:, pos % n_slots] = h  # overwrites the oldest tap, read above
-            g = self._in(torch.tanh(z[:, :G]) * torch.sigmoid(z[:, G:]))
+            g = self._in(torch.tanh(z[:, :G]) * torch.sigmoid(z[:, G:]), "gate")
             o = out(g)
             s = o[:, R:] if i < last else o
             skip = s if skip is None else skip + s

@@ -31,6 +31,7 @@ from tunelab.models.fused import (
     check_weights,
     mm,
     pack,
+    pack_int8,
     round_bf16,
     rounded_copy,
     sample_logits,
@@ -49,7 +50,7 @@ from tunelab.models.fused_parts import (
     new_sync,
     split,
 )
-from tunelab.models.fused_vnni import pack_vnni, round_rows_int8
+from tunelab.models.fused_vnni import GATE_SCALE, pack_vnni, round_input_int8
 
 # -- the PyTorch references ------------------------------------------------------------------
 
@@ -264,9 +265,15 @@ def round_weights(model: nn.Module, weights: str) -> nn.Module:
     model = rounded_copy(
         model, lambda m: [lin.weight for lin in [*m.convs, *m.outs, m.post1, m.post2]], weights
     )
-    if weights in ("bfloat16", "int8"):
-        model.round_input = round_bf16 if weights == "bfloat16" else round_rows_int8
+    if weights == "bfloat16":
+        model.round_input = _round_bf16_input
+    elif weights == "int8":
+        model.round_input = round_input_int8
     return model
+
+
+def _round_bf16_input(x: torch.Tensor, site: str) -> torch.Tensor:
+    return round_bf16(x)
 
 
 class FusedWaveNet(FusedDriver):
@@ -329,12 +336,12 @@ class FusedWaveNet(FusedDriver):
                 # [P, L, 2Gp, K*R]: a part's gate channels, its tanh rows then its sigmoid rows
                 _cut(conv.unflatten(1, (2, G)), P, weights, columns=False, merge=(2, 3)),
                 pack(split(state.cond.cpu().unflatten(-1, (2, G)), 3, P).flatten(-2)),
-                _cut(out_w, P, weights, columns=True),  # [P, L, R+S, Gp]
+                _cut(out_w, P, weights, columns=True, scale=GATE_SCALE),  # [P, L, R+S, Gp]
                 pack(res_b),
                 pack(skip_b),
-                _cut(model.post1.weight, P, weights, columns=False),  # [P, Sp, S]
+                _cut(model.post1.weight, P, weights, columns=False, scale=None),  # [P, Sp, S]
                 pack(split(bias(model.post1, S), 0, P)),
-                _cut(model.post2.weight, P, weights, columns=True),  # [P, C, Sp]
+                _cut(model.post2.weight, P, weights, columns=True, scale=None),  # [P, C, Sp]
                 pack(bias(model.post2, C)),
                 dil,
                 np.concatenate([[0], np.cumsum(dil * (K - 1))[:-1]]).astype(np.int64),
@@ -370,11 +377,13 @@ class FusedWaveNet(FusedDriver):
         return x[:, -self.queues.shape[1] :]
 
 
-def _cut(w: torch.Tensor, parts: int, weights: str, columns: bool, merge=None):
+def _cut(w: torch.Tensor, parts: int, weights: str, columns: bool, merge=None, scale=0.0):
     """w[..., n, k] cut into parts along its columns (k) or rows (n), packed as weights:
     [parts, ..., n or n / parts, k / parts or k] (zero-padded). merge: two axes of the cut
     to flatten into one afterwards. int8 scales come from whole rows, before the cut, so a
-    cut model equals the uncut one."""
+    cut model equals the uncut one. scale (int8): the inputs' fixed scale for dot products
+    (0: per row, for a matrix cut by rows, whose every part sees whole input rows; a
+    column cut needs a fixed one), or None for int8 weights with float math."""
     q = w.detach().cpu().float()
     s = None
     if weights == "int8":
@@ -387,4 +396,6 @@ def _cut(w: torch.Tensor, parts: int, weights: str, columns: bool, merge=None):
         s = None if s is None else s.flatten(*merge)
     if weights == "bfloat16":  # blocks for bfloat16 dot products, inputs rounded too
         return pack_dot(q)
-    return pack(q, weights) if s is None else pack_vnni(q, s)
+    if s is None:
+        return pack(q, weights)
+    return pack_int8(q, s) if scale is None else pack_vnni(q, s, scale)
