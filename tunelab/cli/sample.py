@@ -119,7 +119,7 @@ def generate(
         Precision.auto,
         help="A WaveNet or SampleRNN generator's number type: float32; bfloat16 (weights and "
         "matmul inputs rounded, products summed in float32); int8 (weights per channel and "
-        "matmul inputs per row, products summed in int32). "
+        "matmul inputs quantised, products summed in int32). "
         "auto: the fastest of int8 and bfloat16 whose validation bits/sample stay within 0.01 "
         "of float32's, checked once per checkpoint; the sidecar records the choice.",
         rich_help_panel=AUDIO,

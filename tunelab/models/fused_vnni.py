@@ -1,6 +1,7 @@
 """int8 dot products for the fused generators: int8 weights (one scale per output channel)
-and the matmuls' inputs quantised to int8 per row (scale max |x| / 127), products summed
-exactly in int32 by AVX-512 VNNI (``vpdpbusd``: 64 multiply-adds an instruction).
+and the matmuls' inputs quantised to int8 (per row, scale max |x| / 127, or a fixed scale
+for an input known to lie in [-1, 1]), products summed exactly in int32 by AVX-512 VNNI
+(``vpdpbusd``: 64 multiply-adds an instruction).
 
 Why: one WaveNet stream split across two cores reads 1.5 MiB of bfloat16 weights per core
 per sample, more than a core's 1 MiB of L2; in int8 they are 0.8 MiB and stay there.
