@@ -215,20 +215,9 @@ def matmul_dot(X, W, Z, Xb):
         if j + 2 <= m:  # a pair left: 2 streams x 4 blocks
             a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _zeros()
             for i in range(k2):
+                x, y, o = Xb[j, i], Xb[j + 1, i], b * blk + i * step
                 a0, a1, a2, a3, c0, c1, c2, c3 = _pair(
-                    a0,
-                    a1,
-                    a2,
-                    a3,
-                    c0,
-                    c1,
-                    c2,
-                    c3,
-                    Xb[j, i],
-                    Xb[j + 1, i],
-                    Wf,
-                    b * blk + i * step,
-                    blk,
+                    a0, a1, a2, a3, c0, c1, c2, c3, x, y, Wf, o, blk
                 )
             _store4(a0, a1, a2, a3, Zf, j * n + b * LANES)
             _store4(c0, c1, c2, c3, Zf, (j + 1) * n + b * LANES)

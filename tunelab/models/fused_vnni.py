@@ -28,12 +28,9 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-from tunelab.models.fused_bf16 import LANES, _pointer, bits_as_f32
+from tunelab.models.fused_bf16 import _IVEC, _VEC, LANES, _f32_bits, _pointer, bits_as_f32
 
 HAS_VNNI = bool(binding.get_host_cpu_features().get("avx512vnni", False))
-
-_IVEC = ir.VectorType(ir.IntType(32), LANES)
-_VEC = ir.VectorType(ir.FloatType(), LANES)
 
 
 class _I32x16(types.Type):
@@ -97,14 +94,6 @@ def _store_scaled(typingctx, acc, corr, sw, o, sx, Z, r):
         return context.get_dummy_value()
 
     return types.none(i32x16, corr, sw, types.intp, types.float32, Z, types.intp), codegen
-
-
-@intrinsic
-def _f32_bits(typingctx, v):
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return types.uint32(types.float32), codegen
 
 
 @intrinsic
@@ -220,20 +209,9 @@ def matmul_vnni(X, W, sw, corr, fixed, Z, Xb):
         while j + 2 <= m:
             a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = _izeros()
             for i in range(k4):
+                x, y, p = Xb[j, i], Xb[j + 1, i], b * blk + i * step
                 a0, a1, a2, a3, c0, c1, c2, c3 = _pair(
-                    a0,
-                    a1,
-                    a2,
-                    a3,
-                    c0,
-                    c1,
-                    c2,
-                    c3,
-                    Xb[j, i],
-                    Xb[j + 1, i],
-                    Wf,
-                    b * blk + i * step,
-                    blk,
+                    a0, a1, a2, a3, c0, c1, c2, c3, x, y, Wf, p, blk
                 )
             _store4(a0, a1, a2, a3, corr, sw, o, bits_as_f32(Xb[j, k4]), Zf, j * n + o)
             _store4(c0, c1, c2, c3, corr, sw, o, bits_as_f32(Xb[j + 1, k4]), Zf, (j + 1) * n + o)
