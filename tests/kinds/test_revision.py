@@ -212,10 +212,11 @@ def test_a_planted_noisy_draft_comes_out_closer_to_the_real_audio(rev_run, rev_d
     assert dist(r.revise(noisy, SR)) < 0.8 * dist(noisy)
 
 
-def test_a_base_run_s_own_drafts_fill_their_share_of_the_rows(rev_data, base_run):
+def test_a_base_run_s_own_drafts_fill_their_share_of_the_rows(rev_data, base_run, tmp_path):
     """With revision.base every other row is a window of the base's own generated clips (not
-    the last, held out for validation), at the data's loudness, marked unpaired; the rest
-    are corruptions of their real windows. The same rows on two processes."""
+    the last, held out for validation), at the data's loudness, marked unpaired, drawn with
+    another seed than generate's default; the rest are corruptions of their real windows.
+    The same rows on two processes."""
     cfg = _cfg(rev_data, "unused", *OWN)
     kind = kind_for(cfg.model, load_datadir(rev_data).meta)
     kind.use_base(str(base_run))
@@ -225,6 +226,14 @@ def test_a_base_run_s_own_drafts_fill_their_share_of_the_rows(rev_data, base_run
     target = 10 ** (kind.meta["loudness_target_db"] / 20)
     assert all(np.sqrt(np.mean(c.astype(np.float64) ** 2)) == pytest.approx(target, rel=0.05)
                for c in pool)  # fmt: skip
+    # Not the clips `tunelab generate` makes with its default seed: those it revises unseen.
+    import soundfile as sf
+
+    from tunelab.generate import generate
+
+    [f] = generate(base_run, n=1, seconds=1, seed=0, out=tmp_path, audit=False, progress=False)
+    first = sf.read(str(f), dtype="float32")[0]
+    assert abs(np.corrcoef(first, pool[0][: len(first)])[0, 1]) < 0.5
     split, t = load_datadir(rev_data).split("train"), cfg.train
     x, y, _ = kind.train_batches(split, t, 0, 0, 1, None)(3)
     assert x.shape == (4, 4096, 3) and x[:, 0, 2].tolist() == [1.0, 0.0, 1.0, 0.0]

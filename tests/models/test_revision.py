@@ -125,3 +125,29 @@ def test_stft_distance_is_zero_for_equal_audio_and_grows_with_noise():
     d0 = stft_distance(x, x, [256, 512])
     d1, d2 = (stft_distance(x + s * noise, x, [256, 512]) for s in (0.001, 0.01))
     assert torch.all(d0 < 1e-6) and torch.all(d1 < d2)
+
+
+def test_the_chroma_profile_tells_pitched_sound_from_noise_whatever_its_key():
+    """A few partials gather on a few pitch classes, broadband noise does not; the profile
+    is sorted, so moving every partial by a semitone leaves it as it was; with a chroma
+    weight the gap between the two sets grows by that weight times their profiles' gap."""
+    from tunelab.models.revision import chroma_profile, spectral_stats_gap
+
+    t = torch.arange(16384) / 16000
+
+    def chord(f0: float) -> torch.Tensor:  # a major triad, three harmonics per note
+        notes = [f0 * 2 ** (s / 12) for s in (0, 4, 7)]
+        return sum(0.1 / h * torch.sin(2 * math.pi * h * f * t) for f in notes for h in (1, 2, 3))
+
+    noise = 0.1 * torch.randn(1, 16384, generator=torch.Generator().manual_seed(6))
+    c, up, n = (
+        chroma_profile(chord(330.0)[None]),
+        chroma_profile(chord(349.2)[None]),
+        chroma_profile(noise),
+    )
+    assert c.shape == (12,) and float(c[0]) == pytest.approx(1.0)
+    assert float(c[3:].mean()) < 0.25 < 0.6 < float(n[3:].mean())
+    torch.testing.assert_close(c, up, atol=0.05, rtol=0)
+    a, b = chord(330.0)[None], noise
+    extra = spectral_stats_gap(a, b, 256, 64, 4.0) - spectral_stats_gap(a, b, 256, 64)
+    assert float(extra) == pytest.approx(4.0 * float((c - n).abs().mean()), rel=1e-4)

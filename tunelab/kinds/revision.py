@@ -19,7 +19,7 @@ leave clean audio alone.
 
 With ``revision.base=RUN`` a share ``own_share`` of the rows are the base run's own drafts:
 windows of ``own_seconds`` of clips it generates at the start of training (``own_drafts``,
-seed 0, brought to the data's loudness), beside an unrelated real window. They have no real
+seed OWN_SEED, brought to the data's loudness), beside an unrelated real window. They have no real
 audio to be rewritten into, so they teach through the discriminators and by their spectral
 statistics as a set (``RevisionGAN.losses``): corruptions teach what to take out, the base's
 drafts what its clips lack against the music. Why both: a real model's drafts of recorded
@@ -51,10 +51,13 @@ from torch.nn import functional as F
 from tunelab.data.audio.encode import from_int16, mu_law_decode, mu_law_encode
 from tunelab.data.dataset import PieceWindows, piece_windows
 from tunelab.kinds.audio_io import AudioKind, label_names_of
-from tunelab.models.revision import GanLosses, spectral_stats_gap, stft_distance
+from tunelab.models.revision import GanLosses, RevisionConfig, spectral_stats_gap, stft_distance
 
 DRAFTS = ("blur", "seams", "noise", "mulaw")  # in the order they are applied
 OWN_CLIP_S = 8.0  # seconds per generated clip of a base run's own drafts
+# The seed of those clips: not `tunelab generate`'s default 0, so that the drafts a user (or
+# benchmarks/revision.py) revises with the default seed are not the ones it trained on.
+OWN_SEED = 0x0D5EED
 N_FFT_STATS = 512  # the STFT of the validation's spectral statistics (own drafts)
 VALID_SEED = 0x5EED  # the validation drafts' RNG (fixed: every validation sees the same)
 NOT_A_GENERATOR = (
@@ -151,6 +154,7 @@ def with_settings(meta: dict, model_cfg) -> dict:
     settings["stft_sizes"] = list(cfg.get("stft_sizes", [256, 512, 1024]))
     settings["own_share"] = float(cfg.get("own_share", 0.5))
     settings["own_seconds"] = float(cfg.get("own_seconds", 64.0))
+    settings["chroma_weight"] = float(cfg.get("chroma_weight", RevisionConfig.chroma_weight))
     if not 0 <= settings["own_share"] < 1 or settings["own_seconds"] <= 0:
         raise ValueError("model.own_share must be in [0, 1) and model.own_seconds positive")
     settings["base"] = (meta.get("revision") or {}).get("base")
@@ -213,7 +217,7 @@ class Kind(AudioKind):
 
     def own_drafts(self, progress: bool = True) -> list[np.ndarray]:
         """The base run's own drafts: ``own_seconds`` of audio in clips of OWN_CLIP_S seconds
-        generated with seed 0 (``tunelab generate``'s sampling and precision), each brought
+        generated with seed OWN_SEED (``tunelab generate``'s sampling and precision), each brought
         to the data's loudness as ``tunelab.revise`` brings a draft; the last clip is kept
         for validation. Generated once per process: a pure function of the base run, so every
         process, and a resumed run, has the same."""
@@ -227,7 +231,7 @@ class Kind(AudioKind):
             n = max(2, round(self.meta["revision"]["own_seconds"] / OWN_CLIP_S))
             with tempfile.TemporaryDirectory() as tmp:
                 files = generate(
-                    self.base, n=n, seconds=OWN_CLIP_S, seed=0, out=tmp, audit=False,
+                    self.base, n=n, seconds=OWN_CLIP_S, seed=OWN_SEED, out=tmp, audit=False,
                     progress=progress,
                 )  # fmt: skip
                 clips = [sf.read(str(f), dtype="float32")[0] for f in files]
@@ -309,7 +313,8 @@ class Kind(AudioKind):
         per = stft_distance(out, y, self.stft_sizes)
         own = (x[:, 0, 2] < 0.5) if x is not None and x.shape[-1] > 2 else None
         if own is not None and own.any():  # own drafts: their spectra as a set against y's
-            gap = spectral_stats_gap(out[own], y, N_FFT_STATS, N_FFT_STATS // 4)
+            w = self.meta["revision"].get("chroma_weight", 0.0)
+            gap = spectral_stats_gap(out[own], y, N_FFT_STATS, N_FFT_STATS // 4, w)
             per = torch.where(own, gap.expand(len(per)), per)
         return per.sum(), torch.tensor(len(per), device=y.device)
 

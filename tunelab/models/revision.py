@@ -63,6 +63,7 @@ class RevisionConfig:
     fm_weight: float = 1.0
     rec_weight: float = 1.0
     stat_weight: float = 1.0  # spectral statistics of revised own drafts (revision.base)
+    chroma_weight: float = 4.0  # within them: the gap of the chroma profile (pitch gathering)
     stft_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])
     drafts: list[str] = field(default_factory=lambda: ["mulaw", "noise", "blur", "seams"])
     clean: float = 0.1  # share of training rows whose draft is the real audio itself
@@ -105,12 +106,44 @@ def band_log_power(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     return (band_matrix(n_fft).to(x.device) @ power + 1e-8).log()
 
 
-def spectral_stats_gap(a: torch.Tensor, b: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+CHROMA_FFT = 2048  # the chroma profile's STFT (the audits' chroma uses the same at 16 kHz)
+CHROMA_SR = 16000  # nominal: the profile is sorted, so a rate that moves every class alike is moot
+
+
+@functools.lru_cache(maxsize=4)
+def chroma_matrix(n_fft: int) -> torch.Tensor:
+    """FloatTensor[12, n_fft // 2 + 1]: librosa's chroma filter bank, STFT bins folded onto 12
+    pitch classes per octave at CHROMA_SR. Cached; callers do not write to it."""
+    import librosa
+
+    fb = librosa.filters.chroma(sr=CHROMA_SR, n_fft=n_fft, tuning=0.0)
+    return torch.from_numpy(fb).float()
+
+
+def chroma_profile(x: torch.Tensor, n_fft: int = CHROMA_FFT) -> torch.Tensor:
+    """How much each frame's energy gathers on a few pitch classes, over a set of audio
+    FloatTensor[B, N]: FloatTensor[12], every frame's chroma (power folded onto 12 classes,
+    divided by its largest, as librosa's chroma) sorted from high to low, the mean over
+    frames. Sorted, it does not care which classes: recorded music reads about 1, 0.52, 0.36,
+    0.27, ... and broadband noise 1, 0.89, 0.81, 0.76, ... (the Wesnoth test audio and a
+    WaveNet's drafts of it)."""
+    w = torch.hann_window(n_fft, device=x.device)
+    power = torch.stft(x.float(), n_fft, n_fft // 4, window=w, return_complex=True).abs().square()
+    c = chroma_matrix(n_fft).to(x.device) @ power  # [B, 12, T]
+    c = c / (c.amax(1, keepdim=True) + 1e-10)
+    return c.sort(dim=1, descending=True).values.mean((0, 2))
+
+
+def spectral_stats_gap(
+    a: torch.Tensor, b: torch.Tensor, n_fft: int, hop: int, chroma_weight: float = 0.0
+) -> torch.Tensor:
     """How far the spectra of set a FloatTensor[A, N] lie from set b's [B, M], a scalar: per
     log-spaced band (``band_log_power``), the mean |difference| of the sets' mean log power,
     of its standard deviation over frames (how much the music moves) and of its mean change
     from one frame to the next (how much it flickers: gains that jump from frame to frame
-    make "musical noise" that real music does not have). Zero for sets of equal statistics."""
+    make "musical noise" that real music does not have); plus ``chroma_weight`` times the
+    mean |difference| of their ``chroma_profile`` (how much a frame's sound gathers on a few
+    pitch classes: the bands are too wide to see it). Zero for sets of equal statistics."""
     la, lb = band_log_power(a, n_fft, hop), band_log_power(b, n_fft, hop)
 
     def stats(lp: torch.Tensor) -> torch.Tensor:  # [3, K]
@@ -118,7 +151,10 @@ def spectral_stats_gap(a: torch.Tensor, b: torch.Tensor, n_fft: int, hop: int) -
         flicker = (lp[..., 1:] - lp[..., :-1]).abs().mean((0, 2))
         return torch.stack([flat.mean(1), flat.std(1), flicker])
 
-    return (stats(la) - stats(lb)).abs().mean(1).sum()
+    gap = (stats(la) - stats(lb)).abs().mean(1).sum()
+    if chroma_weight:
+        gap = gap + chroma_weight * (chroma_profile(a) - chroma_profile(b)).abs().mean()
+    return gap
 
 
 # -- generator ------------------------------------------------------------------------------
@@ -266,6 +302,7 @@ class RevisionGAN(nn.Module):
         self.d = MultiScale(cfg.disc_scales, cfg.disc_channels)
         self.weights = (cfg.adv_weight, cfg.fm_weight, cfg.rec_weight, cfg.stat_weight)
         self.stft_sizes = list(cfg.stft_sizes)
+        self.chroma_weight = cfg.chroma_weight
 
     @classmethod
     def from_config(
@@ -311,7 +348,9 @@ class RevisionGAN(nn.Module):
         rec = stft_distance(revised, real, self.stft_sizes) * paired
         stat = torch.zeros(b, device=draft.device)
         if has_own:
-            gap = spectral_stats_gap(revised[own], real, self.g.n_fft, self.g.hop)
+            gap = spectral_stats_gap(
+                revised[own], real, self.g.n_fft, self.g.hop, self.chroma_weight
+            )
             stat = torch.where(own, gap.expand(b), stat)
         wa, wf, wr, ws = self.weights
         total = d_loss + wa * adv + wf * fm + wr * rec + ws * stat
