@@ -247,6 +247,12 @@ def test_a_base_run_s_own_drafts_fill_their_share_of_the_rows(rev_data, base_run
     assert torch.equal(torch.cat(halves), x)
     valid = kind.valid_batches(load_datadir(rev_data).split("valid"), t, None)
     assert (valid[0][0][:, 0, 2] == 0).any() and kind.draft_loss > 0
+    # The loss scores the paired rows only; the held-out own drafts' gap is a figure beside it.
+    x, y, _ = valid[0]
+    total, count = kind.loss(x[..., 0], y, x)
+    assert int(count) == int((x[:, 0, 2] > 0.5).sum()) < len(x)
+    figures = kind.valid_figures(float(total / count))
+    assert figures["own_gap"] > 0 and "own_gap" not in kind.valid_figures(0.0)
 
 
 def test_a_missing_base_run_is_named(rev_data, tmp_path):
