@@ -17,6 +17,9 @@ from tunelab.cli.prepare import prepare
 from tunelab.cli.revise import revise
 from tunelab.cli.sample import evaluate, generate
 
+# What a family's validation loss is in, where it is not nats per token (docs/models.md).
+LOSS_UNITS = {"frame_rnn": " (the preset's frame loss)", "revision": " (STFT distance)"}
+
 app = typer.Typer(
     cls=Group,  # click's usage errors in the commands' one-line style
     help="Train generative music models on your own MIDI or audio collection, "
@@ -149,8 +152,9 @@ def train(
         _fail(result.message, FAILED)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 reports
         best = f"{result.best_valid:.4f}" if result.best_valid is not None else "n/a"
+        unit = LOSS_UNITS.get(cfg.model.family, " nats/token")
         typer.echo(
-            f"{result.message}. step {result.step}, best valid loss {best} nats/token; "
+            f"{result.message}. step {result.step}, best valid loss {best}{unit}; "
             f"run: {result.run_dir}"
         )
 
