@@ -151,3 +151,7 @@ def test_the_chroma_profile_tells_pitched_sound_from_noise_whatever_its_key():
     a, b = chord(330.0)[None], noise
     extra = spectral_stats_gap(a, b, 256, 64, 4.0) - spectral_stats_gap(a, b, 256, 64)
     assert float(extra) == pytest.approx(4.0 * float((c - n).abs().mean()), rel=1e-4)
+    short = spectral_stats_gap(a[:, :1500], b[:, :1500], 256, 64, 4.0)  # under CHROMA_FFT
+    assert torch.isfinite(short) and float(short) > float(
+        spectral_stats_gap(a[:, :1500], b[:, :1500], 256, 64)
+    )

@@ -152,8 +152,9 @@ def spectral_stats_gap(
         return torch.stack([flat.mean(1), flat.std(1), flicker])
 
     gap = (stats(la) - stats(lb)).abs().mean(1).sum()
-    if chroma_weight:
-        gap = gap + chroma_weight * (chroma_profile(a) - chroma_profile(b)).abs().mean()
+    if chroma_weight:  # rows shorter than CHROMA_FFT (a short train.seq_len): a shorter STFT
+        n = min(CHROMA_FFT, 2 ** int(math.log2(min(a.shape[-1], b.shape[-1]))))
+        gap = gap + chroma_weight * (chroma_profile(a, n) - chroma_profile(b, n)).abs().mean()
     return gap
 
 
