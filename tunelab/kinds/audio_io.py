@@ -88,7 +88,11 @@ def held_out_audio(kind, data_dir) -> tuple[list[np.ndarray] | None, str, tuple 
             return None, f"{dd.path}: no test or valid split", None
         sr = kind.sample_rate
         pieces = spread((np.asarray(p) for p in dd.split(name)), REFERENCE_S, sr)
-        train = spread((np.asarray(p) for p in dd.split("train")), REFERENCE_S, sr)
+        train = (
+            spread((np.asarray(p) for p in dd.split("train")), REFERENCE_S, sr)
+            if kind.quantised
+            else None
+        )
     except (DataDirError, ValueError, OSError) as e:
         return None, str(e), None
     recorded = [from_int16(p) for p in pieces]

@@ -83,15 +83,18 @@ def frechet_to(clips, sr: int, test, train=None) -> float:
     """The Fréchet distance of ``clips`` to ``test`` (lists of float waveforms at ``sr``; the
     references cut to REFERENCE_S seconds here), every feature divided by its spread over
     ``train``'s seconds (``test``'s without it)."""
-    from tunelab.metrics.audio_features import frechet_distance, standardised
-    from tunelab.metrics.audio_features import second_features as feats
+    from tunelab.metrics.audio_features import feature_rows
 
-    def rows(xs):
-        return np.concatenate([feats(x, sr) for x in xs])
+    return _frechet_of_rows(feature_rows(clips, sr), sr, test, train)
 
-    ref = rows(spread(test, REFERENCE_S, sr))
-    scale = rows(spread(train, REFERENCE_S, sr)) if train else ref
-    return frechet_distance(standardised(rows(clips), scale), standardised(ref, scale))
+
+def _frechet_of_rows(rows: np.ndarray, sr: int, test, train=None) -> float:
+    """``frechet_to`` for clips whose feature rows are already at hand."""
+    from tunelab.metrics.audio_features import feature_rows, frechet_distance, standardised
+
+    ref = feature_rows(spread(test, REFERENCE_S, sr), sr)
+    scale = feature_rows(spread(train, REFERENCE_S, sr), sr) if train else ref
+    return frechet_distance(standardised(rows, scale), standardised(ref, scale))
 
 
 def set_figures(clips, sr: int, train=None, test=None, recordings=None) -> dict:
@@ -99,8 +102,7 @@ def set_figures(clips, sr: int, train=None, test=None, recordings=None) -> dict:
     ``train`` and ``test`` (lists of float waveforms, or None where that set is missing; both
     cut to REFERENCE_S seconds here); ``recordings``: (test, train) as recorded, for
     ``frechet_to_test_recordings``."""
-    from tunelab.metrics.audio_features import FEATURES_PER_SECOND, frechet_distance, standardised
-    from tunelab.metrics.audio_features import second_features as feats
+    from tunelab.metrics.audio_features import feature_rows, frechet_distance, standardised
 
     sets = {"samples": list(clips), "test": test, "train": train}
     for k in ("test", "train"):
@@ -110,11 +112,11 @@ def set_figures(clips, sr: int, train=None, test=None, recordings=None) -> dict:
     for k, xs in sets.items():
         if xs is None:
             continue
-        f = [feats(x, sr) for x in xs]
-        rows[k] = np.concatenate(f) if f else np.zeros((0, FEATURES_PER_SECOND))
+        rows[k] = feature_rows(xs, sr)
         per = [per_second(x, sr) for x in xs]
         stats[k] = {m: np.concatenate([np.zeros(0)] + [p[m] for p in per]) for m in MEASURES}
 
+    sample_rows = rows["samples"]  # unscaled: the recordings' reading scales them its way
     scale = rows.get("train", rows.get("test"))
     if scale is not None:
         rows = {k: standardised(v, scale) for k, v in rows.items()}
@@ -128,7 +130,7 @@ def set_figures(clips, sr: int, train=None, test=None, recordings=None) -> dict:
         "frechet_test_to_train": fd("test", "train"),
     }
     if recordings is not None and recordings[0] and sets["samples"]:
-        out["frechet_to_test_recordings"] = frechet_to(sets["samples"], sr, *recordings)
+        out["frechet_to_test_recordings"] = _frechet_of_rows(sample_rows, sr, *recordings)
     out["frechet_distance"] = out["frechet_to_train"]
     for m in MEASURES:
         out[f"{m}_quartiles"] = {k: quartiles(stats[k][m]) if k in stats else None for k in SETS}

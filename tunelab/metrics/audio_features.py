@@ -150,12 +150,16 @@ def audio_features(x, sr: int) -> dict:
     }
 
 
+def feature_rows(xs, sr: int) -> np.ndarray:
+    """The per-second features (``second_features``) of waveforms xs, stacked:
+    float64[seconds, FEATURES_PER_SECOND]."""
+    f = [second_features(x, sr) for x in xs]
+    return np.concatenate(f) if f else np.zeros((0, FEATURES_PER_SECOND))
+
+
 def set_frechet(clips, reference, sr: int) -> float | None:
     """Fréchet distance between the per-second features of ``clips`` and of ``reference``
     (lists of waveforms at ``sr``), standardised by the reference's; None when either set has
     fewer than two seconds."""
-    feats = [second_features(c, sr) for c in clips]
-    ref = [second_features(r, sr) for r in reference]
-    a = np.concatenate(feats) if feats else np.zeros((0, FEATURES_PER_SECOND))
-    b = np.concatenate(ref) if ref else np.zeros((0, FEATURES_PER_SECOND))
+    a, b = feature_rows(clips, sr), feature_rows(reference, sr)
     return frechet_distance(standardised(a, b), standardised(b, b))
