@@ -17,8 +17,7 @@ run does (a mu-law run: through the mu-law round trip); a revised clip is no lon
 audio, so each set is also placed against the test recordings as they are (evaluate's
 ``frechet_to_test_recordings``; before 2026-12-07 this benchmark read the WAV files itself:
 67.3 for the revised Wesnoth clips where evaluate, reading them through mu-law, gives 67.7).
-Each clip
-(draft and revised) is also scored under the base model that drew it, in bits per sample: a
+Each clip (draft and revised) is also scored under the base model that drew it, in bits per sample: a
 reviser that only makes audio the base model finds likely has learnt the base model's habits,
 and one whose clips the base model finds far less likely has moved away from what it drew
 (which is the point where the drafts are far from the music).

@@ -2,8 +2,8 @@
 per sample of a trained run on a whole split, with float32 weights and with the weights each
 of the fused generator's modes multiplies by (``model.rounded(weights)``: the conv, 1x1 and
 post matrices and their inputs rounded to bfloat16, or quantised to int8: the matrices per
-output channel, their inputs per row). ``generate --precision auto`` makes the same comparison on up to 65,536
-validation samples; this scores the whole split.
+output channel, their inputs per row). ``generate --precision auto`` makes the same
+comparison on up to 65,536 validation samples; this scores the whole split.
 
     python benchmarks/wavenet_precision.py RUN_DIR [--split valid]
 

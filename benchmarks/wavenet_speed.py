@@ -21,8 +21,9 @@ reads per step over the read bandwidth measured here for a working set of that s
 threads reading at once, and (b) each thread's multiply-adds per step at the GEMM rate of
 this machine (2048 x 2048, the same threads: float32; bfloat16 for the bfloat16 rows and
 int8 (torch._int_mm) for the int8 rows where the CPU has AVX-512 BF16 and VNNI, whose
-matmuls are dot products in those types); and the share of that bound reached. A table of microseconds per sample by part of the network (the kernel's
-cycle counters, ``FusedWaveNet.profile``) shows where one stream's time goes.
+matmuls are dot products in those types); and the share of that bound reached. A table of
+microseconds per sample by part of the network (the kernel's cycle counters,
+``FusedWaveNet.profile``) shows where one stream's time goes.
 
 Training: forward + backward + AdamW step on batch 4 windows of receptive_field + 16,000
 samples, throughput in scored samples/s (the 16,000 positions that see a full receptive

@@ -147,7 +147,8 @@ def quantise_rows(X, Xb, k4, fixed):
     """Xb[j, :k4] = row j of X float32[m, k] as int8 + 128 in groups of four bytes (the
     first input in the lowest byte), padded with 128 (0); Xb[j, k4] = the row's scale's
     bits: ``fixed`` when > 0 (an input known to lie in [-1, 1]: the same scale however the
-    row is cut across cores), else max |x| / 127. Sixteen inputs at a time; the division as the reference divides."""
+    row is cut across cores), else max |x| / 127. Sixteen inputs at a time; the division as
+    the reference divides."""
     m, k = X.shape
     w = Xb.shape[1]
     Xf, Bf = X.reshape(-1), Xb.reshape(-1)
@@ -193,8 +194,9 @@ def _store4(a0, a1, a2, a3, corr, sw, o, sx, Zf, r):
 @numba.njit(cache=True)
 def matmul_vnni(X, W, sw, corr, fixed, Z, Xb):
     """Z[m, n] = q(X) @ (W * sw).T for W packed by ``pack_vnni`` (Z float32, C-contiguous;
-    Xb uint32[>= m, >= k4 + 1] scratch; fixed: the inputs' scale, 0 for per row). Tiles of 4 blocks x 2 streams (the blocks' weights
-    stay in L1 from one pair to the next); a last odd stream runs 4 blocks alone."""
+    Xb uint32[>= m, >= k4 + 1] scratch; fixed: the inputs' scale, 0 for per row). Tiles of
+    4 blocks x 2 streams (the blocks' weights stay in L1 from one pair to the next); a last
+    odd stream runs 4 blocks alone."""
     m = X.shape[0]
     n = Z.shape[1]
     nb, k4 = W.shape[0], W.shape[1]
@@ -269,12 +271,17 @@ MATMUL = matmul_vnni if HAS_VNNI else matmul_vnni_plain  # what ``fused.mm`` cal
 GATE_SCALE = 1.0 / 127  # WaveNet's gate output lies in (-1, 1): a fixed scale
 
 
+def _at_scale(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """x quantised to int8 at scale s (rounded to even, clamped to +-127) and back, as
+    ``quantise_rows`` quantises."""
+    return torch.round(x / s).clamp_(-127, 127) * s
+
+
 def round_rows_int8(x: torch.Tensor) -> torch.Tensor:
     """x with each row quantised to int8 (scale max |x| / 127) and back: the inputs the int8
     matmuls multiply by (the reference models' ``round_input``)."""
     s = x.abs().amax(dim=-1, keepdim=True) / 127.0
-    s = torch.where(s > 0, s, torch.ones_like(s))
-    return torch.round(x / s).clamp_(-127, 127) * s
+    return _at_scale(x, torch.where(s > 0, s, torch.ones_like(s)))
 
 
 def round_input_int8(x: torch.Tensor, site: str) -> torch.Tensor:
@@ -283,8 +290,7 @@ def round_input_int8(x: torch.Tensor, site: str) -> torch.Tensor:
     if site == "post":
         return x
     if site == "gate":
-        s = torch.tensor(GATE_SCALE, dtype=torch.float32)
-        return torch.round(x / s).clamp_(-127, 127) * s
+        return _at_scale(x, torch.tensor(GATE_SCALE, dtype=torch.float32))
     return round_rows_int8(x)
 
 

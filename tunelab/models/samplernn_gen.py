@@ -77,13 +77,18 @@ def _rounded_matrices(model: nn.Module) -> list[torch.Tensor]:
                    for k in ("ih", "hh")]  # fmt: skip
 
 
+# How the upsampling and MLP matmuls' inputs are rounded, per weights type (every matmul
+# here reads whole rows: int8 scales per row); float32 leaves them as they are.
+ROUND_INPUT = {"bfloat16": round_bf16, "int8": round_rows_int8}
+
+
 def round_weights(model: nn.Module, weights: str) -> nn.Module:
     """A copy of model holding the values FusedSampleRNN(weights=weights) multiplies by, and
     for "bfloat16" and "int8" rounding the inputs of its upsampling and MLP matmuls as the
     generator does (the GRU's inputs stay float32): the model that generator equals."""
     model = rounded_copy(model, _rounded_matrices, weights)
-    if weights in ("bfloat16", "int8"):  # every matmul here reads whole rows: per row
-        rnd = round_bf16 if weights == "bfloat16" else round_rows_int8
+    if weights in ROUND_INPUT:
+        rnd = ROUND_INPUT[weights]
         model.round_input = lambda x, site: rnd(x)
     return model
 
@@ -259,9 +264,8 @@ class FusedSampleRNN(FusedDriver):
             self.hidden = pack(state.hidden).copy()  # [L, n, H_f]
             # the vectors before the first frame (with the bf16 run's rounded upsampling)
             up_w = rnd(model.upsample.weight.detach().cpu().float())
-            src = {"bfloat16": round_bf16, "int8": round_rows_int8}.get(weights, lambda x: x)(
-                state.hidden[-1]
-            )
+            src = state.hidden[-1]
+            src = ROUND_INPUT[weights](src) if weights in ROUND_INPUT else src
             cond = torch.nn.functional.linear(src, up_w, model.upsample.bias.cpu())
             self.cond = pack(cond).copy()  # [n, F*H]
         super().__init__(packed, n, classes=Q, threads=threads)
